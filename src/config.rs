@@ -1,0 +1,184 @@
+//! Engine configuration: the builder, its defaults, and the errors it refuses bad values with.
+
+use std::fmt;
+
+use crate::AtomicMetrics;
+use crate::layout::HdrLayout;
+
+/// Default top of the duration range: 24 hours, in ms.
+pub const DEFAULT_HIGHEST_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Default HDR precision: 3 significant digits (values are kept within 0.1 %).
+pub const DEFAULT_SIGNIFICANT_DIGITS: u8 = 3;
+/// Default cap on the recording state, so that a configuration cannot quietly ask for
+/// gigabytes.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
+/// The most stripes an engine accepts.
+pub const MAX_STRIPES: usize = 1024;
+
+/// A configuration value [`Builder::build`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting lies outside the range it accepts.
+    OutOfRange {
+        /// The builder method's name.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// The recording state this configuration needs exceeds the memory limit.
+    TooMuchMemory {
+        /// Bytes the recording state would take.
+        needed: usize,
+        /// The limit in force ([`Builder::memory_limit_bytes`]).
+        limit: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "{field} = {value} is out of range: accepted {min} to {max}"
+            ),
+            ConfigError::TooMuchMemory { needed, limit } => write!(
+                f,
+                "the recording state would take {needed} bytes, over memory_limit_bytes = \
+                 {limit}: lower stripes, significant_digits or highest_duration_ms, or raise the limit"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub(crate) layout: HdrLayout,
+    pub(crate) stripes: usize,
+}
+
+/// Configures an [`AtomicMetrics`]; made by [`AtomicMetrics::builder`].
+///
+/// Every value is checked by [`build`](Self::build), which names the first one that is wrong:
+///
+/// ```
+/// use taskmeter::AtomicMetrics;
+///
+/// let metrics = AtomicMetrics::builder()
+///     .highest_duration_ms(60 * 60 * 1000) // one hour
+///     .significant_digits(2)
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(metrics.highest_duration_ms(), 3_600_000);
+///
+/// let refused = AtomicMetrics::builder().significant_digits(7).build().unwrap_err();
+/// assert_eq!(refused.to_string(), "significant_digits = 7 is out of range: accepted 1 to 5");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct Builder {
+    highest_duration_ms: u64,
+    significant_digits: u8,
+    stripes: Option<usize>,
+    memory_limit_bytes: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            highest_duration_ms: DEFAULT_HIGHEST_DURATION_MS,
+            significant_digits: DEFAULT_SIGNIFICANT_DIGITS,
+            stripes: None,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+        }
+    }
+}
+
+impl Builder {
+    /// The top of the duration range, in ms (default 24 h). Durations above it are recorded
+    /// as this value and counted as clamped. Accepted: 2 to `i64::MAX` (the range of
+    /// HdrHistogram's interchange formats).
+    pub fn highest_duration_ms(mut self, highest_duration_ms: u64) -> Self {
+        self.highest_duration_ms = highest_duration_ms;
+        self
+    }
+
+    /// HDR precision in significant decimal digits (default 3: within 0.1 %). Accepted: 1 to 5.
+    /// Each more digit multiplies the slots per histogram by about 10.
+    pub fn significant_digits(mut self, significant_digits: u8) -> Self {
+        self.significant_digits = significant_digits;
+        self
+    }
+
+    /// How many independent copies of the recording state threads spread over (default: the
+    /// number of CPUs this process may run on). Threads on different stripes never share a
+    /// cache line; more stripes than recording threads only costs memory and snapshot time.
+    /// Accepted: 1 to 1024.
+    pub fn stripes(mut self, stripes: usize) -> Self {
+        self.stripes = Some(stripes);
+        self
+    }
+
+    /// The most memory the recording state may take (default 1 GiB); see
+    /// [`AtomicMetrics::recording_memory_bytes`].
+    pub fn memory_limit_bytes(mut self, memory_limit_bytes: usize) -> Self {
+        self.memory_limit_bytes = memory_limit_bytes;
+        self
+    }
+
+    /// Checks every setting and allocates the engine; nothing is allocated after this.
+    pub fn build(self) -> Result<AtomicMetrics, ConfigError> {
+        Ok(AtomicMetrics::with_config(self.validate()?))
+    }
+
+    pub(crate) fn validate(&self) -> Result<Config, ConfigError> {
+        check("highest_duration_ms", self.highest_duration_ms, 2, i64::MAX as u64)?;
+        check("significant_digits", u64::from(self.significant_digits), 1, 5)?;
+        let stripes = self.stripes.unwrap_or_else(default_stripes);
+        check("stripes", stripes as u64, 1, MAX_STRIPES as u64)?;
+        let config = Config {
+            layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
+            stripes,
+        };
+        let needed = AtomicMetrics::recording_memory_for(&config);
+        if needed > self.memory_limit_bytes {
+            return Err(ConfigError::TooMuchMemory {
+                needed,
+                limit: self.memory_limit_bytes,
+            });
+        }
+        Ok(config)
+    }
+}
+
+fn check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+fn default_stripes() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(MAX_STRIPES)
+}

@@ -1,0 +1,286 @@
+//! [`AtomicMetrics`]: the lock-free engine behind [`MetricsBackend`].
+//!
+//! Writers go to one of the engine's stripes (see [`crate::stripe`] for the storage and the
+//! phase protocol) and never touch anything else. The reader side (`snapshot`) drains every
+//! stripe under one lock, builds a [`Snapshot`], and publishes it, so `latest()` is a
+//! wait-free load of an `Arc`.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Builder, Config};
+use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::publish::Published;
+use crate::snapshot::{Snapshot, View};
+use crate::stripe::{ERROR_LABELS, Stripe, completion_label, error_label};
+use crate::sync::{Mutex, lock};
+
+/// The lock-free metrics engine.
+///
+/// # Guarantees
+///
+/// - Every `record_*` call is a few atomic read-modify-writes on fixed, preallocated arrays:
+///   no lock, no heap allocation, no system call, no panic, whatever the input, on any thread;
+///   a writer never waits for a reader.
+/// - Any `u64` duration is accepted. One above
+///   [`highest_duration_ms`](Self::highest_duration_ms) goes into the histogram as that value
+///   and is counted in [`View::clamped`]; the sum keeps the true value (exact to 128 bits,
+///   reported saturating at `u64::MAX`).
+/// - Memory is fixed at construction by the configuration
+///   ([`recording_memory_bytes`](Self::recording_memory_bytes)), whatever the number of
+///   threads that ever record; what a thread recorded stays after it exits.
+/// - Snapshots are consistent; see [`Snapshot`].
+///
+/// # Costs
+///
+/// `record_task_started` and `record_runner_error`: one uncontended `fetch_add`.
+/// `record_task_completed`: four (enter the phase, bucket, sum, leave the phase), plus one when
+/// clamped. Threads are spread round-robin over the stripes, so with no more recording threads
+/// than stripes no two share a cache line. [`snapshot`](Self::snapshot) reads every slot of
+/// every stripe: its cost grows with stripes × histogram size, not with the event rate.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use taskmeter::{AtomicMetrics, MetricsHandle, RunnerType, TaskOutcome};
+///
+/// let metrics = Arc::new(AtomicMetrics::new());
+/// let handle: MetricsHandle = metrics.clone();
+/// handle.record_task_started(RunnerType::Wasm);
+/// handle.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 42);
+///
+/// let snapshot = metrics.snapshot();
+/// let view = snapshot.cumulative();
+/// assert_eq!(view.completed(RunnerType::Wasm, TaskOutcome::Success), 1);
+/// assert_eq!(view.duration(RunnerType::Wasm, TaskOutcome::Success).max(), 42);
+/// assert_eq!(snapshot.in_flight(RunnerType::Wasm), 0);
+/// ```
+pub struct AtomicMetrics {
+    config: Config,
+    stripes: Box<[Stripe]>,
+    /// `u64::MAX / stripes + 1`, for Lemire's division-free `ordinal % stripes`.
+    stripe_fastmod: u64,
+    reader: Mutex<ReaderState>,
+    published: Published<Snapshot>,
+}
+
+/// What the reader keeps between two snapshots; its lock also serializes drains.
+struct ReaderState {
+    previous: Arc<Snapshot>,
+    previous_at: Instant,
+}
+
+/// Hands out thread ordinals; only a distribution hint, so it stays a `std` atomic under loom.
+static NEXT_THREAD_ORDINAL: AtomicU32 = AtomicU32::new(0);
+
+std::thread_local! {
+    /// This thread's ordinal plus one; 0 until the thread first records. No destructor, so the
+    /// first access registers nothing and allocates nothing.
+    static THREAD_ORDINAL: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn thread_ordinal() -> u32 {
+    THREAD_ORDINAL
+        .try_with(|ordinal| match ordinal.get() {
+            0 => {
+                // Relaxed: any distinct-ish number will do; nothing is published through it.
+                let fresh = NEXT_THREAD_ORDINAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ordinal.set(u64::from(fresh) + 1);
+                fresh
+            }
+            assigned => (assigned - 1) as u32,
+        })
+        // Only reachable while the thread's TLS is being torn down: any stripe is correct.
+        .unwrap_or(0)
+}
+
+impl AtomicMetrics {
+    /// An engine with the defaults: 1 ms to 24 h, 3 significant digits, one stripe per CPU.
+    pub fn new() -> Self {
+        Builder::default()
+            .build()
+            .expect("the default configuration is valid")
+    }
+
+    /// A builder to choose the range, precision and stripes.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn with_config(config: Config) -> Self {
+        let layout = config.layout;
+        let stripes: Box<[Stripe]> = (0..config.stripes)
+            .map(|_| Stripe::new(layout.len()))
+            .collect();
+        let empty = Arc::new(Snapshot {
+            sequence: 0,
+            taken_at: SystemTime::now(),
+            elapsed: Duration::ZERO,
+            cumulative: View::empty(&layout),
+            interval: View::empty(&layout),
+        });
+        AtomicMetrics {
+            stripe_fastmod: u64::MAX / config.stripes as u64 + 1,
+            stripes,
+            config,
+            reader: Mutex::new(ReaderState {
+                previous: Arc::clone(&empty),
+                previous_at: Instant::now(),
+            }),
+            published: Published::new(empty),
+        }
+    }
+
+    /// The top of the duration range, in ms.
+    pub fn highest_duration_ms(&self) -> u64 {
+        self.config.layout.highest()
+    }
+
+    /// The HDR precision, in significant decimal digits.
+    pub fn significant_digits(&self) -> u8 {
+        self.config.layout.significant_digits()
+    }
+
+    /// The number of stripes threads spread over.
+    pub fn stripes(&self) -> usize {
+        self.config.stripes
+    }
+
+    /// Bytes of recording state: fixed at construction, whatever the number of threads.
+    /// At the defaults that is `stripes × 3.4 MiB` (two phases of twelve 18,432-slot
+    /// histograms per stripe). A published [`Snapshot`] is extra: see
+    /// [`Snapshot::memory_bytes`].
+    pub fn recording_memory_bytes(&self) -> usize {
+        Self::recording_memory_for(&self.config)
+    }
+
+    pub(crate) fn recording_memory_for(config: &Config) -> usize {
+        std::mem::size_of::<Self>() + config.stripes * Stripe::memory_bytes(config.layout.len())
+    }
+
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        // Lemire's fastmod: exact `ordinal % stripes` for 32-bit ordinals, with two multiplies
+        // instead of a division on every call.
+        let low_bits = self
+            .stripe_fastmod
+            .wrapping_mul(u64::from(thread_ordinal()));
+        let index = ((u128::from(low_bits) * self.stripes.len() as u128) >> 64) as usize;
+        &self.stripes[index]
+    }
+
+    /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
+    /// returns it.
+    ///
+    /// Callers on several threads are served one at a time, in the order of their sequence
+    /// numbers; writers are never blocked. The cost is a scan of every histogram slot of
+    /// every stripe plus building the `hdrhistogram` histograms (see the README's figures).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let layout = self.config.layout;
+        let mut reader = lock(&self.reader);
+        let mut interval = View::empty(&layout);
+        for stripe in self.stripes.iter() {
+            stripe.drain(|drained| {
+                interval.sums[drained.label] += drained.sum;
+                interval.clamped[drained.label] += drained.clamped;
+                let histogram = &mut interval.durations[drained.label];
+                for (slot, count) in drained.slots {
+                    histogram
+                        .record_n(layout.value_at(slot), count)
+                        .expect("a slot's value lies within the layout's range");
+                }
+            });
+        }
+        // Read only after every drain: see the stripe module on why in-flight stays >= 0.
+        let previous = Arc::clone(&reader.previous);
+        let mut started = [0_u64; RunnerType::COUNT];
+        for (runner, total) in started.iter_mut().enumerate() {
+            *total = self.stripes.iter().map(|s| s.started(runner)).sum();
+        }
+        let mut errors = [0_u64; ERROR_LABELS];
+        for (label, total) in errors.iter_mut().enumerate() {
+            *total = self.stripes.iter().map(|s| s.errors(label)).sum();
+        }
+        for runner in 0..RunnerType::COUNT {
+            interval.started[runner] = started[runner] - previous.cumulative.started[runner];
+        }
+        for label in 0..ERROR_LABELS {
+            interval.errors[label] = errors[label] - previous.cumulative.errors[label];
+        }
+        let mut cumulative = previous.cumulative.clone();
+        cumulative.add(&interval);
+
+        let now = Instant::now();
+        let snapshot = Arc::new(Snapshot {
+            sequence: previous.sequence + 1,
+            taken_at: SystemTime::now(),
+            elapsed: now.saturating_duration_since(reader.previous_at),
+            cumulative,
+            interval,
+        });
+        // Published while still holding the reader lock, so publication order is sequence
+        // order and `latest()` never goes back in time.
+        self.published.store(Arc::clone(&snapshot));
+        reader.previous = Arc::clone(&snapshot);
+        reader.previous_at = now;
+        snapshot
+    }
+
+    /// The last published snapshot: wait-free, never touches the recording state.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.published.load()
+    }
+}
+
+impl Default for AtomicMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for AtomicMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicMetrics")
+            .field("highest_duration_ms", &self.highest_duration_ms())
+            .field("significant_digits", &self.significant_digits())
+            .field("stripes", &self.stripes())
+            .field("recording_memory_bytes", &self.recording_memory_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsBackend for AtomicMetrics {
+    #[inline]
+    fn record_task_started(&self, runner_type: RunnerType) {
+        self.stripe().record_started(runner_type);
+    }
+
+    #[inline]
+    fn record_task_completed(
+        &self,
+        runner_type: RunnerType,
+        outcome: TaskOutcome,
+        duration_ms: u64,
+    ) {
+        let layout = &self.config.layout;
+        let clamped = duration_ms > layout.highest();
+        let slot = layout.index_of(duration_ms.min(layout.highest()));
+        self.stripe().record_completion(
+            completion_label(runner_type, outcome),
+            slot,
+            duration_ms,
+            clamped,
+        );
+    }
+
+    #[inline]
+    fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
+        self.stripe()
+            .record_error(error_label(runner_type, error_kind));
+    }
+}

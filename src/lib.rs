@@ -1,0 +1,63 @@
+//! # taskmeter
+//!
+//! A lock-free, allocation-free, in-process metrics engine for task runners.
+//!
+//! Runners report every task's start, completion (outcome and duration in ms) and every runner
+//! setup error through [`MetricsBackend`], the contract of `solti-runner` 0.0.2.
+//! [`AtomicMetrics`] serves those calls from fixed arrays of cache-padded atomics, keeps the
+//! durations in HDR-layout histograms, and publishes consistent [`Snapshot`]s for readers.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use taskmeter::{AtomicMetrics, MetricsHandle, RunnerType, TaskOutcome};
+//!
+//! let metrics = Arc::new(AtomicMetrics::new());
+//! let snapshotter = metrics.spawn_snapshotter(Duration::from_secs(1));
+//!
+//! // What a runner holds and calls:
+//! let handle: MetricsHandle = metrics.clone();
+//! handle.record_task_started(RunnerType::Subprocess);
+//! handle.record_task_completed(RunnerType::Subprocess, TaskOutcome::Success, 1_250);
+//!
+//! // What a dashboard reads, without touching the hot path:
+//! snapshotter.stop(); // takes a final snapshot
+//! let snapshot = metrics.latest();
+//! let p99 = snapshot
+//!     .cumulative()
+//!     .duration(RunnerType::Subprocess, TaskOutcome::Success)
+//!     .value_at_quantile(0.99);
+//! assert!(p99.abs_diff(1_250) <= 1);
+//! ```
+//!
+//! The architecture and its guarantees are described in the modules' documentation:
+//! [`AtomicMetrics`] (the engine), the phase protocol next to the storage, and [`Snapshot`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod contract;
+mod engine;
+mod layout;
+mod publish;
+mod snapshot;
+#[cfg(not(loom))]
+mod snapshotter;
+mod stripe;
+mod sync;
+pub mod workload;
+
+pub use config::{
+    Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MEMORY_LIMIT_BYTES,
+    DEFAULT_SIGNIFICANT_DIGITS, MAX_STRIPES,
+};
+pub use contract::{
+    MetricsBackend, MetricsHandle, NoOpMetrics, RunnerErrorKind, RunnerType, TaskOutcome,
+    noop_metrics,
+};
+pub use engine::AtomicMetrics;
+pub use hdrhistogram::Histogram;
+pub use snapshot::{Snapshot, View};
+#[cfg(not(loom))]
+pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter};

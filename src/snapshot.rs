@@ -1,0 +1,207 @@
+//! Snapshots: immutable, consistent views of everything recorded, built by the reader and
+//! published for exporters and dashboards.
+//!
+//! A [`Snapshot`] carries two [`View`]s: `cumulative` (everything since the engine was
+//! created) and `interval` (everything since the previous snapshot). The interval of snapshot
+//! `n` is exactly what the reader drained from the stripes for it; the cumulative view is the
+//! previous cumulative view plus that interval, so the intervals of successive snapshots always
+//! add up to the cumulative view, and a cumulative value never decreases.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+
+use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::layout::HdrLayout;
+use crate::stripe::{COMPLETION_LABELS, ERROR_LABELS, completion_label, error_label};
+
+/// Counts and duration histograms over one span of time; part of a [`Snapshot`].
+///
+/// For every `(runner, outcome)`, `completed` is the number of values in `duration`, and
+/// `duration_sum_ms` is the exact sum of the same completions' true durations.
+#[derive(Clone)]
+pub struct View {
+    pub(crate) started: [u64; RunnerType::COUNT],
+    pub(crate) errors: [u64; ERROR_LABELS],
+    pub(crate) durations: Vec<Histogram<u64>>,
+    pub(crate) sums: [u128; COMPLETION_LABELS],
+    pub(crate) clamped: [u64; COMPLETION_LABELS],
+}
+
+impl View {
+    pub(crate) fn empty(layout: &HdrLayout) -> Self {
+        View {
+            started: [0; RunnerType::COUNT],
+            errors: [0; ERROR_LABELS],
+            durations: (0..COMPLETION_LABELS)
+                .map(|_| layout.empty_histogram())
+                .collect(),
+            sums: [0; COMPLETION_LABELS],
+            clamped: [0; COMPLETION_LABELS],
+        }
+    }
+
+    /// Tasks started on `runner`.
+    pub fn started(&self, runner: RunnerType) -> u64 {
+        self.started[runner.index()]
+    }
+
+    /// Tasks of `runner` completed with `outcome`: always `duration(runner, outcome).len()`.
+    pub fn completed(&self, runner: RunnerType, outcome: TaskOutcome) -> u64 {
+        self.duration(runner, outcome).len()
+    }
+
+    /// Tasks of `runner` completed, whatever the outcome.
+    pub fn completed_all(&self, runner: RunnerType) -> u64 {
+        TaskOutcome::ALL
+            .iter()
+            .map(|&outcome| self.completed(runner, outcome))
+            .sum()
+    }
+
+    /// Runner errors of `kind` on `runner`.
+    pub fn errors(&self, runner: RunnerType, kind: RunnerErrorKind) -> u64 {
+        self.errors[error_label(runner, kind)]
+    }
+
+    /// The durations, in ms, of the completions counted by [`completed`](Self::completed), at
+    /// the engine's HDR precision. Clamped values appear as the top of the range.
+    pub fn duration(&self, runner: RunnerType, outcome: TaskOutcome) -> &Histogram<u64> {
+        &self.durations[completion_label(runner, outcome)]
+    }
+
+    /// The exact sum of the true durations (before clamping), in ms, saturating at
+    /// `u64::MAX`.
+    pub fn duration_sum_ms(&self, runner: RunnerType, outcome: TaskOutcome) -> u64 {
+        let sum = self.sums[completion_label(runner, outcome)];
+        u64::try_from(sum).unwrap_or(u64::MAX)
+    }
+
+    /// How many of those completions had a duration above the configured
+    /// `highest_duration_ms`, and were recorded in the histogram as that value.
+    pub fn clamped(&self, runner: RunnerType, outcome: TaskOutcome) -> u64 {
+        self.clamped[completion_label(runner, outcome)]
+    }
+
+    /// Adds `other` to this view. Both come from one engine, so the layouts agree.
+    pub(crate) fn add(&mut self, other: &View) {
+        for (mine, theirs) in self.started.iter_mut().zip(other.started) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            if !theirs.is_empty() {
+                mine.add(theirs)
+                    .expect("histograms of one engine share a layout");
+            }
+        }
+        for (mine, theirs) in self.sums.iter_mut().zip(other.sums) {
+            *mine = mine.saturating_add(theirs);
+        }
+        for (mine, theirs) in self.clamped.iter_mut().zip(other.clamped) {
+            *mine += theirs;
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .durations
+                .iter()
+                .map(|h| h.distinct_values() * std::mem::size_of::<u64>())
+                .sum::<usize>()
+    }
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let completed: Vec<u64> = self.durations.iter().map(Histogram::len).collect();
+        f.debug_struct("View")
+            .field("started", &self.started)
+            .field("completed", &completed)
+            .field("errors", &self.errors)
+            .field("clamped", &self.clamped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A consistent picture of an engine at one moment: immutable, shared through `Arc`.
+///
+/// Guarantees, for every snapshot, even one taken while writers run:
+/// - per `(runner, outcome)`, the histogram, the completed count, the sum and the clamped count
+///   describe the same set of completions (each completion is in exactly one interval);
+/// - `in_flight(runner)` is never negative, as long as every task's `record_task_started`
+///   happens before its `record_task_completed`;
+/// - cumulative values never decrease from one snapshot to the next, and the interval views of
+///   all snapshots add up to the latest cumulative view.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub(crate) sequence: u64,
+    pub(crate) taken_at: SystemTime,
+    pub(crate) elapsed: Duration,
+    pub(crate) cumulative: View,
+    pub(crate) interval: View,
+}
+
+impl Snapshot {
+    /// 0 for the empty snapshot an engine starts with, then 1, 2, … in publication order.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Wall-clock time the snapshot was taken.
+    pub fn taken_at(&self) -> SystemTime {
+        self.taken_at
+    }
+
+    /// Time since the previous snapshot, by the monotonic clock: never negative, even when the
+    /// wall clock is set back. Zero for sequence 0.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Tasks of `runner` started and not yet completed: cumulative started minus every
+    /// completion of that runner. Negative only if completions were recorded without their
+    /// start.
+    pub fn in_flight(&self, runner: RunnerType) -> i64 {
+        let started = self.cumulative.started(runner);
+        let completed = self.cumulative.completed_all(runner);
+        if started >= completed {
+            i64::try_from(started - completed).unwrap_or(i64::MAX)
+        } else {
+            i64::try_from(completed - started).map_or(i64::MIN, |gap| -gap)
+        }
+    }
+
+    /// Everything recorded since the engine was created, up to this snapshot.
+    pub fn cumulative(&self) -> &View {
+        &self.cumulative
+    }
+
+    /// Everything recorded since the previous snapshot.
+    pub fn interval(&self) -> &View {
+        &self.interval
+    }
+
+    /// Bytes this snapshot holds (both views, histograms included).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() - 2 * std::mem::size_of::<View>()
+            + self.cumulative.memory_bytes()
+            + self.interval.memory_bytes()
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("sequence", &self.sequence)
+            .field("taken_at", &self.taken_at)
+            .field("elapsed", &self.elapsed)
+            .field("cumulative", &self.cumulative)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}

@@ -1,0 +1,255 @@
+//! The hot path: one stripe of recording state, and the phase protocol that lets a reader take
+//! a consistent cut of it while writers keep going.
+//!
+//! # What a stripe holds
+//!
+//! Fixed arrays of atomics indexed by the label enums' `index()`:
+//! - `started[runner]` and `errors[runner][kind]`: plain monotonic counters;
+//! - per phase (two of them) and per `(runner, outcome)`: the exact duration sum (as a 128-bit
+//!   pair of words), the clamped count, and an HDR-layout array of bucket counts. The number of
+//!   completions is the histogram's total, so count and histogram cannot disagree.
+//!
+//! Threads spread over the engine's stripes (see `AtomicMetrics`); several threads may share a
+//! stripe, so every update is an atomic read-modify-write. A stripe with one thread on it is
+//! never contended.
+//!
+//! # The phase protocol (a WriterReaderPhaser per stripe)
+//!
+//! A completion touches several words (bucket, sum, perhaps clamped), and a snapshot must see
+//! all of them or none. The stripe's `phase` word holds the active phase in its top bit and, in
+//! the other 63, how many writers have *entered* it since it became active:
+//!
+//! - writer: `e = phase.fetch_add(1)`; write into the data of phase `p = top bit of e`;
+//!   `exited[p].fetch_add(1)`. Two locked instructions on a line the writer's stripe owns, and
+//!   never a wait.
+//! - reader (one at a time, under the engine's reader lock): `old = phase.swap(other phase, 0
+//!   entered)`, then wait until `exited[old phase] == entered count in old`, then read phase
+//!   `old` and zero it, and reset `exited[old phase]` to 0.
+//!
+//! Why the reader sees exactly the writes that entered the old phase, each one whole: all
+//! `fetch_add`s and the `swap` on `phase` are read-modify-writes of one word, so they are
+//! totally ordered. A writer ordered before the swap read the old phase and is counted in
+//! `entered`; one ordered after it read the new phase and writes elsewhere. There is no
+//! store-then-load race (as in Dekker's algorithm) to fence against. When `exited` reaches
+//! `entered`, every counted writer has finished; each `exited` increment is a release and the
+//! reader's load an acquire (the increments form one release sequence), so all their data
+//! writes happen before the reader's reads. Nobody writes the old phase's data again until the
+//! reader's *next* swap, which is a release: the zeroing (plain relaxed stores) happens before
+//! every writer that enters that phase afterwards, because a writer's `fetch_add` is an acquire.
+//!
+//! Costs and limits: a writer never waits for a reader. A reader waits only for writers that
+//! were already inside the old phase when it swapped (a few instructions each), so a writer
+//! descheduled mid-record delays the snapshot by that much, never forever (the protocol is
+//! lock-free for readers, wait-free for writers). 63 bits of entries per phase cannot overflow
+//! between two snapshots.
+//!
+//! `started` and `errors` need no phase: each is one word, and the reader reads them after
+//! draining, so every start that happened before a completion it drained is seen too (the
+//! acquire above covers it), which keeps `in_flight` from going negative.
+
+use crossbeam_utils::CachePadded;
+
+use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::sync::{AtomicU64, Ordering, Spin};
+
+/// Labels of a completion: one per `(runner, outcome)`.
+pub(crate) const COMPLETION_LABELS: usize = RunnerType::COUNT * TaskOutcome::COUNT;
+/// Labels of an error: one per `(runner, kind)`.
+pub(crate) const ERROR_LABELS: usize = RunnerType::COUNT * RunnerErrorKind::COUNT;
+
+const PHASE_BIT: u64 = 1 << 63;
+const ENTERED_MASK: u64 = PHASE_BIT - 1;
+
+#[inline]
+pub(crate) fn completion_label(runner: RunnerType, outcome: TaskOutcome) -> usize {
+    runner.index() * TaskOutcome::COUNT + outcome.index()
+}
+
+#[inline]
+pub(crate) fn error_label(runner: RunnerType, kind: RunnerErrorKind) -> usize {
+    runner.index() * RunnerErrorKind::COUNT + kind.index()
+}
+
+/// The phaser's words. One cache line: the stripe's writers touch it on every completion.
+struct Phaser {
+    /// Top bit: the active phase. Low 63 bits: writers that entered it.
+    phase: AtomicU64,
+    /// Writers that finished, per phase.
+    exited: [AtomicU64; 2],
+}
+
+/// The exact sum and the clamped count of one `(runner, outcome)` in one phase.
+#[derive(Default)]
+struct CompletionCell {
+    /// The sum modulo 2^64...
+    sum_low: AtomicU64,
+    /// ...and how many times it wrapped: with `sum_low`, an exact 128-bit sum.
+    sum_high: AtomicU64,
+    clamped: AtomicU64,
+}
+
+/// What one phase accumulates between two snapshots.
+struct PhaseData {
+    cells: [CachePadded<CompletionCell>; COMPLETION_LABELS],
+    /// `COMPLETION_LABELS` histograms of `slots_per_histogram` counts each, label-major.
+    slots: Box<[AtomicU64]>,
+}
+
+/// One stripe of recording state.
+pub(crate) struct Stripe {
+    phaser: CachePadded<Phaser>,
+    started: [CachePadded<AtomicU64>; RunnerType::COUNT],
+    errors: [CachePadded<AtomicU64>; ERROR_LABELS],
+    phases: [PhaseData; 2],
+    slots_per_histogram: usize,
+}
+
+/// A drained phase's content for one label, handed to the reader's callback.
+pub(crate) struct DrainedCompletions<'a> {
+    pub(crate) label: usize,
+    pub(crate) sum: u128,
+    pub(crate) clamped: u64,
+    /// `(slot, count)` for every non-zero slot; the counts have been reset to zero.
+    pub(crate) slots: &'a mut dyn Iterator<Item = (usize, u64)>,
+}
+
+fn zeroed<const N: usize>() -> [CachePadded<AtomicU64>; N] {
+    std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0)))
+}
+
+impl PhaseData {
+    fn new(slots_per_histogram: usize) -> Self {
+        PhaseData {
+            cells: std::array::from_fn(|_| CachePadded::new(CompletionCell::default())),
+            slots: (0..COMPLETION_LABELS * slots_per_histogram)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl Stripe {
+    pub(crate) fn new(slots_per_histogram: usize) -> Self {
+        Stripe {
+            phaser: CachePadded::new(Phaser {
+                phase: AtomicU64::new(0),
+                exited: [AtomicU64::new(0), AtomicU64::new(0)],
+            }),
+            started: zeroed(),
+            errors: zeroed(),
+            phases: [
+                PhaseData::new(slots_per_histogram),
+                PhaseData::new(slots_per_histogram),
+            ],
+            slots_per_histogram,
+        }
+    }
+
+    /// Heap and inline bytes of one stripe with `slots_per_histogram` slots per histogram.
+    pub(crate) fn memory_bytes(slots_per_histogram: usize) -> usize {
+        std::mem::size_of::<Stripe>()
+            + 2 * COMPLETION_LABELS * slots_per_histogram * std::mem::size_of::<AtomicU64>()
+    }
+
+    #[inline]
+    pub(crate) fn record_started(&self, runner: RunnerType) {
+        // Relaxed: the reader orders this through the completion that follows it (module docs).
+        self.started[runner.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn record_error(&self, label: usize) {
+        // Relaxed: a lone counter, read whole whenever it is read.
+        self.errors[label].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one completion: `slot` is the bucket of the (clamped) value, `duration_ms` the
+    /// true value for the sum.
+    #[inline]
+    pub(crate) fn record_completion(
+        &self,
+        label: usize,
+        slot: usize,
+        duration_ms: u64,
+        clamped: bool,
+    ) {
+        // Acquire: our writes below must not be seen before we are counted in this phase, and
+        // we must see the reader's zeroing of this phase's data (released by its swap).
+        let entered = self.phaser.phase.fetch_add(1, Ordering::Acquire);
+        let phase = (entered >> 63) as usize;
+        let data = &self.phases[phase];
+        // Relaxed: published to the reader by the release on `exited` below.
+        data.slots[label * self.slots_per_histogram + slot].fetch_add(1, Ordering::Relaxed);
+        let cell = &data.cells[label];
+        let previous = cell.sum_low.fetch_add(duration_ms, Ordering::Relaxed);
+        if previous.checked_add(duration_ms).is_none() {
+            cell.sum_high.fetch_add(1, Ordering::Relaxed);
+        }
+        if clamped {
+            cell.clamped.fetch_add(1, Ordering::Relaxed);
+        }
+        // Release: hands everything above to the reader that waits for this count.
+        self.phaser.exited[phase].fetch_add(1, Ordering::Release);
+    }
+
+    /// Switches the stripe to its other phase, waits for the writers of the old one, and hands
+    /// each label's old-phase content to `visit`, leaving that phase zeroed. Callers serialize
+    /// on the engine's reader lock: two concurrent drains of one stripe would break the protocol.
+    pub(crate) fn drain(&self, mut visit: impl FnMut(DrainedCompletions<'_>)) {
+        // Relaxed: only drains change the phase bit, and they are serialized by the reader lock.
+        let active = self.phaser.phase.load(Ordering::Relaxed) & PHASE_BIT;
+        // AcqRel: release publishes our last zeroing of the phase we now activate to the
+        // writers who enter it; acquire pairs with their entries so far (they are counted).
+        let old = self.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
+        let old_phase = (old >> 63) as usize;
+        let entered = old & ENTERED_MASK;
+        let exited = &self.phaser.exited[old_phase];
+        let spin = Spin::new();
+        // Acquire: synchronizes with every counted writer's release increment.
+        while exited.load(Ordering::Acquire) != entered {
+            spin.wait();
+        }
+
+        let data = &self.phases[old_phase];
+        for (label, cell) in data.cells.iter().enumerate() {
+            // Relaxed loads and stores: no writer touches this phase until our next swap.
+            let sum_low = cell.sum_low.load(Ordering::Relaxed);
+            let sum_high = cell.sum_high.load(Ordering::Relaxed);
+            let clamped = cell.clamped.load(Ordering::Relaxed);
+            cell.sum_low.store(0, Ordering::Relaxed);
+            cell.sum_high.store(0, Ordering::Relaxed);
+            cell.clamped.store(0, Ordering::Relaxed);
+            let start = label * self.slots_per_histogram;
+            let histogram = &data.slots[start..start + self.slots_per_histogram];
+            let mut slots = histogram.iter().enumerate().filter_map(|(slot, count)| {
+                let value = count.load(Ordering::Relaxed);
+                if value == 0 {
+                    return None;
+                }
+                count.store(0, Ordering::Relaxed);
+                Some((slot, value))
+            });
+            visit(DrainedCompletions {
+                label,
+                sum: (u128::from(sum_high) << 64) | u128::from(sum_low),
+                clamped,
+                slots: &mut slots,
+            });
+            // Drain whatever the visitor left, so the phase is zero for its next use.
+            slots.for_each(drop);
+        }
+        // Relaxed: published to the next writers of this phase by our next swap's release.
+        exited.store(0, Ordering::Relaxed);
+    }
+
+    /// Tasks started so far on this stripe, per runner. Call after `drain`.
+    pub(crate) fn started(&self, runner: usize) -> u64 {
+        // Relaxed: ordered after the drain's acquire, which is what in-flight needs.
+        self.started[runner].load(Ordering::Relaxed)
+    }
+
+    /// Errors so far on this stripe, for one `(runner, kind)` label.
+    pub(crate) fn errors(&self, label: usize) -> u64 {
+        self.errors[label].load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,44 @@
+//! The atomics and locks the lock-free protocols use, from `std` normally and from `loom` under
+//! `cfg(loom)`, so the loom models check the protocol code exactly as it is written.
+//!
+//! `crossbeam_utils::CachePadded` is a plain wrapper and works around either kind of atomic.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+/// Locks `mutex`, ignoring poisoning: every structure a taskmeter lock guards is left valid at
+/// every point where a panic could occur, so a panic elsewhere is no reason to stop reading.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits a little while a reader spins for writers to leave a phase.
+///
+/// loom must be told about every spin, or it explores the loop forever.
+pub(crate) struct Spin {
+    #[cfg(not(loom))]
+    backoff: crossbeam_utils::Backoff,
+}
+
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Spin {
+            #[cfg(not(loom))]
+            backoff: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    pub(crate) fn wait(&self) {
+        #[cfg(not(loom))]
+        self.backoff.snooze();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
