@@ -144,8 +144,18 @@ impl Builder {
     }
 
     pub(crate) fn validate(&self) -> Result<Config, ConfigError> {
-        check("highest_duration_ms", self.highest_duration_ms, 2, i64::MAX as u64)?;
-        check("significant_digits", u64::from(self.significant_digits), 1, 5)?;
+        check(
+            "highest_duration_ms",
+            self.highest_duration_ms,
+            2,
+            i64::MAX as u64,
+        )?;
+        check(
+            "significant_digits",
+            u64::from(self.significant_digits),
+            1,
+            5,
+        )?;
         let stripes = self.stripes.unwrap_or_else(default_stripes);
         check("stripes", stripes as u64, 1, MAX_STRIPES as u64)?;
         let config = Config {

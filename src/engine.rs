@@ -15,7 +15,7 @@ use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
-use crate::stripe::{ERROR_LABELS, Stripe, completion_label, error_label};
+use crate::stripe::{Stripe, completion_label, error_label};
 use crate::sync::{Mutex, lock};
 
 /// The lock-free metrics engine.
@@ -99,6 +99,14 @@ fn thread_ordinal() -> u32 {
         .unwrap_or(0)
 }
 
+/// `ordinal % stripes` by Lemire's fastmod (`fastmod = u64::MAX / stripes + 1`, wrapping):
+/// exact for 32-bit ordinals, with two multiplies instead of a division on every call.
+#[inline]
+fn stripe_index(fastmod: u64, ordinal: u32, stripes: usize) -> usize {
+    let low_bits = fastmod.wrapping_mul(u64::from(ordinal));
+    ((u128::from(low_bits) * stripes as u128) >> 64) as usize
+}
+
 impl AtomicMetrics {
     /// An engine with the defaults: 1 ms to 24 h, 3 significant digits, one stripe per CPU.
     pub fn new() -> Self {
@@ -125,7 +133,8 @@ impl AtomicMetrics {
             interval: View::empty(&layout),
         });
         AtomicMetrics {
-            stripe_fastmod: u64::MAX / config.stripes as u64 + 1,
+            // For one stripe this wraps to 0, and every index computes to 0, as it should.
+            stripe_fastmod: (u64::MAX / config.stripes as u64).wrapping_add(1),
             stripes,
             config,
             reader: Mutex::new(ReaderState {
@@ -165,13 +174,7 @@ impl AtomicMetrics {
 
     #[inline]
     fn stripe(&self) -> &Stripe {
-        // Lemire's fastmod: exact `ordinal % stripes` for 32-bit ordinals, with two multiplies
-        // instead of a division on every call.
-        let low_bits = self
-            .stripe_fastmod
-            .wrapping_mul(u64::from(thread_ordinal()));
-        let index = ((u128::from(low_bits) * self.stripes.len() as u128) >> 64) as usize;
-        &self.stripes[index]
+        &self.stripes[stripe_index(self.stripe_fastmod, thread_ordinal(), self.stripes.len())]
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -198,19 +201,14 @@ impl AtomicMetrics {
         }
         // Read only after every drain: see the stripe module on why in-flight stays >= 0.
         let previous = Arc::clone(&reader.previous);
-        let mut started = [0_u64; RunnerType::COUNT];
-        for (runner, total) in started.iter_mut().enumerate() {
-            *total = self.stripes.iter().map(|s| s.started(runner)).sum();
+        // Counters are cumulative on the stripes; the interval is the growth since last time.
+        for (runner, started) in interval.started.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
+            *started = now - previous.cumulative.started[runner];
         }
-        let mut errors = [0_u64; ERROR_LABELS];
-        for (label, total) in errors.iter_mut().enumerate() {
-            *total = self.stripes.iter().map(|s| s.errors(label)).sum();
-        }
-        for runner in 0..RunnerType::COUNT {
-            interval.started[runner] = started[runner] - previous.cumulative.started[runner];
-        }
-        for label in 0..ERROR_LABELS {
-            interval.errors[label] = errors[label] - previous.cumulative.errors[label];
+        for (label, errors) in interval.errors.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
+            *errors = now - previous.cumulative.errors[label];
         }
         let mut cumulative = previous.cumulative.clone();
         cumulative.add(&interval);
@@ -282,5 +280,21 @@ impl MetricsBackend for AtomicMetrics {
     fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
         self.stripe()
             .record_error(error_label(runner_type, error_kind));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fastmod_is_exact_modulo() {
+        for stripes in 1..=70_u64 {
+            let fastmod = (u64::MAX / stripes).wrapping_add(1);
+            for ordinal in (0..2_000_u32).chain(u32::MAX - 2_000..=u32::MAX) {
+                let index = stripe_index(fastmod, ordinal, stripes as usize) as u64;
+                assert_eq!(index, u64::from(ordinal) % stripes, "{ordinal} % {stripes}");
+            }
+        }
     }
 }

@@ -130,7 +130,10 @@ mod tests {
     fn agrees_with(layout: &HdrLayout, reference: &Histogram<u64>, value: u64) {
         assert_eq!(layout.len(), reference.distinct_values());
         let slot = layout.index_of(value);
-        assert!(slot < layout.len(), "slot {slot} of value {value} out of bounds");
+        assert!(
+            slot < layout.len(),
+            "slot {slot} of value {value} out of bounds"
+        );
         assert_eq!(layout.value_at(slot), reference.lowest_equivalent(value));
         if slot + 1 < layout.len() {
             assert_eq!(
@@ -158,11 +161,15 @@ mod tests {
         let mut value = 0_u64;
         while value <= layout.highest() {
             direct.record(value).unwrap();
-            via_slots.record(layout.value_at(layout.index_of(value))).unwrap();
+            via_slots
+                .record(layout.value_at(layout.index_of(value)))
+                .unwrap();
             value = value * 2 + 1;
         }
         direct.record(layout.highest()).unwrap();
-        via_slots.record(layout.value_at(layout.index_of(layout.highest()))).unwrap();
+        via_slots
+            .record(layout.value_at(layout.index_of(layout.highest())))
+            .unwrap();
         assert_eq!(direct, via_slots);
     }
 

@@ -16,7 +16,9 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 /// Locks `mutex`, ignoring poisoning: every structure a taskmeter lock guards is left valid at
 /// every point where a panic could occur, so a panic elsewhere is no reason to stop reading.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Waits a little while a reader spins for writers to leave a phase.

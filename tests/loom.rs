@@ -1,0 +1,157 @@
+//! loom models of the phase protocol: recording against snapshotting, concurrent snapshots,
+//! and publication. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom --target-dir target/loom`.
+//!
+//! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots) and one stripe,
+//! so every writer shares the reader's stripe and every interleaving of the protocol's atomics
+//! is explored, up to loom's preemption bound (`LOOM_MAX_PREEMPTIONS`, 3 in `.ci/run`).
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, Snapshot, TaskOutcome};
+
+const RUNNER: RunnerType = RunnerType::Container;
+const OUTCOME: TaskOutcome = TaskOutcome::Failure;
+const DURATION_MS: u64 = 1;
+/// Clamped to the 2 ms top of the range: exercises the third word of a completion.
+const LONG_DURATION_MS: u64 = 5;
+
+/// Runs `body` under loom. A snapshot scans every slot (12 × 32 loads and stores), each a
+/// branch point for loom, so the branch limit is raised well above its default of 1,000; the
+/// preemption bound still comes from `LOOM_MAX_PREEMPTIONS`.
+fn model(body: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 100_000;
+    builder.check(body);
+}
+
+fn tiny_engine() -> Arc<AtomicMetrics> {
+    Arc::new(
+        AtomicMetrics::builder()
+            .highest_duration_ms(2)
+            .significant_digits(1)
+            .stripes(1)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// One task: start, then complete with `duration`.
+fn task(metrics: &AtomicMetrics, duration: u64) {
+    metrics.record_task_started(RUNNER);
+    metrics.record_task_completed(RUNNER, OUTCOME, duration);
+}
+
+/// The consistency every snapshot owes its readers, whatever the interleaving.
+fn check(snapshot: &Snapshot) {
+    for view in [snapshot.cumulative(), snapshot.interval()] {
+        let completed = view.completed(RUNNER, OUTCOME);
+        let clamped = view.clamped(RUNNER, OUTCOME);
+        // Each completion is either short (1 ms) or long (5 ms, clamped): the sum pins both.
+        assert_eq!(
+            view.duration_sum_ms(RUNNER, OUTCOME),
+            (completed - clamped) * DURATION_MS + clamped * LONG_DURATION_MS
+        );
+        assert_eq!(view.duration(RUNNER, OUTCOME).len(), completed);
+        assert_eq!(view.duration(RUNNER, OUTCOME).count_between(2, 2), clamped);
+    }
+    assert!(snapshot.in_flight(RUNNER) >= 0);
+}
+
+#[test]
+fn a_snapshot_during_recording_sees_whole_completions() {
+    model(|| {
+        let metrics = tiny_engine();
+        let writer = {
+            let metrics = Arc::clone(&metrics);
+            thread::spawn(move || {
+                task(&metrics, DURATION_MS);
+                task(&metrics, LONG_DURATION_MS);
+            })
+        };
+        let during = metrics.snapshot();
+        check(&during);
+        writer.join().unwrap();
+        let after = metrics.snapshot();
+        check(&after);
+        // Conservation: both tasks, exactly once, across the two intervals.
+        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+        assert_eq!(after.cumulative().started(RUNNER), 2);
+        assert_eq!(
+            during.interval().completed(RUNNER, OUTCOME)
+                + after.interval().completed(RUNNER, OUTCOME),
+            2
+        );
+        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
+    });
+}
+
+#[test]
+fn two_writers_and_two_readers() {
+    model(|| {
+        let metrics = tiny_engine();
+        let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
+            .into_iter()
+            .map(|duration| {
+                let metrics = Arc::clone(&metrics);
+                thread::spawn(move || task(&metrics, duration))
+            })
+            .collect();
+        let reader = {
+            let metrics = Arc::clone(&metrics);
+            thread::spawn(move || {
+                let snapshot = metrics.snapshot();
+                check(&snapshot);
+                snapshot
+            })
+        };
+        let mine = metrics.snapshot();
+        check(&mine);
+        let theirs = reader.join().unwrap();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        // The two concurrent readers were serialized: distinct sequence numbers, and the later
+        // one's cumulative view includes the earlier one's.
+        assert_ne!(mine.sequence(), theirs.sequence());
+        let (early, late) = if mine.sequence() < theirs.sequence() {
+            (&mine, &theirs)
+        } else {
+            (&theirs, &mine)
+        };
+        assert!(
+            late.cumulative().completed(RUNNER, OUTCOME)
+                >= early.cumulative().completed(RUNNER, OUTCOME)
+        );
+        let last = metrics.snapshot();
+        check(&last);
+        assert_eq!(last.cumulative().completed(RUNNER, OUTCOME), 2);
+        assert_eq!(
+            early.interval().completed(RUNNER, OUTCOME)
+                + late.interval().completed(RUNNER, OUTCOME)
+                + last.interval().completed(RUNNER, OUTCOME),
+            2
+        );
+    });
+}
+
+#[test]
+fn latest_never_goes_back_and_sees_what_snapshot_returned() {
+    model(|| {
+        let metrics = tiny_engine();
+        let reader = {
+            let metrics = Arc::clone(&metrics);
+            thread::spawn(move || {
+                let first = metrics.latest().sequence();
+                let second = metrics.latest().sequence();
+                assert!(second >= first);
+            })
+        };
+        task(&metrics, DURATION_MS);
+        let taken = metrics.snapshot();
+        assert!(metrics.latest().sequence() >= taken.sequence());
+        assert_eq!(metrics.latest().cumulative().completed(RUNNER, OUTCOME), 1);
+        reader.join().unwrap();
+    });
+}

@@ -1,0 +1,121 @@
+//! The record paths allocate nothing after construction, a thread's first call included.
+//!
+//! A counting global allocator counts every allocation of the process; the test only looks at
+//! the allocations made by one thread while it records, so the harness's own threads do not
+//! disturb it.
+#![cfg(not(loom))]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use taskmeter::workload::{replay, task_mix};
+use taskmeter::{AtomicMetrics, MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome};
+
+struct CountingAllocator;
+
+std::thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    // try_with: the allocator may run while this thread's TLS is being torn down.
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: forwarded unchanged to the system allocator, under the caller's contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        // SAFETY: as for `alloc`; `ptr` came from this allocator, which is `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for `realloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations_on_this_thread() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Runs `record` on a fresh thread (so its very first record call is measured) and returns how
+/// many allocations that thread made while recording.
+fn allocations_of(record: impl FnOnce() + Send) -> u64 {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let before = allocations_on_this_thread();
+                record();
+                allocations_on_this_thread() - before
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The instrument works: a Vec on the measured thread is counted.
+    assert!(allocations_of(|| drop(std::hint::black_box(vec![1_u8; 64]))) >= 1);
+}
+
+#[test]
+fn record_paths_allocate_nothing_from_a_threads_first_call() {
+    let metrics = Arc::new(
+        AtomicMetrics::builder()
+            .highest_duration_ms(10_000)
+            .build()
+            .unwrap(),
+    );
+    let handle: MetricsHandle = metrics.clone();
+    let calls = task_mix(10_000, 3);
+    let allocations = allocations_of(|| {
+        handle.record_task_started(RunnerType::Wasm);
+        handle.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 5);
+        handle.record_runner_error(RunnerType::Wasm, RunnerErrorKind::SpawnFailed);
+        // Every label, and durations at the edges and beyond the range (clamped).
+        for runner in RunnerType::ALL {
+            for outcome in TaskOutcome::ALL {
+                for duration in [0, 1, 9_999, 10_000, 10_001, u64::MAX] {
+                    handle.record_task_started(runner);
+                    handle.record_task_completed(runner, outcome, duration);
+                }
+            }
+            for kind in RunnerErrorKind::ALL {
+                handle.record_runner_error(runner, kind);
+            }
+        }
+        replay(&*handle, &calls);
+    });
+    assert_eq!(allocations, 0);
+    // And the recording was real.
+    let snapshot = metrics.snapshot();
+    assert!(snapshot.cumulative().started(RunnerType::Wasm) > 12);
+}
+
+#[test]
+fn recording_while_snapshots_are_taken_allocates_nothing_on_the_writer() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let snapshotter = metrics.spawn_snapshotter(std::time::Duration::from_millis(1));
+    let calls = task_mix(50_000, 4);
+    let allocations = allocations_of(|| replay(&*metrics, &calls));
+    snapshotter.stop();
+    assert_eq!(allocations, 0);
+}

@@ -1,0 +1,235 @@
+//! Real threads record while snapshots are taken: nothing lost, nothing counted twice, and
+//! every snapshot consistent while it happens.
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use taskmeter::workload::{Totals, replay, task_mix};
+use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, Snapshot, TaskOutcome};
+
+/// Writers record (runner, outcome) with the fixed duration `duration_of(runner, outcome)`, so
+/// a snapshot whose sum is not `count × duration` has cut a completion in half.
+fn duration_of(runner: RunnerType, outcome: TaskOutcome) -> u64 {
+    1 + runner.index() as u64 * 1_000 + outcome.index() as u64 * 37
+}
+
+/// The per-snapshot consistency every reader may rely on.
+fn check_consistent(snapshot: &Snapshot, previous: Option<&Snapshot>) {
+    for runner in RunnerType::ALL {
+        assert!(
+            snapshot.in_flight(runner) >= 0,
+            "negative in-flight in {snapshot:?}"
+        );
+        for outcome in TaskOutcome::ALL {
+            for view in [snapshot.cumulative(), snapshot.interval()] {
+                let completed = view.completed(runner, outcome);
+                let histogram = view.duration(runner, outcome);
+                assert_eq!(histogram.len(), completed);
+                assert_eq!(
+                    view.duration_sum_ms(runner, outcome),
+                    completed * duration_of(runner, outcome),
+                    "sum and count disagree for {runner:?}/{outcome:?}"
+                );
+                if completed > 0 {
+                    assert_eq!(histogram.count_at(duration_of(runner, outcome)), completed);
+                }
+            }
+        }
+        if let Some(previous) = previous {
+            assert!(snapshot.sequence() > previous.sequence());
+            let (now, before) = (snapshot.cumulative(), previous.cumulative());
+            assert!(now.started(runner) >= before.started(runner));
+            for outcome in TaskOutcome::ALL {
+                assert!(now.completed(runner, outcome) >= before.completed(runner, outcome));
+            }
+        }
+    }
+}
+
+/// Each writer starts and completes tasks, cycling through every label, until `writing` is
+/// cleared; returns how many tasks it recorded.
+fn write_tasks(metrics: &AtomicMetrics, writer: usize, writing: &AtomicBool) -> u64 {
+    // Writers stop after 60 s even if the readers died, so a failure cannot hang the suite.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut tasks = 0_usize;
+    while writing.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        for _ in 0..1_000 {
+            let runner = RunnerType::ALL[(tasks + writer) % RunnerType::COUNT];
+            let outcome = TaskOutcome::ALL[(tasks / 3 + writer) % TaskOutcome::COUNT];
+            metrics.record_task_started(runner);
+            metrics.record_task_completed(runner, outcome, duration_of(runner, outcome));
+            tasks += 1;
+        }
+    }
+    tasks as u64
+}
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Writers record while the snapshotter and two more threads take snapshots at once.
+#[test]
+fn concurrent_snapshots_stay_consistent_and_lose_nothing() {
+    const WRITERS: usize = 4;
+    const SNAPSHOTS_PER_READER: usize = 100;
+    let metrics = Arc::new(AtomicMetrics::builder().stripes(2).build().unwrap());
+    let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(1));
+    let writing = AtomicBool::new(true);
+    let mut all_snapshots = Vec::new();
+    let mut total_tasks = 0;
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (metrics, writing) = (&metrics, &writing);
+                scope.spawn(move || write_tasks(metrics, writer, writing))
+            })
+            .collect();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (metrics, writing) = (&metrics, &writing);
+                scope.spawn(move || {
+                    // Stops the writers even when a check below panics.
+                    let _stop_writers = StopOnDrop(writing);
+                    let mut taken = Vec::new();
+                    for _ in 0..SNAPSHOTS_PER_READER {
+                        taken.push(metrics.snapshot());
+                        check_consistent(&metrics.latest(), None);
+                    }
+                    taken
+                })
+            })
+            .collect();
+        for reader in readers {
+            all_snapshots.extend(reader.join().unwrap());
+        }
+        writing.store(false, Ordering::Relaxed);
+        total_tasks = writers.into_iter().map(|w| w.join().unwrap()).sum::<u64>();
+    });
+    snapshotter.stop();
+    let last = metrics.snapshot();
+    all_snapshots.push(last.clone());
+
+    // The snapshots these readers took, in sequence order (the snapshotter's fill the gaps):
+    // each consistent, and cumulative values never decreasing from one to the next.
+    all_snapshots.sort_by_key(|s| s.sequence());
+    for pair in all_snapshots.windows(2) {
+        check_consistent(&pair[1], Some(&pair[0]));
+    }
+    let moving = all_snapshots
+        .iter()
+        .filter(|s| s.interval().completed_all(RunnerType::Subprocess) > 0)
+        .count();
+    assert!(
+        moving > 10,
+        "only {moving} snapshots saw writes: the test tested little"
+    );
+
+    let cumulative = last.cumulative();
+    let started: u64 = RunnerType::ALL.iter().map(|&r| cumulative.started(r)).sum();
+    let completed: u64 = RunnerType::ALL
+        .iter()
+        .map(|&r| cumulative.completed_all(r))
+        .sum();
+    assert_eq!(started, total_tasks);
+    assert_eq!(completed, total_tasks);
+    for runner in RunnerType::ALL {
+        assert_eq!(last.in_flight(runner), 0);
+    }
+}
+
+/// With one reader every snapshot is seen, so the intervals must add up to the cumulative
+/// view and to the calls made, while writers ran during most of them.
+#[test]
+fn intervals_of_every_snapshot_add_up_under_concurrent_writes() {
+    let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+    let calls_per_writer: Vec<_> = (0..3).map(|seed| task_mix(100_000, seed)).collect();
+    let writing = AtomicBool::new(true);
+    let mut snapshots = std::thread::scope(|scope| {
+        let writers: Vec<_> = calls_per_writer
+            .iter()
+            .map(|calls| {
+                let metrics = &metrics;
+                scope.spawn(move || replay(metrics, calls))
+            })
+            .collect();
+        let reader = scope.spawn(|| {
+            let mut taken = Vec::new();
+            while writing.load(Ordering::Relaxed) {
+                taken.push(metrics.snapshot());
+            }
+            taken
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        writing.store(false, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    snapshots.push(metrics.snapshot());
+    let mut expected = Totals::default();
+    for calls in &calls_per_writer {
+        expected.add(calls);
+    }
+    let last = snapshots.last().unwrap();
+    for (number, snapshot) in snapshots.iter().enumerate() {
+        assert_eq!(snapshot.sequence(), number as u64 + 1);
+    }
+    for runner in RunnerType::ALL {
+        let started: u64 = snapshots.iter().map(|s| s.interval().started(runner)).sum();
+        assert_eq!(started, expected.started(runner));
+        assert_eq!(last.cumulative().started(runner), started);
+        for outcome in TaskOutcome::ALL {
+            let completed: u64 = snapshots
+                .iter()
+                .map(|s| s.interval().completed(runner, outcome))
+                .sum();
+            assert_eq!(completed, expected.completed(runner, outcome));
+            assert_eq!(last.cumulative().completed(runner, outcome), completed);
+            let sum: u128 = snapshots
+                .iter()
+                .map(|s| u128::from(s.interval().duration_sum_ms(runner, outcome)))
+                .sum();
+            assert_eq!(sum, expected.duration_sum_ms(runner, outcome));
+        }
+    }
+}
+
+#[test]
+fn short_lived_threads_lose_nothing_and_memory_stays_fixed() {
+    let metrics = AtomicMetrics::builder().stripes(4).build().unwrap();
+    let bytes = metrics.recording_memory_bytes();
+    let mut expected = Totals::default();
+    for round in 0..4_u64 {
+        let batches: Vec<_> = (0..64).map(|t| task_mix(200, round * 64 + t)).collect();
+        std::thread::scope(|scope| {
+            for calls in &batches {
+                let metrics = &metrics;
+                scope.spawn(move || replay(metrics, calls));
+            }
+        });
+        for calls in &batches {
+            expected.add(calls);
+        }
+        let snapshot = metrics.snapshot();
+        for runner in RunnerType::ALL {
+            assert_eq!(
+                snapshot.cumulative().started(runner),
+                expected.started(runner)
+            );
+            for outcome in TaskOutcome::ALL {
+                assert_eq!(
+                    snapshot.cumulative().completed(runner, outcome),
+                    expected.completed(runner, outcome)
+                );
+            }
+        }
+        assert_eq!(metrics.recording_memory_bytes(), bytes);
+    }
+}
