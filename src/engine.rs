@@ -72,6 +72,10 @@ pub struct AtomicMetrics {
 struct ReaderState {
     previous: Arc<Snapshot>,
     previous_at: Instant,
+    /// The snapshot before `previous`, once nobody else holds it: its storage is reused for
+    /// the next snapshot, so a steady snapshotter allocates nothing large. Costs one snapshot
+    /// of memory.
+    spare: Option<Snapshot>,
 }
 
 /// Hands out thread ordinals; only a distribution hint, so it stays a `std` atomic under loom.
@@ -140,6 +144,7 @@ impl AtomicMetrics {
             reader: Mutex::new(ReaderState {
                 previous: Arc::clone(&empty),
                 previous_at: Instant::now(),
+                spare: None,
             }),
             published: Published::new(empty),
         }
@@ -185,8 +190,18 @@ impl AtomicMetrics {
     /// every stripe plus building the `hdrhistogram` histograms (see the README's figures).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let layout = self.config.layout;
-        let mut reader = lock(&self.reader);
-        let mut interval = View::empty(&layout);
+        let mut guard = lock(&self.reader);
+        let reader = &mut *guard;
+        let previous = &reader.previous;
+        let mut next = reader.spare.take().unwrap_or_else(|| Snapshot {
+            sequence: 0,
+            taken_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::ZERO,
+            cumulative: View::empty(&layout),
+            interval: View::empty(&layout),
+        });
+        let interval = &mut next.interval;
+        interval.clear();
         for stripe in self.stripes.iter() {
             stripe.drain(|drained| {
                 interval.sums[drained.label] += drained.sum;
@@ -200,7 +215,6 @@ impl AtomicMetrics {
             });
         }
         // Read only after every drain: see the stripe module on why in-flight stays >= 0.
-        let previous = Arc::clone(&reader.previous);
         // Counters are cumulative on the stripes; the interval is the growth since last time.
         for (runner, started) in interval.started.iter_mut().enumerate() {
             let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
@@ -210,22 +224,21 @@ impl AtomicMetrics {
             let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
             *errors = now - previous.cumulative.errors[label];
         }
-        let mut cumulative = previous.cumulative.clone();
-        cumulative.add(&interval);
+        next.cumulative.copy_from(&previous.cumulative);
+        next.cumulative.add(&next.interval);
 
         let now = Instant::now();
-        let snapshot = Arc::new(Snapshot {
-            sequence: previous.sequence + 1,
-            taken_at: SystemTime::now(),
-            elapsed: now.saturating_duration_since(reader.previous_at),
-            cumulative,
-            interval,
-        });
+        next.sequence = previous.sequence + 1;
+        next.taken_at = SystemTime::now();
+        next.elapsed = now.saturating_duration_since(reader.previous_at);
+        let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.
         self.published.store(Arc::clone(&snapshot));
-        reader.previous = Arc::clone(&snapshot);
         reader.previous_at = now;
+        let retired = std::mem::replace(&mut reader.previous, Arc::clone(&snapshot));
+        // Out of `published` and `reader` now: reuse its storage unless a user still holds it.
+        reader.spare = Arc::try_unwrap(retired).ok();
         snapshot
     }
 

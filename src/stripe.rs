@@ -203,6 +203,11 @@ impl Stripe {
         let old = self.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
         let old_phase = (old >> 63) as usize;
         let entered = old & ENTERED_MASK;
+        if entered == 0 {
+            // No completion in the old phase: its data is still all zero from the last drain,
+            // so an idle stripe costs one swap instead of a scan.
+            return;
+        }
         let exited = &self.phaser.exited[old_phase];
         let spin = Spin::new();
         // Acquire: synchronizes with every counted writer's release increment.
