@@ -153,6 +153,15 @@ fn reader(c: &mut Criterion) {
     let metrics = Arc::new(AtomicMetrics::new());
     replay(&*metrics, &task_mix(TASKS_PER_LIST, 9));
     group.bench_function("snapshot/idle", |b| b.iter(|| metrics.snapshot()));
+    // A snapshot that drains 10,000 tasks of the mix (recorded outside the timing).
+    let ten_thousand = task_mix(10_000, 11);
+    group.bench_function("snapshot/after 10k tasks", |b| {
+        b.iter_batched(
+            || replay(&*metrics, &ten_thousand),
+            |()| metrics.snapshot(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
 
     // Two threads record the mix at full speed while snapshots are taken.
     let recording = Arc::new(AtomicBool::new(true));

@@ -46,6 +46,7 @@ mod snapshot;
 mod snapshotter;
 mod stripe;
 mod sync;
+mod table;
 pub mod workload;
 
 pub use config::{
@@ -61,3 +62,9 @@ pub use hdrhistogram::Histogram;
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
 pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter};
+pub use table::summary_table;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
