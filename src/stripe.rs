@@ -43,6 +43,13 @@
 //! lock-free for readers, wait-free for writers). 63 bits of entries per phase cannot overflow
 //! between two snapshots.
 //!
+//! Why this protocol: Go's `client_golang` histogram gets the same all-or-nothing cut with a
+//! hot/cold pair and a count bumped last, but its reader waits on *every* in-flight
+//! observation of a shared histogram; Java's `LongAdder` stripes counters to stop cache-line
+//! ping-pong but offers no cut across several words. Striping the state (LongAdder) and giving
+//! each stripe its own phaser (HdrHistogram's `WriterReaderPhaser`) keeps writers on their own
+//! cache lines and the reader's wait short; the price is two copies of the histograms.
+//!
 //! `started` and `errors` need no phase: each is one word, and the reader reads them after
 //! draining, so every start that happened before a completion it drained is seen too (the
 //! acquire above covers it), which keeps `in_flight` from going negative.
