@@ -66,6 +66,8 @@ pub struct AtomicMetrics {
     stripe_fastmod: u64,
     reader: Mutex<ReaderState>,
     published: Published<Snapshot>,
+    /// Failed or panicked snapshot sink calls; read into each snapshot.
+    sink_failures: std::sync::atomic::AtomicU64,
 }
 
 /// What the reader keeps between two snapshots; its lock also serializes drains.
@@ -135,8 +137,10 @@ impl AtomicMetrics {
             elapsed: Duration::ZERO,
             cumulative: View::empty(&layout),
             interval: View::empty(&layout),
+            sink_failures: 0,
         });
         AtomicMetrics {
+            sink_failures: std::sync::atomic::AtomicU64::new(0),
             // For one stripe this wraps to 0, and every index computes to 0, as it should.
             stripe_fastmod: (u64::MAX / config.stripes as u64).wrapping_add(1),
             stripes,
@@ -199,6 +203,7 @@ impl AtomicMetrics {
             elapsed: Duration::ZERO,
             cumulative: View::empty(&layout),
             interval: View::empty(&layout),
+            sink_failures: 0,
         });
         let interval = &mut next.interval;
         interval.clear();
@@ -231,6 +236,10 @@ impl AtomicMetrics {
         next.sequence = previous.sequence + 1;
         next.taken_at = SystemTime::now();
         next.elapsed = now.saturating_duration_since(reader.previous_at);
+        // Relaxed: a plain tally; any recent value will do.
+        next.sink_failures = self
+            .sink_failures
+            .load(std::sync::atomic::Ordering::Relaxed);
         let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.
@@ -240,6 +249,13 @@ impl AtomicMetrics {
         // Out of `published` and `reader` now: reuse its storage unless a user still holds it.
         reader.spare = Arc::try_unwrap(retired).ok();
         snapshot
+    }
+
+    /// Counts one failed or panicked sink call; it shows in the next snapshot.
+    #[cfg(not(loom))]
+    pub(crate) fn count_sink_failure(&self) {
+        self.sink_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The last published snapshot: wait-free, never touches the recording state.

@@ -39,8 +39,11 @@
 mod config;
 mod contract;
 mod engine;
+pub mod export;
 mod layout;
 mod publish;
+#[cfg(not(loom))]
+mod sink;
 mod snapshot;
 #[cfg(not(loom))]
 mod snapshotter;
@@ -59,9 +62,11 @@ pub use contract::{
 };
 pub use engine::AtomicMetrics;
 pub use hdrhistogram::Histogram;
+#[cfg(not(loom))]
+pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
-pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter};
+pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder};
 pub use table::summary_table;
 
 /// The README's examples, compiled and run as doctests.

@@ -78,6 +78,11 @@ impl View {
         u64::try_from(sum).unwrap_or(u64::MAX)
     }
 
+    /// The exact sum of the true durations, in ms, without saturation.
+    pub fn duration_sum_ms_exact(&self, runner: RunnerType, outcome: TaskOutcome) -> u128 {
+        self.sums[completion_label(runner, outcome)]
+    }
+
     /// How many of those completions had a duration above the configured
     /// `highest_duration_ms`, and were recorded in the histogram as that value.
     pub fn clamped(&self, runner: RunnerType, outcome: TaskOutcome) -> u64 {
@@ -164,9 +169,16 @@ pub struct Snapshot {
     pub(crate) elapsed: Duration,
     pub(crate) cumulative: View,
     pub(crate) interval: View,
+    pub(crate) sink_failures: u64,
 }
 
 impl Snapshot {
+    /// Snapshot sink calls that returned an error or panicked, up to the previous snapshot's
+    /// sinks (a sink runs after the snapshot it is given is published).
+    pub fn sink_failures(&self) -> u64 {
+        self.sink_failures
+    }
+
     /// 0 for the empty snapshot an engine starts with, then 1, 2, … in publication order.
     pub fn sequence(&self) -> u64 {
         self.sequence
@@ -220,6 +232,7 @@ impl fmt::Debug for Snapshot {
             .field("sequence", &self.sequence)
             .field("taken_at", &self.taken_at)
             .field("elapsed", &self.elapsed)
+            .field("sink_failures", &self.sink_failures)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)
             .finish()

@@ -1,0 +1,207 @@
+//! Exports: every format reads a published [`Snapshot`](crate::Snapshot), never the hot path.
+//!
+//! - [`prometheus`]: Prometheus text format 0.0.4 and OpenMetrics 1.0, configured by
+//!   [`ExportConfig`];
+//! - `json` (feature `json`): a documented, stable JSON schema;
+//! - `interval_log` (feature `hlog`): HdrHistogram interval logs, as a snapshot sink.
+
+use std::fmt;
+
+pub mod prometheus;
+
+#[cfg(feature = "json")]
+pub mod json;
+
+#[cfg(feature = "hlog")]
+pub mod interval_log;
+
+/// Histogram buckets of `solti-prometheus` 0.0.2, in seconds: the default, so that dashboards
+/// built on it keep working.
+pub const SOLTI_BUCKETS_SECONDS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+
+/// Quantiles exported from the HDR data by default.
+pub const DEFAULT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// How the Prometheus and OpenMetrics exports name and shape their families.
+///
+/// Defaults: namespace `solti`, subsystem `runner` (so `solti_runner_tasks_started_total`, as
+/// `solti-prometheus` names it), the solti buckets, and quantiles 0.5, 0.9, 0.99 and 0.999.
+/// Any bucket layout can be chosen here, at export time: the HDR data behind it is the same.
+///
+/// ```
+/// use taskmeter::export::ExportConfig;
+///
+/// let config = ExportConfig::builder()
+///     .namespace("acme")
+///     .buckets_seconds([0.1, 1.0, 10.0])
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.metric_name("tasks_started_total"), "acme_runner_tasks_started_total");
+///
+/// let refused = ExportConfig::builder().buckets_seconds([1.0, 0.5]).build().unwrap_err();
+/// assert!(refused.to_string().contains("increasing"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    namespace: String,
+    subsystem: String,
+    buckets_seconds: Vec<f64>,
+    quantiles: Vec<f64>,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            namespace: "solti".into(),
+            subsystem: "runner".into(),
+            buckets_seconds: SOLTI_BUCKETS_SECONDS.to_vec(),
+            quantiles: DEFAULT_QUANTILES.to_vec(),
+        }
+    }
+}
+
+impl ExportConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ExportConfigBuilder {
+        ExportConfigBuilder {
+            config: ExportConfig::default(),
+        }
+    }
+
+    /// `namespace_subsystem_name`, leaving out empty parts.
+    pub fn metric_name(&self, name: &str) -> String {
+        let mut full = String::new();
+        for part in [self.namespace.as_str(), self.subsystem.as_str(), name] {
+            if part.is_empty() {
+                continue;
+            }
+            if !full.is_empty() {
+                full.push('_');
+            }
+            full.push_str(part);
+        }
+        full
+    }
+
+    /// The histogram buckets' upper bounds, in seconds (`+Inf` is implied).
+    pub fn buckets_seconds(&self) -> &[f64] {
+        &self.buckets_seconds
+    }
+
+    /// The quantiles of the HDR summary family (the maximum is always added as quantile 1).
+    pub fn quantiles(&self) -> &[f64] {
+        &self.quantiles
+    }
+}
+
+/// Builds an [`ExportConfig`]; every value is checked by [`build`](Self::build).
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ExportConfigBuilder {
+    config: ExportConfig,
+}
+
+impl ExportConfigBuilder {
+    /// The metric-name prefix (default `solti`); may be empty.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = namespace.into();
+        self
+    }
+
+    /// The second name part (default `runner`); may be empty.
+    pub fn subsystem(mut self, subsystem: impl Into<String>) -> Self {
+        self.config.subsystem = subsystem.into();
+        self
+    }
+
+    /// Histogram bucket upper bounds in seconds: finite, positive, strictly increasing.
+    pub fn buckets_seconds(mut self, bounds: impl IntoIterator<Item = f64>) -> Self {
+        self.config.buckets_seconds = bounds.into_iter().collect();
+        self
+    }
+
+    /// Summary quantiles: in `[0, 1]`, strictly increasing.
+    pub fn quantiles(mut self, quantiles: impl IntoIterator<Item = f64>) -> Self {
+        self.config.quantiles = quantiles.into_iter().collect();
+        self
+    }
+
+    /// Checks every value.
+    pub fn build(self) -> Result<ExportConfig, ExportConfigError> {
+        let config = self.config;
+        for (field, value) in [
+            ("namespace", &config.namespace),
+            ("subsystem", &config.subsystem),
+        ] {
+            if !is_name_part(value) {
+                return Err(ExportConfigError::new(format!(
+                    "{field} = {value:?} is not a metric name part: use ASCII letters, digits \
+                     and '_', not starting with a digit"
+                )));
+            }
+        }
+        check_increasing("buckets_seconds", &config.buckets_seconds, |b| {
+            b.is_finite() && b > 0.0
+        })?;
+        check_increasing("quantiles", &config.quantiles, |q| (0.0..=1.0).contains(&q))?;
+        Ok(config)
+    }
+}
+
+fn is_name_part(part: &str) -> bool {
+    part.chars().enumerate().all(|(position, c)| {
+        c == '_' || c.is_ascii_alphabetic() || (position > 0 && c.is_ascii_digit())
+    })
+}
+
+fn check_increasing(
+    field: &str,
+    values: &[f64],
+    valid: impl Fn(f64) -> bool,
+) -> Result<(), ExportConfigError> {
+    if let Some(bad) = values.iter().find(|&&v| !valid(v)) {
+        let accepted = if field == "quantiles" {
+            "each in [0, 1]"
+        } else {
+            "each finite and > 0"
+        };
+        return Err(ExportConfigError::new(format!(
+            "{field} contains {bad}: accepted {accepted}"
+        )));
+    }
+    if let Some(pair) = values.windows(2).find(|pair| pair[0] >= pair[1]) {
+        return Err(ExportConfigError::new(format!(
+            "{field} must be strictly increasing: {} comes before {}",
+            pair[0], pair[1]
+        )));
+    }
+    Ok(())
+}
+
+/// An [`ExportConfig`] value that was refused; the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfigError {
+    message: String,
+}
+
+impl ExportConfigError {
+    fn new(message: String) -> Self {
+        ExportConfigError { message }
+    }
+}
+
+impl fmt::Display for ExportConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExportConfigError {}
+
+/// `ms` as exact decimal seconds: `1234` is `1.234`. Integer arithmetic, so sums stay exact
+/// where a float would round.
+pub(crate) fn ms_as_seconds(ms: u128) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}

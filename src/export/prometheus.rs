@@ -1,0 +1,388 @@
+//! Prometheus text format 0.0.4 and OpenMetrics 1.0, from a snapshot's cumulative view.
+//!
+//! The families and labels are those of `solti-prometheus` 0.0.2, so its dashboards keep
+//! working, plus three of taskmeter's own. With the default [`ExportConfig`]:
+//!
+//! | family | type | labels | meaning |
+//! |---|---|---|---|
+//! | `solti_runner_tasks_started_total` | counter | `runner` | tasks started |
+//! | `solti_runner_tasks_completed_total` | counter | `runner`, `outcome` | tasks completed |
+//! | `solti_runner_task_duration_seconds` | histogram | `runner`, `outcome` | task durations; `_sum` is exact |
+//! | `solti_runner_errors_total` | counter | `runner`, `error` | runner setup/teardown errors |
+//! | `solti_runner_tasks_in_flight` | gauge | `runner` | started and not yet completed |
+//! | `solti_runner_task_duration_hdr_seconds` | summary | `runner`, `outcome`, `quantile` | HDR quantiles; quantile `1` is the maximum |
+//! | `solti_runner_task_duration_clamped_total` | counter | `runner`, `outcome` | durations above the configured range |
+//! | `solti_runner_snapshot_sink_failures_total` | counter | | snapshot sinks that failed or panicked |
+//!
+//! Every label combination is written from the first scrape on, with zeros, so dashboards see
+//! every series before the first event.
+//!
+//! Bucket counts come from the HDR histogram: a completion counts in bucket `le` when the lowest
+//! value of its HDR slot is at most `le`. Below `2 × 10^digits` ms (2 s at the default 3 digits)
+//! slots are 1 ms wide and the counts are exact; above, a completion within one slot width
+//! above a bound (0.1 % at 3 digits) may be counted in that bound's bucket.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use super::{ExportConfig, ms_as_seconds};
+use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::snapshot::{Snapshot, View};
+
+/// `Content-Type` of the Prometheus text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// `Content-Type` of OpenMetrics text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Snapshot {
+    /// This snapshot in the Prometheus text format, with the default [`ExportConfig`].
+    ///
+    /// ```
+    /// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType};
+    ///
+    /// let metrics = AtomicMetrics::new();
+    /// metrics.record_task_started(RunnerType::Wasm);
+    /// let text = metrics.snapshot().to_prometheus();
+    /// assert!(text.contains("solti_runner_tasks_started_total{runner=\"wasm\"} 1\n"));
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        self.write_prometheus(&ExportConfig::default(), &mut out);
+        out
+    }
+
+    /// This snapshot in OpenMetrics 1.0 text, with the default [`ExportConfig`].
+    pub fn to_openmetrics(&self) -> String {
+        let mut out = String::new();
+        self.write_openmetrics(&ExportConfig::default(), &mut out);
+        out
+    }
+
+    /// Appends the Prometheus text format to `out`.
+    pub fn write_prometheus(&self, config: &ExportConfig, out: &mut String) {
+        write_families(self, config, Format::Prometheus, out);
+    }
+
+    /// Appends OpenMetrics 1.0 text, `# EOF` included, to `out`.
+    pub fn write_openmetrics(&self, config: &ExportConfig, out: &mut String) {
+        write_families(self, config, Format::OpenMetrics, out);
+        out.push_str("# EOF\n");
+    }
+}
+
+/// Writes one family's `# HELP`, `# TYPE` (and `# UNIT`) lines. `name` is the Prometheus
+/// family name (with `_total` for counters).
+fn family_header(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    kind: &str,
+    help: &str,
+    unit: Option<&str>,
+) {
+    // OpenMetrics names a counter family without its `_total` sample suffix.
+    let family = match (format, kind) {
+        (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    let _ = writeln!(out, "# HELP {family} {}", escape_help(help, format));
+    let _ = writeln!(out, "# TYPE {family} {kind}");
+    if let (Format::OpenMetrics, Some(unit)) = (format, unit) {
+        let _ = writeln!(out, "# UNIT {family} {unit}");
+    }
+}
+
+fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, out: &mut String) {
+    let view = snapshot.cumulative();
+
+    let name = config.metric_name("tasks_started_total");
+    family_header(
+        out,
+        format,
+        &name,
+        "counter",
+        "Total number of tasks started",
+        None,
+    );
+    for runner in RunnerType::ALL {
+        sample(
+            out,
+            &name,
+            &[("runner", runner.as_label())],
+            view.started(runner),
+        );
+    }
+
+    let name = config.metric_name("tasks_completed_total");
+    family_header(
+        out,
+        format,
+        &name,
+        "counter",
+        "Total number of tasks completed",
+        None,
+    );
+    for (runner, outcome) in completion_labels() {
+        let labels = [
+            ("runner", runner.as_label()),
+            ("outcome", outcome.as_label()),
+        ];
+        sample(out, &name, &labels, view.completed(runner, outcome));
+    }
+
+    write_histograms(view, config, format, out);
+
+    let name = config.metric_name("errors_total");
+    family_header(
+        out,
+        format,
+        &name,
+        "counter",
+        "Total runner-level errors",
+        None,
+    );
+    for runner in RunnerType::ALL {
+        for kind in RunnerErrorKind::ALL {
+            let labels = [("runner", runner.as_label()), ("error", kind.as_label())];
+            sample(out, &name, &labels, view.errors(runner, kind));
+        }
+    }
+
+    let name = config.metric_name("tasks_in_flight");
+    let help = "Tasks started and not yet completed";
+    family_header(out, format, &name, "gauge", help, None);
+    for runner in RunnerType::ALL {
+        let labels = [("runner", runner.as_label())];
+        sample(out, &name, &labels, snapshot.in_flight(runner));
+    }
+
+    write_summaries(view, config, format, out);
+
+    let name = config.metric_name("task_duration_clamped_total");
+    let help = "Task durations above the configured range, recorded as its top";
+    family_header(out, format, &name, "counter", help, None);
+    for (runner, outcome) in completion_labels() {
+        let labels = [
+            ("runner", runner.as_label()),
+            ("outcome", outcome.as_label()),
+        ];
+        sample(out, &name, &labels, view.clamped(runner, outcome));
+    }
+
+    let name = config.metric_name("snapshot_sink_failures_total");
+    let help = "Snapshot sink calls that returned an error or panicked";
+    family_header(out, format, &name, "counter", help, None);
+    sample(out, &name, &[], snapshot.sink_failures());
+}
+
+fn write_histograms(view: &View, config: &ExportConfig, format: Format, out: &mut String) {
+    let name = config.metric_name("task_duration_seconds");
+    let help = "Task execution duration in seconds";
+    family_header(out, format, &name, "histogram", help, Some("seconds"));
+    let bounds_ms: Vec<f64> = config.buckets_seconds().iter().map(|b| b * 1e3).collect();
+    let bound_labels: Vec<String> = config
+        .buckets_seconds()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    let mut cumulative_counts = vec![0_u64; bounds_ms.len()];
+    for (runner, outcome) in completion_labels() {
+        let histogram = view.duration(runner, outcome);
+        bucket_counts(histogram, &bounds_ms, &mut cumulative_counts);
+        let (r, o) = (runner.as_label(), outcome.as_label());
+        let bucket = format!("{name}_bucket");
+        for (le, count) in bound_labels.iter().zip(&cumulative_counts) {
+            sample(
+                out,
+                &bucket,
+                &[("runner", r), ("outcome", o), ("le", le)],
+                count,
+            );
+        }
+        let total = histogram.len();
+        sample(
+            out,
+            &bucket,
+            &[("runner", r), ("outcome", o), ("le", "+Inf")],
+            total,
+        );
+        let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
+        sample(
+            out,
+            &format!("{name}_sum"),
+            &[("runner", r), ("outcome", o)],
+            sum,
+        );
+        sample(
+            out,
+            &format!("{name}_count"),
+            &[("runner", r), ("outcome", o)],
+            total,
+        );
+    }
+}
+
+fn write_summaries(view: &View, config: &ExportConfig, format: Format, out: &mut String) {
+    let name = config.metric_name("task_duration_hdr_seconds");
+    let help =
+        "Task execution duration quantiles from the HDR histogram; quantile 1 is the maximum";
+    family_header(out, format, &name, "summary", help, Some("seconds"));
+    let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
+    for (runner, outcome) in completion_labels() {
+        let histogram = view.duration(runner, outcome);
+        let (r, o) = (runner.as_label(), outcome.as_label());
+        let quantiles = config.quantiles().iter().zip(&quantile_labels);
+        for (&quantile, label) in quantiles {
+            let value = quantile_seconds(histogram, |h| h.value_at_quantile(quantile));
+            sample(
+                out,
+                &name,
+                &[("runner", r), ("outcome", o), ("quantile", label)],
+                value,
+            );
+        }
+        if !config.quantiles().contains(&1.0) {
+            let max = quantile_seconds(histogram, Histogram::max);
+            sample(
+                out,
+                &name,
+                &[("runner", r), ("outcome", o), ("quantile", "1")],
+                max,
+            );
+        }
+        let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
+        sample(
+            out,
+            &format!("{name}_sum"),
+            &[("runner", r), ("outcome", o)],
+            sum,
+        );
+        let count = histogram.len();
+        sample(
+            out,
+            &format!("{name}_count"),
+            &[("runner", r), ("outcome", o)],
+            count,
+        );
+    }
+}
+
+/// A quantile of `histogram` in seconds, `NaN` when it is empty (as Prometheus clients do).
+fn quantile_seconds(
+    histogram: &Histogram<u64>,
+    value_ms: impl Fn(&Histogram<u64>) -> u64,
+) -> String {
+    if histogram.is_empty() {
+        "NaN".into()
+    } else {
+        ms_as_seconds(u128::from(value_ms(histogram)))
+    }
+}
+
+/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`,
+/// in one pass over the recorded slots.
+fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut [u64]) {
+    cumulative.fill(0);
+    let mut bound = 0;
+    let mut running = 0_u64;
+    for slot in histogram.iter_recorded() {
+        let lowest = histogram.lowest_equivalent(slot.value_iterated_to()) as f64;
+        while bound < bounds_ms.len() && lowest > bounds_ms[bound] {
+            cumulative[bound] = running;
+            bound += 1;
+        }
+        running += slot.count_at_value();
+    }
+    for count in &mut cumulative[bound..] {
+        *count = running;
+    }
+}
+
+fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
+    RunnerType::ALL.into_iter().flat_map(|runner| {
+        TaskOutcome::ALL
+            .into_iter()
+            .map(move |outcome| (runner, outcome))
+    })
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (position, (label, value)) in labels.iter().enumerate() {
+            if position > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_label_value(value, out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape `\`, `"` and line feeds, in both formats.
+fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// HELP text escapes `\` and line feeds; OpenMetrics also escapes `"`.
+fn escape_help(help: &str, format: Format) -> String {
+    let mut escaped = String::with_capacity(help.len());
+    for c in help.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\n' => escaped.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => escaped.push_str("\\\""),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, "m", &[("a", "x\\y\"z\nw")], 1);
+        assert_eq!(out, "m{a=\"x\\\\y\\\"z\\nw\"} 1\n");
+        assert_eq!(
+            escape_help("a\\b\n\"c\"", Format::Prometheus),
+            "a\\\\b\\n\"c\""
+        );
+        assert_eq!(escape_help("\"c\"", Format::OpenMetrics), "\\\"c\\\"");
+    }
+
+    #[test]
+    fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
+        for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
+            histogram.record(value).unwrap();
+        }
+        let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
+        let mut counts = [0; 5];
+        bucket_counts(&histogram, &bounds, &mut counts);
+        assert_eq!(counts, [2, 4, 5, 6, 6]);
+    }
+}
