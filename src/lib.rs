@@ -42,6 +42,8 @@ mod engine;
 pub mod export;
 mod layout;
 mod publish;
+#[cfg(all(feature = "server", not(loom)))]
+pub mod server;
 #[cfg(not(loom))]
 mod sink;
 mod snapshot;

@@ -1,0 +1,353 @@
+//! The HTTP endpoint: `GET /metrics` (Prometheus text, or OpenMetrics when the `Accept` header
+//! prefers it) and `GET /metrics.json`, served from [`AtomicMetrics::latest`].
+//!
+//! The server runs hyper on a private single-threaded tokio runtime in a thread of its own, so
+//! callers need no async runtime. It trusts no client: request headers are bounded in size
+//! (`max_header_bytes`) and in time (`header_timeout`), every connection in lifetime
+//! (`connection_lifetime`), and connections in number (`max_connections`; one over the limit is
+//! closed at once). Scrapes read only published snapshots, so a scrape never slows recording.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use taskmeter::AtomicMetrics;
+//! use taskmeter::server::{MetricsServer, ServerConfig};
+//!
+//! let metrics = Arc::new(AtomicMetrics::new());
+//! // Port 0 picks a free port; the default is 127.0.0.1:9464.
+//! let config = ServerConfig::default().bind("127.0.0.1:0".parse().unwrap());
+//! let server = MetricsServer::start(Arc::clone(&metrics), config).unwrap();
+//! println!("scrape {}", server.url());
+//! server.stop();
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
+
+use crate::AtomicMetrics;
+use crate::export::ExportConfig;
+use crate::export::prometheus::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+
+/// The default address: loopback only, on the port OpenMetrics exporters commonly use.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Limits and address of a [`MetricsServer`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ServerConfig {
+    addr: SocketAddr,
+    max_connections: usize,
+    max_header_bytes: usize,
+    header_timeout: Duration,
+    connection_lifetime: Duration,
+    export: ExportConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: DEFAULT_ADDR.parse().expect("a valid socket address"),
+            max_connections: 64,
+            max_header_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(5),
+            connection_lifetime: Duration::from_secs(60),
+            export: ExportConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Where to listen (default `127.0.0.1:9464`; port 0 picks a free one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Connections served at once (default 64, at least 1); more are closed on accept.
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// The largest request head accepted (default 8 KiB, 1 KiB to 1 MiB); a larger one gets
+    /// `431` or a closed connection.
+    pub fn max_header_bytes(mut self, max_header_bytes: usize) -> Self {
+        self.max_header_bytes = max_header_bytes;
+        self
+    }
+
+    /// How long a client may take to send a request head (default 5 s, at least 1 ms).
+    pub fn header_timeout(mut self, header_timeout: Duration) -> Self {
+        self.header_timeout = header_timeout;
+        self
+    }
+
+    /// How long one connection may stay open, keep-alive included (default 60 s).
+    pub fn connection_lifetime(mut self, connection_lifetime: Duration) -> Self {
+        self.connection_lifetime = connection_lifetime;
+        self
+    }
+
+    /// Names, buckets and quantiles of the Prometheus and OpenMetrics responses.
+    pub fn export(mut self, export: ExportConfig) -> Self {
+        self.export = export;
+        self
+    }
+
+    fn validate(&self) -> io::Result<()> {
+        let refuse = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        if self.max_connections == 0 {
+            return refuse("max_connections = 0: accepted 1 or more".into());
+        }
+        if !(1024..=1 << 20).contains(&self.max_header_bytes) {
+            return refuse(format!(
+                "max_header_bytes = {} is out of range: accepted 1024 to 1048576",
+                self.max_header_bytes
+            ));
+        }
+        if self.header_timeout < Duration::from_millis(1)
+            || self.connection_lifetime < Duration::from_millis(1)
+        {
+            return refuse("header_timeout and connection_lifetime must be at least 1 ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// A running `/metrics` server; stops when [`stop`](Self::stop) is called or it is dropped.
+pub struct MetricsServer {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Binds `config`'s address now (so a busy port is reported here) and serves from a new
+    /// thread.
+    pub fn start(metrics: Arc<AtomicMetrics>, config: ServerConfig) -> io::Result<Self> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (shutdown, stop_requested) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("taskmeter-server".into())
+            .spawn(move || {
+                runtime.block_on(serve(listener, metrics, Arc::new(config), stop_requested));
+            })?;
+        Ok(MetricsServer {
+            local_addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://ADDR/metrics`.
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.local_addr)
+    }
+
+    /// Stops accepting, closes every connection, and joins the server thread.
+    pub fn stop(mut self) {
+        self.shutdown_and_join();
+    }
+
+    fn shutdown_and_join(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.shutdown_and_join();
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    metrics: Arc<AtomicMetrics>,
+    config: Arc<ServerConfig>,
+    mut stop_requested: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("taskmeter server: cannot listen: {error}");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stop_requested => break,
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    eprintln!("taskmeter server: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream); // over max_connections: closed at once
+            continue;
+        };
+        let (metrics, config) = (Arc::clone(&metrics), Arc::clone(&config));
+        connections.spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            let limits = Arc::clone(&config);
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, &metrics, &config.export);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_header_size(limits.max_header_bytes)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors here are the client's (malformed, too slow, gone): the connection ends.
+            let _ = tokio::time::timeout(limits.connection_lifetime, connection).await;
+        });
+    }
+    connections.shutdown().await;
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    metrics: &AtomicMetrics,
+    export: &ExportConfig,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if path != "/metrics" && path != "/metrics.json" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /metrics.json\n",
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let snapshot = metrics.latest();
+    let (body, content_type) = if path == "/metrics.json" {
+        (snapshot.to_json(), JSON_CONTENT_TYPE)
+    } else if prefers_openmetrics(request.headers().get(ACCEPT)) {
+        let mut body = String::new();
+        snapshot.write_openmetrics(export, &mut body);
+        (body, OPENMETRICS_CONTENT_TYPE)
+    } else {
+        let mut body = String::new();
+        snapshot.write_prometheus(export, &mut body);
+        (body, PROMETHEUS_CONTENT_TYPE)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether an `Accept` header ranks `application/openmetrics-text` above `text/plain` (by
+/// q-value; the first listed wins a tie), as Prometheus's own scrape header does.
+fn prefers_openmetrics(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let mut openmetrics: Option<f32> = None;
+    let mut text: Option<f32> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|parameter| parameter.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = match media_type.as_str() {
+            "application/openmetrics-text" => &mut openmetrics,
+            "text/plain" => &mut text,
+            _ => continue,
+        };
+        // Several versions of one type: keep the best quality offered.
+        *slot = Some(slot.map_or(quality, |best: f32| best.max(quality)));
+    }
+    match (openmetrics, text) {
+        (Some(om), Some(text)) => om > 0.0 && om >= text,
+        (Some(om), None) => om > 0.0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefers(accept: &str) -> bool {
+        prefers_openmetrics(Some(&HeaderValue::from_str(accept).unwrap()))
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let prometheus_scrape = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(prefers(prometheus_scrape));
+        assert!(prefers("application/openmetrics-text"));
+        assert!(!prefers("text/plain;version=0.0.4"));
+        assert!(!prefers("text/plain, application/openmetrics-text;q=0.5"));
+        assert!(!prefers("application/openmetrics-text;q=0"));
+        assert!(!prefers("*/*"));
+        assert!(!prefers_openmetrics(None));
+    }
+}
