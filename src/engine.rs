@@ -207,8 +207,20 @@ impl AtomicMetrics {
         });
         let interval = &mut next.interval;
         interval.clear();
-        for stripe in self.stripes.iter() {
-            stripe.drain(|drained| {
+        // Flip every stripe, then read the counters, then drain: see the stripe module on why
+        // this order keeps in-flight exact and never negative.
+        let flipped: Vec<_> = self.stripes.iter().map(Stripe::flip).collect();
+        // Counters are cumulative on the stripes; the interval is the growth since last time.
+        for (runner, started) in interval.started.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
+            *started = now - previous.cumulative.started[runner];
+        }
+        for (label, errors) in interval.errors.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
+            *errors = now - previous.cumulative.errors[label];
+        }
+        for (stripe, flipped) in self.stripes.iter().zip(flipped) {
+            stripe.drain(flipped, |drained| {
                 interval.sums[drained.label] += drained.sum;
                 interval.clamped[drained.label] += drained.clamped;
                 let histogram = &mut interval.durations[drained.label];
@@ -218,16 +230,6 @@ impl AtomicMetrics {
                         .expect("a slot's value lies within the layout's range");
                 }
             });
-        }
-        // Read only after every drain: see the stripe module on why in-flight stays >= 0.
-        // Counters are cumulative on the stripes; the interval is the growth since last time.
-        for (runner, started) in interval.started.iter_mut().enumerate() {
-            let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
-            *started = now - previous.cumulative.started[runner];
-        }
-        for (label, errors) in interval.errors.iter_mut().enumerate() {
-            let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
-            *errors = now - previous.cumulative.errors[label];
         }
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);

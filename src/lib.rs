@@ -69,7 +69,7 @@ pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
 pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder};
-pub use table::summary_table;
+pub use table::{live_line, summary_table};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

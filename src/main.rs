@@ -1,20 +1,28 @@
 //! The demo: runs the task mix on every core against an `AtomicMetrics` with a snapshotter,
-//! then prints what it measured. Arguments only; the work is in the library.
+//! optionally serving `/metrics` and writing an interval log, then prints what it measured.
+//! Arguments and wiring only; the work is in the library.
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use taskmeter::export::interval_log::IntervalLogSink;
+use taskmeter::server::{MetricsServer, ServerConfig};
 use taskmeter::workload::{replay, task_mix};
-use taskmeter::{AtomicMetrics, RunnerType, summary_table};
+use taskmeter::{
+    AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder, live_line, summary_table,
+};
 
 /// Runs a synthetic task-runner load against taskmeter and prints the figures.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// How long to record, in seconds (fractions allowed).
+    /// How long to record, in seconds (fractions allowed, up to a day).
     #[arg(long, default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
     /// Recording threads (default: one per CPU).
@@ -23,6 +31,25 @@ struct Args {
     /// Snapshot period, in milliseconds.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     period: u64,
+    /// Serve /metrics and /metrics.json on this address while running (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<SocketAddr>,
+    /// Write every snapshot's interval histograms to this HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
+    hlog: Option<PathBuf>,
+    /// Print the final snapshot in this format on stdout (the table then goes to stderr).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Prometheus text format 0.0.4.
+    Prom,
+    /// OpenMetrics 1.0 text.
+    Openmetrics,
+    /// taskmeter's JSON schema.
+    Json,
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {
@@ -35,18 +62,61 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("taskmeter: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), SinkError> {
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
+    // With --format, stdout carries only the dump.
+    let report = |text: &str| {
+        if args.format.is_some() {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
     let metrics = Arc::new(AtomicMetrics::new());
-    println!(
-        "taskmeter: {threads} threads for {:.1} s, snapshot every {} ms; recording state {:.1} MiB",
+    report(&format!(
+        "taskmeter: {threads} threads for {:.1} s, snapshot every {} ms; recording state {:.1} MiB\n",
         args.duration,
         args.period,
         metrics.recording_memory_bytes() as f64 / (1 << 20) as f64
-    );
-    let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(args.period));
+    ));
+
+    let mut snapshotter = SnapshotterBuilder::new(Duration::from_millis(args.period));
+    if let Some(path) = &args.hlog {
+        let log = IntervalLogSink::create(path)
+            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        snapshotter = snapshotter.sink(log);
+        report(&format!("interval log: {}\n", path.display()));
+    }
+    if std::io::stderr().is_terminal() {
+        snapshotter = snapshotter.sink(|snapshot: &Snapshot| -> Result<(), SinkError> {
+            eprintln!("{}", live_line(snapshot));
+            Ok(())
+        });
+    }
+    let server = match args.serve {
+        Some(addr) => {
+            let server =
+                MetricsServer::start(Arc::clone(&metrics), ServerConfig::default().bind(addr))
+                    .map_err(|error| format!("cannot serve on {addr}: {error}"))?;
+            report(&format!("serving {}\n", server.url()));
+            Some(server)
+        }
+        None => None,
+    };
+    let snapshotter = snapshotter.spawn(&metrics);
+
     let recording = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -63,26 +133,31 @@ fn main() -> ExitCode {
     std::thread::sleep(Duration::from_secs_f64(args.duration));
     recording.store(false, Ordering::Relaxed);
     for worker in workers {
-        if worker.join().is_err() {
-            eprintln!("taskmeter: a recording thread panicked");
-            return ExitCode::FAILURE;
-        }
+        worker.join().map_err(|_| "a recording thread panicked")?;
     }
     let elapsed = started.elapsed();
     snapshotter.stop();
+    drop(server);
+
     let snapshot = metrics.latest();
     let view = snapshot.cumulative();
     let calls: u64 = RunnerType::ALL
         .iter()
         .map(|&runner| view.started(runner) + view.completed_all(runner))
         .sum();
-    println!(
-        "{calls} calls in {:.2} s: {:.1} M calls/s; {} snapshots, last one {:.1} MiB\n",
+    report(&format!(
+        "{calls} calls in {:.2} s: {:.1} M calls/s; {} snapshots, last one {:.1} MiB\n\n",
         elapsed.as_secs_f64(),
         calls as f64 / elapsed.as_secs_f64() / 1e6,
         snapshot.sequence(),
         snapshot.memory_bytes() as f64 / (1 << 20) as f64
-    );
-    print!("{}", summary_table(&snapshot, view, elapsed));
-    ExitCode::SUCCESS
+    ));
+    report(&summary_table(&snapshot, view, elapsed));
+    match args.format {
+        Some(Format::Prom) => print!("{}", snapshot.to_prometheus()),
+        Some(Format::Openmetrics) => print!("{}", snapshot.to_openmetrics()),
+        Some(Format::Json) => println!("{}", snapshot.to_json()),
+        None => {}
+    }
+    Ok(())
 }

@@ -23,8 +23,8 @@
 //!   `exited[p].fetch_add(1)`. Two locked instructions on a line the writer's stripe owns, and
 //!   never a wait.
 //! - reader (one at a time, under the engine's reader lock): `old = phase.swap(other phase, 0
-//!   entered)`, then wait until `exited[old phase] == entered count in old`, then read phase
-//!   `old` and zero it, and reset `exited[old phase]` to 0.
+//!   entered)` (the *flip*), then wait until `exited[old phase] == entered count in old`, then
+//!   read phase `old` and zero it, and reset `exited[old phase]` to 0 (the *drain*).
 //!
 //! Why the reader sees exactly the writes that entered the old phase, each one whole: all
 //! `fetch_add`s and the `swap` on `phase` are read-modify-writes of one word, so they are
@@ -50,9 +50,13 @@
 //! each stripe its own phaser (HdrHistogram's `WriterReaderPhaser`) keeps writers on their own
 //! cache lines and the reader's wait short; the price is two copies of the histograms.
 //!
-//! `started` and `errors` need no phase: each is one word, and the reader reads them after
-//! draining, so every start that happened before a completion it drained is seen too (the
-//! acquire above covers it), which keeps `in_flight` from going negative.
+//! `started` and `errors` need no phase: each is one word. The reader first flips *every*
+//! stripe, then reads the `started` counters, then drains. A completion it will drain entered
+//! before its stripe's swap; the task's start happened before that entry, which is a release
+//! that the swap (an acquire) synchronizes with, so the start is seen on whichever stripe it
+//! was recorded: `in_flight` never goes negative. Reading right after the flips, not after the
+//! drains, keeps starts whose completions land in the next interval to the few nanoseconds
+//! between the swaps and the read, so `in_flight` is not inflated by the snapshot's own cost.
 
 use crossbeam_utils::CachePadded;
 
@@ -109,6 +113,13 @@ pub(crate) struct Stripe {
     errors: [CachePadded<AtomicU64>; ERROR_LABELS],
     phases: [PhaseData; 2],
     slots_per_histogram: usize,
+}
+
+/// The result of [`Stripe::flip`]: which phase to drain and how many writers entered it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flipped {
+    old_phase: usize,
+    entered: u64,
 }
 
 /// A drained phase's content for one label, handed to the reader's callback.
@@ -182,7 +193,9 @@ impl Stripe {
     ) {
         // Acquire: our writes below must not be seen before we are counted in this phase, and
         // we must see the reader's zeroing of this phase's data (released by its swap).
-        let entered = self.phaser.phase.fetch_add(1, Ordering::Acquire);
+        // Release: whatever this thread did before (the task's start) is visible to the
+        // reader once its swap reads past our entry; that keeps in-flight from going negative.
+        let entered = self.phaser.phase.fetch_add(1, Ordering::AcqRel);
         let phase = (entered >> 63) as usize;
         let data = &self.phases[phase];
         // Relaxed: published to the reader by the release on `exited` below.
@@ -199,17 +212,27 @@ impl Stripe {
         self.phaser.exited[phase].fetch_add(1, Ordering::Release);
     }
 
-    /// Switches the stripe to its other phase, waits for the writers of the old one, and hands
-    /// each label's old-phase content to `visit`, leaving that phase zeroed. Callers serialize
-    /// on the engine's reader lock: two concurrent drains of one stripe would break the protocol.
-    pub(crate) fn drain(&self, mut visit: impl FnMut(DrainedCompletions<'_>)) {
-        // Relaxed: only drains change the phase bit, and they are serialized by the reader lock.
+    /// Switches the stripe to its other phase and returns what [`drain`](Self::drain) needs to
+    /// collect the old one. Callers serialize on the engine's reader lock: two concurrent
+    /// flips or drains of one stripe would break the protocol.
+    pub(crate) fn flip(&self) -> Flipped {
+        // Relaxed: only flips change the phase bit, and they are serialized by the reader lock.
         let active = self.phaser.phase.load(Ordering::Relaxed) & PHASE_BIT;
         // AcqRel: release publishes our last zeroing of the phase we now activate to the
-        // writers who enter it; acquire pairs with their entries so far (they are counted).
+        // writers who enter it; acquire synchronizes with every entry so far (each is a
+        // release), so whatever a counted writer did before entering, a task's start
+        // included, is visible to us from here on.
         let old = self.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
-        let old_phase = (old >> 63) as usize;
-        let entered = old & ENTERED_MASK;
+        Flipped {
+            old_phase: (old >> 63) as usize,
+            entered: old & ENTERED_MASK,
+        }
+    }
+
+    /// Waits for the writers counted in `flipped` to leave the old phase, and hands each
+    /// label's old-phase content to `visit`, leaving that phase zeroed.
+    pub(crate) fn drain(&self, flipped: Flipped, mut visit: impl FnMut(DrainedCompletions<'_>)) {
+        let Flipped { old_phase, entered } = flipped;
         if entered == 0 {
             // No completion in the old phase: its data is still all zero from the last drain,
             // so an idle stripe costs one swap instead of a scan.
@@ -254,9 +277,9 @@ impl Stripe {
         exited.store(0, Ordering::Relaxed);
     }
 
-    /// Tasks started so far on this stripe, per runner. Call after `drain`.
+    /// Tasks started so far on this stripe, per runner. Call after flipping every stripe.
     pub(crate) fn started(&self, runner: usize) -> u64 {
-        // Relaxed: ordered after the drain's acquire, which is what in-flight needs.
+        // Relaxed: ordered after the flips' acquire, which is what in-flight needs.
         self.started[runner].load(Ordering::Relaxed)
     }
 

@@ -68,3 +68,35 @@ pub fn summary_table(snapshot: &Snapshot, view: &View, over: Duration) -> String
     }
     out
 }
+
+/// One line on a snapshot's interval: calls per second, in flight, and p50/p99 (ms) of each
+/// runner's completions of any outcome. For a live display, one line per snapshot.
+pub fn live_line(snapshot: &Snapshot) -> String {
+    let view = snapshot.interval();
+    let seconds = snapshot.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    let calls: u64 = RunnerType::ALL
+        .iter()
+        .map(|&runner| view.started(runner) + view.completed_all(runner))
+        .sum();
+    let mut line = format!(
+        "#{:<5} {:>8.2} M calls/s",
+        snapshot.sequence(),
+        calls as f64 / seconds / 1e6
+    );
+    for runner in RunnerType::ALL {
+        let mut merged = view.duration(runner, TaskOutcome::Success).clone();
+        for outcome in &TaskOutcome::ALL[1..] {
+            // Same engine, same layout: adding cannot fail.
+            let _ = merged.add(view.duration(runner, *outcome));
+        }
+        let _ = write!(
+            line,
+            " | {} in flight {} p50 {} p99 {}",
+            runner.as_label(),
+            snapshot.in_flight(runner),
+            merged.value_at_quantile(0.5),
+            merged.value_at_quantile(0.99)
+        );
+    }
+    line
+}

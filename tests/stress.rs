@@ -233,3 +233,49 @@ fn short_lived_threads_lose_nothing_and_memory_stays_fixed() {
         assert_eq!(metrics.recording_memory_bytes(), bytes);
     }
 }
+
+/// A task started on one thread and completed on another (so on another stripe): snapshots
+/// taken meanwhile never show a negative in-flight count.
+#[test]
+fn tasks_handed_between_threads_never_make_in_flight_negative() {
+    let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<u64>(1_024);
+    let writing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let metrics = &metrics;
+        scope.spawn(move || {
+            for task in 0..300_000 {
+                metrics.record_task_started(RunnerType::Container);
+                sender.send(task).unwrap();
+            }
+        });
+        let completer = scope.spawn(move || {
+            for _ in receiver.iter() {
+                metrics.record_task_completed(RunnerType::Container, TaskOutcome::Success, 1);
+            }
+        });
+        let writing = &writing;
+        let reader = scope.spawn(move || {
+            let mut checked = 0;
+            while writing.load(Ordering::Relaxed) {
+                let snapshot = metrics.snapshot();
+                assert!(
+                    snapshot.in_flight(RunnerType::Container) >= 0,
+                    "{snapshot:?}"
+                );
+                checked += 1;
+            }
+            checked
+        });
+        completer.join().unwrap();
+        writing.store(false, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 10);
+    });
+    let last = metrics.snapshot();
+    assert_eq!(last.in_flight(RunnerType::Container), 0);
+    assert_eq!(
+        last.cumulative()
+            .completed(RunnerType::Container, TaskOutcome::Success),
+        300_000
+    );
+}
