@@ -1,5 +1,5 @@
 //! Exports parse back, with independent parsers, to the snapshot's values.
-#![cfg(not(loom))]
+#![cfg(all(feature = "json", not(loom)))]
 
 use std::collections::BTreeMap;
 

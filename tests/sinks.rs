@@ -1,5 +1,5 @@
 //! Snapshot sinks: order, failure reporting, the interval log read back.
-#![cfg(not(loom))]
+#![cfg(all(feature = "hlog", not(loom)))]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
