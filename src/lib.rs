@@ -49,6 +49,8 @@ mod sink;
 mod snapshot;
 #[cfg(not(loom))]
 mod snapshotter;
+#[cfg(feature = "solti")]
+pub mod solti;
 mod stripe;
 mod sync;
 mod table;
