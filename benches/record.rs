@@ -143,9 +143,15 @@ fn record(c: &mut Criterion) {
             })
             .sum();
         // (A filtered run, `cargo bench -- NAME`, may not have run these at all.)
-        assert!(counted == 0 || counted >= list_calls, "taskmeter lost calls");
+        assert!(
+            counted == 0 || counted >= list_calls,
+            "taskmeter lost calls"
+        );
         let baseline_calls = baseline.calls();
-        assert!(baseline_calls == 0 || baseline_calls >= list_calls, "baseline lost calls");
+        assert!(
+            baseline_calls == 0 || baseline_calls >= list_calls,
+            "baseline lost calls"
+        );
     }
     group.finish();
 }

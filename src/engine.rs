@@ -193,6 +193,12 @@ impl AtomicMetrics {
     /// numbers; writers are never blocked. The cost is a scan of every histogram slot of
     /// every stripe plus building the `hdrhistogram` histograms (see the README's figures).
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot_at(SystemTime::now(), Instant::now())
+    }
+
+    /// [`snapshot`](Self::snapshot) with the clocks read by the caller, so tests can move them,
+    /// backwards included.
+    fn snapshot_at(&self, wall_clock: SystemTime, monotonic: Instant) -> Arc<Snapshot> {
         let layout = self.config.layout;
         let mut guard = lock(&self.reader);
         let reader = &mut *guard;
@@ -234,10 +240,10 @@ impl AtomicMetrics {
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);
 
-        let now = Instant::now();
         next.sequence = previous.sequence + 1;
-        next.taken_at = SystemTime::now();
-        next.elapsed = now.saturating_duration_since(reader.previous_at);
+        next.taken_at = wall_clock;
+        // Saturating: never negative, whatever the caller's clocks did.
+        next.elapsed = monotonic.saturating_duration_since(reader.previous_at);
         // Relaxed: a plain tally; any recent value will do.
         next.sink_failures = self
             .sink_failures
@@ -246,7 +252,7 @@ impl AtomicMetrics {
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.
         self.published.store(Arc::clone(&snapshot));
-        reader.previous_at = now;
+        reader.previous_at = reader.previous_at.max(monotonic);
         let retired = std::mem::replace(&mut reader.previous, Arc::clone(&snapshot));
         // Out of `published` and `reader` now: reuse its storage unless a user still holds it.
         reader.spare = Arc::try_unwrap(retired).ok();
@@ -317,6 +323,41 @@ impl MetricsBackend for AtomicMetrics {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clocks_going_backwards_give_zero_elapsed_and_no_panic() {
+        let start = Instant::now();
+        let metrics = AtomicMetrics::builder().stripes(1).build().unwrap();
+        let wall = SystemTime::now();
+        let later = start + Duration::from_secs(10);
+        let first = metrics.snapshot_at(wall, later);
+        assert!(first.elapsed() <= later - start && first.elapsed() > Duration::from_secs(9));
+        // Both clocks jump back: monotonic by a second, wall-clock to before the epoch.
+        metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 3);
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(3600);
+        let second = metrics.snapshot_at(before_epoch, later - Duration::from_secs(1));
+        assert_eq!(second.elapsed(), Duration::ZERO);
+        assert_eq!(second.taken_at(), before_epoch);
+        assert_eq!(
+            second
+                .interval()
+                .completed(RunnerType::Wasm, TaskOutcome::Success),
+            1
+        );
+        // Elapsed is measured from the latest monotonic reading, not the one that went back.
+        let third = metrics.snapshot_at(wall, later + Duration::from_secs(2));
+        assert_eq!(third.elapsed(), Duration::from_secs(2));
+        // Exports of the odd snapshot work too.
+        #[cfg(feature = "json")]
+        assert!(second.to_json().contains("\"taken_at_unix_ms\":0"));
+        #[cfg(feature = "hlog")]
+        {
+            let mut log = crate::export::interval_log::IntervalLogSink::new(Vec::new()).unwrap();
+            log.write_snapshot(&second).unwrap();
+            log.write_snapshot(&third).unwrap();
+        }
+        let _ = second.to_prometheus();
+    }
 
     #[test]
     fn fastmod_is_exact_modulo() {

@@ -1,0 +1,120 @@
+//! Faults: panicking sinks, recording threads that die, an engine dropped under its
+//! snapshotter. (The clock going backwards is a unit test in `src/engine.rs`; 64 short-lived
+//! threads in `tests/stress.rs`.)
+#![cfg(not(loom))]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use taskmeter::workload::{Totals, replay, task_mix};
+use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder, TaskOutcome};
+
+fn assert_exact(snapshot: &Snapshot, expected: &Totals) {
+    for runner in RunnerType::ALL {
+        assert_eq!(
+            snapshot.cumulative().started(runner),
+            expected.started(runner)
+        );
+        for outcome in TaskOutcome::ALL {
+            assert_eq!(
+                snapshot.cumulative().completed(runner, outcome),
+                expected.completed(runner, outcome)
+            );
+            assert_eq!(
+                u128::from(snapshot.cumulative().duration_sum_ms(runner, outcome)),
+                expected.duration_sum_ms(runner, outcome)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sink_that_always_panics_stops_neither_recording_nor_snapshots() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let panics = Arc::new(Mutex::new(0_u64));
+    let counter = Arc::clone(&panics);
+    let snapshotter = SnapshotterBuilder::new(Duration::from_millis(2))
+        .sink(move |snapshot: &Snapshot| -> Result<(), SinkError> {
+            *counter.lock().unwrap() += 1;
+            panic!("export bug at snapshot {}", snapshot.sequence());
+        })
+        .spawn(&metrics);
+    let calls = task_mix(10_000, 1);
+    let mut expected = Totals::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metrics.latest().sequence() < 5 && Instant::now() < deadline {
+        replay(&*metrics, &calls);
+        expected.add(&calls);
+    }
+    snapshotter.stop();
+    let last = metrics.latest();
+    assert!(
+        last.sequence() >= 5,
+        "the snapshotter stopped after a panic"
+    );
+    assert_exact(&last, &expected);
+    // Every panic is reported: the count in a snapshot taken after them matches.
+    let panicked = *panics.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(panicked, last.sequence());
+    assert_eq!(metrics.snapshot().sink_failures(), panicked);
+}
+
+#[test]
+fn what_a_thread_recorded_before_panicking_or_exiting_is_kept() {
+    let metrics = Arc::new(AtomicMetrics::builder().stripes(2).build().unwrap());
+    let calls = task_mix(20_000, 2);
+    let half = &calls[..calls.len() / 2];
+    let died = std::thread::scope(|scope| {
+        let panicking = scope.spawn(|| {
+            replay(&*metrics, half);
+            panic!("the runner thread dies mid-stream");
+        });
+        let exiting = scope.spawn(|| replay(&*metrics, &calls));
+        exiting.join().unwrap();
+        panicking.join().is_err()
+    });
+    assert!(died);
+    let mut expected = Totals::of(half);
+    expected.add(&calls);
+    assert_exact(&metrics.snapshot(), &expected);
+    // And the stripes those threads used go on working for new threads.
+    let more = task_mix(1_000, 3);
+    std::thread::scope(|scope| {
+        scope.spawn(|| replay(&*metrics, &more));
+    });
+    expected.add(&more);
+    assert_exact(&metrics.snapshot(), &expected);
+}
+
+#[test]
+fn dropping_the_engine_under_a_running_snapshotter_ends_it_cleanly() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(5));
+    replay(&*metrics, &task_mix(1_000, 4));
+    let engine = Arc::downgrade(&metrics);
+    drop(metrics);
+    // The thread held only a weak reference: the engine is freed within a tick or two.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.upgrade().is_some() {
+        assert!(Instant::now() < deadline, "the engine was never freed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // And stopping the handle returns at once: the thread has ended or ends now.
+    let stopping = Instant::now();
+    drop(snapshotter);
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn stopping_a_snapshotter_with_a_long_period_does_not_wait_for_it() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let snapshotter = metrics.spawn_snapshotter(Duration::from_secs(3600));
+    let stopping = Instant::now();
+    snapshotter.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        metrics.latest().sequence(),
+        1,
+        "the final snapshot was taken"
+    );
+}
