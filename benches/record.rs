@@ -13,145 +13,44 @@
 //! no consistent reader. Run: `cargo bench --bench record`; `scripts/bench-table` prints the
 //! table for the README.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crossbeam_utils::CachePadded;
-use taskmeter::workload::{Call, Totals, hot_label, replay, task_mix};
-use taskmeter::{
-    AtomicMetrics, MetricsBackend, MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome,
-};
+use taskmeter::AtomicMetrics;
+use taskmeter::workload::{Totals, replay, task_mix};
 
-const TASKS_PER_LIST: usize = 50_000;
+#[path = "common/harness.rs"]
+mod harness;
+#[path = "common/peers.rs"]
+mod peers;
 
-/// The baseline: shared counters, one `fetch_add` per counter a call touches.
-struct SharedFetchAdd {
-    started: [CachePadded<AtomicU64>; RunnerType::COUNT],
-    completed: [CachePadded<AtomicU64>; 12],
-    sum: [CachePadded<AtomicU64>; 12],
-    buckets: Box<[CachePadded<AtomicU64>]>,
-    errors: [CachePadded<AtomicU64>; 12],
-}
-
-impl SharedFetchAdd {
-    fn new() -> Self {
-        let padded = || CachePadded::new(AtomicU64::new(0));
-        SharedFetchAdd {
-            started: std::array::from_fn(|_| padded()),
-            completed: std::array::from_fn(|_| padded()),
-            sum: std::array::from_fn(|_| padded()),
-            buckets: (0..12 * 65).map(|_| padded()).collect(),
-            errors: std::array::from_fn(|_| padded()),
-        }
-    }
-
-    fn calls(&self) -> u64 {
-        let total = |counters: &[CachePadded<AtomicU64>]| -> u64 {
-            counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-        };
-        total(&self.started) + total(&self.completed) + total(&self.errors)
-    }
-}
-
-impl MetricsBackend for SharedFetchAdd {
-    fn record_task_started(&self, runner: RunnerType) {
-        self.started[runner.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn record_task_completed(&self, runner: RunnerType, outcome: TaskOutcome, duration_ms: u64) {
-        let label = runner.index() * TaskOutcome::COUNT + outcome.index();
-        self.completed[label].fetch_add(1, Ordering::Relaxed);
-        self.sum[label].fetch_add(duration_ms, Ordering::Relaxed);
-        let bucket = (u64::BITS - duration_ms.leading_zeros()) as usize;
-        self.buckets[label * 65 + bucket].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn record_runner_error(&self, runner: RunnerType, kind: RunnerErrorKind) {
-        self.errors[runner.index() * RunnerErrorKind::COUNT + kind.index()]
-            .fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Replays `lists[t]` `iters` times on thread `t`, all threads released together; returns
-/// the wall time until the last one is done.
-fn replay_on_threads(handle: &MetricsHandle, lists: &[Vec<Call>], iters: u64) -> Duration {
-    let start_line = Arc::new(Barrier::new(lists.len() + 1));
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = lists
-            .iter()
-            .map(|calls| {
-                let (handle, start_line) = (Arc::clone(handle), Arc::clone(&start_line));
-                scope.spawn(move || {
-                    // Each thread's first call is outside the timing (it picks its stripe).
-                    calls[0].apply(&*handle);
-                    start_line.wait();
-                    for _ in 0..iters {
-                        replay(&*handle, calls);
-                    }
-                })
-            })
-            .collect();
-        start_line.wait();
-        let started = Instant::now();
-        for worker in workers {
-            worker.join().unwrap();
-        }
-        started.elapsed()
-    })
-}
+use harness::{TASKS_PER_LIST, replay_on_threads, scenarios};
+use peers::{Peer, SharedFetchAdd};
 
 fn record(c: &mut Criterion) {
-    let mix_one = vec![task_mix(TASKS_PER_LIST, 1)];
-    let mix_two = vec![task_mix(TASKS_PER_LIST, 2), task_mix(TASKS_PER_LIST, 3)];
-    let hot_two = vec![hot_label(TASKS_PER_LIST), hot_label(TASKS_PER_LIST)];
-    let scenarios: [(&str, &Vec<Vec<Call>>); 3] = [
-        ("1 thread", &mix_one),
-        ("2 threads", &mix_two),
-        ("2 threads, hot label", &hot_two),
-    ];
-
     let mut group = c.benchmark_group("record");
-    for (scenario, lists) in scenarios {
+    for (scenario, lists) in scenarios() {
         group.throughput(Throughput::Elements(lists[0].len() as u64));
-        let taskmeter = Arc::new(AtomicMetrics::new());
-        let baseline = Arc::new(SharedFetchAdd::new());
-        let backends: [(&str, MetricsHandle); 2] = [
-            ("taskmeter", taskmeter.clone()),
-            ("baseline shared fetch_add", baseline.clone()),
+        let backends: [(&str, Arc<dyn Peer>); 2] = [
+            ("taskmeter", Arc::new(AtomicMetrics::new())),
+            ("baseline shared fetch_add", Arc::new(SharedFetchAdd::new())),
         ];
-        for (name, handle) in backends {
+        for (name, backend) in backends {
+            let mut ran = false;
             group.bench_function(format!("{name}/{scenario}"), |b| {
-                b.iter_custom(|iters| replay_on_threads(&handle, lists, iters))
+                ran = true;
+                b.iter_custom(|iters| replay_on_threads(&backend, &lists, iters, |_| {}))
             });
+            // Nobody is measured doing nothing: whole replays were counted (a filtered run,
+            // `cargo bench -- NAME`, may not have run this one at all).
+            let list_calls: u64 = lists.iter().map(|l| Totals::of(l).calls()).sum();
+            assert!(
+                !ran || backend.calls_counted() >= list_calls,
+                "{name} lost calls"
+            );
         }
-        // Nobody is measured doing nothing: both counted every call they were given (whole
-        // replays, plus each thread's one warm-up call per sample).
-        let list_calls: u64 = lists.iter().map(|l| Totals::of(l).calls()).sum();
-        let snapshot = taskmeter.snapshot();
-        let counted: u64 = RunnerType::ALL
-            .iter()
-            .map(|&r| {
-                let view = snapshot.cumulative();
-                view.started(r)
-                    + view.completed_all(r)
-                    + RunnerErrorKind::ALL
-                        .iter()
-                        .map(|&k| view.errors(r, k))
-                        .sum::<u64>()
-            })
-            .sum();
-        // (A filtered run, `cargo bench -- NAME`, may not have run these at all.)
-        assert!(
-            counted == 0 || counted >= list_calls,
-            "taskmeter lost calls"
-        );
-        let baseline_calls = baseline.calls();
-        assert!(
-            baseline_calls == 0 || baseline_calls >= list_calls,
-            "baseline lost calls"
-        );
     }
     group.finish();
 }
@@ -199,6 +98,8 @@ fn reader(c: &mut Criterion) {
 /// trait and through `solti_runner`'s (`cargo bench --bench record --features solti -- solti`).
 #[cfg(feature = "solti")]
 fn solti(c: &mut Criterion) {
+    use taskmeter::workload::Call;
+    use taskmeter::{MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome};
     let calls = task_mix(TASKS_PER_LIST, 1);
     let upstream_runner = |r: RunnerType| {
         [

@@ -287,21 +287,19 @@ fn quantile_seconds(
     }
 }
 
-/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`,
-/// in one pass over the recorded slots.
+/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
+/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
+/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
+/// one starting at or below the bound).
 fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut [u64]) {
-    cumulative.fill(0);
-    let mut bound = 0;
     let mut running = 0_u64;
-    for slot in histogram.iter_recorded() {
-        let lowest = histogram.lowest_equivalent(slot.value_iterated_to()) as f64;
-        while bound < bounds_ms.len() && lowest > bounds_ms[bound] {
-            cumulative[bound] = running;
-            bound += 1;
+    let mut next_low = 0_u64;
+    for (count, &bound) in cumulative.iter_mut().zip(bounds_ms) {
+        let high = bound.floor() as u64; // bounds are validated finite and positive
+        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
+            running += histogram.count_between(next_low, high);
+            next_low = histogram.highest_equivalent(high).saturating_add(1);
         }
-        running += slot.count_at_value();
-    }
-    for count in &mut cumulative[bound..] {
         *count = running;
     }
 }

@@ -1,0 +1,59 @@
+//! Replays call lists on threads, the way every benchmark here measures per-call cost.
+
+#![allow(dead_code)] // each bench uses its own subset
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use taskmeter::MetricsBackend;
+use taskmeter::workload::{Call, hot_label, replay, task_mix};
+
+/// Tasks per list: about 100,000 calls, long enough to hide the thread start.
+pub const TASKS_PER_LIST: usize = 50_000;
+
+/// The three scenarios: their names and one list per thread.
+pub fn scenarios() -> Vec<(&'static str, Vec<Vec<Call>>)> {
+    vec![
+        ("1 thread", vec![task_mix(TASKS_PER_LIST, 1)]),
+        (
+            "2 threads",
+            vec![task_mix(TASKS_PER_LIST, 2), task_mix(TASKS_PER_LIST, 3)],
+        ),
+        (
+            "2 threads, hot label",
+            vec![hot_label(TASKS_PER_LIST), hot_label(TASKS_PER_LIST)],
+        ),
+    ]
+}
+
+/// Replays `lists[t]` `iters` times on thread `t`, all threads released together; returns the
+/// wall time until the last is done. Each thread's first call and `end_of_thread` are outside
+/// the timing.
+pub fn replay_on_threads<B: MetricsBackend + ?Sized>(
+    backend: &Arc<B>,
+    lists: &[Vec<Call>],
+    iters: u64,
+    end_of_thread: impl Fn(&B) + Sync,
+) -> Duration {
+    let start_line = Barrier::new(lists.len() + 1);
+    let finish_line = Barrier::new(lists.len() + 1);
+    std::thread::scope(|scope| {
+        for calls in lists {
+            let (backend, start_line, finish_line, end_of_thread) =
+                (&**backend, &start_line, &finish_line, &end_of_thread);
+            scope.spawn(move || {
+                calls[0].apply(backend);
+                start_line.wait();
+                for _ in 0..iters {
+                    replay(backend, calls);
+                }
+                finish_line.wait();
+                end_of_thread(backend);
+            });
+        }
+        start_line.wait();
+        let started = Instant::now();
+        finish_line.wait();
+        started.elapsed()
+    })
+}
