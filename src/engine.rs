@@ -329,9 +329,10 @@ mod tests {
         let start = Instant::now();
         let metrics = AtomicMetrics::builder().stripes(1).build().unwrap();
         let wall = SystemTime::now();
-        let later = start + Duration::from_secs(10);
+        let later = Instant::now() + Duration::from_secs(10);
         let first = metrics.snapshot_at(wall, later);
-        assert!(first.elapsed() <= later - start && first.elapsed() > Duration::from_secs(9));
+        // From the engine's creation, which lies between `start` and `later - 10 s`.
+        assert!(first.elapsed() <= later - start && first.elapsed() >= Duration::from_secs(10));
         // Both clocks jump back: monotonic by a second, wall-clock to before the epoch.
         metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 3);
         let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(3600);

@@ -214,19 +214,7 @@ fn write_histograms(view: &View, config: &ExportConfig, format: Format, out: &mu
             &[("runner", r), ("outcome", o), ("le", "+Inf")],
             total,
         );
-        let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
-        sample(
-            out,
-            &format!("{name}_sum"),
-            &[("runner", r), ("outcome", o)],
-            sum,
-        );
-        sample(
-            out,
-            &format!("{name}_count"),
-            &[("runner", r), ("outcome", o)],
-            total,
-        );
+        sum_and_count(out, &name, view, runner, outcome);
     }
 }
 
@@ -239,9 +227,10 @@ fn write_summaries(view: &View, config: &ExportConfig, format: Format, out: &mut
     for (runner, outcome) in completion_labels() {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
-        let quantiles = config.quantiles().iter().zip(&quantile_labels);
-        for (&quantile, label) in quantiles {
-            let value = quantile_seconds(histogram, |h| h.value_at_quantile(quantile));
+        // One pass over the counts for all quantiles (they are validated ascending).
+        let values = histogram.value_at_quantiles(config.quantiles().iter().copied());
+        for (value_ms, label) in values.zip(&quantile_labels) {
+            let value = quantile_seconds(histogram, value_ms);
             sample(
                 out,
                 &name,
@@ -250,7 +239,7 @@ fn write_summaries(view: &View, config: &ExportConfig, format: Format, out: &mut
             );
         }
         if !config.quantiles().contains(&1.0) {
-            let max = quantile_seconds(histogram, Histogram::max);
+            let max = quantile_seconds(histogram, histogram.max());
             sample(
                 out,
                 &name,
@@ -258,32 +247,38 @@ fn write_summaries(view: &View, config: &ExportConfig, format: Format, out: &mut
                 max,
             );
         }
-        let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
-        sample(
-            out,
-            &format!("{name}_sum"),
-            &[("runner", r), ("outcome", o)],
-            sum,
-        );
-        let count = histogram.len();
-        sample(
-            out,
-            &format!("{name}_count"),
-            &[("runner", r), ("outcome", o)],
-            count,
-        );
+        sum_and_count(out, &name, view, runner, outcome);
     }
 }
 
+/// The `_sum` (exact, from the duration sum) and `_count` samples of a histogram or summary.
+fn sum_and_count(
+    out: &mut String,
+    name: &str,
+    view: &View,
+    runner: RunnerType,
+    outcome: TaskOutcome,
+) {
+    let labels = [
+        ("runner", runner.as_label()),
+        ("outcome", outcome.as_label()),
+    ];
+    let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
+    sample(out, &format!("{name}_sum"), &labels, sum);
+    sample(
+        out,
+        &format!("{name}_count"),
+        &labels,
+        view.completed(runner, outcome),
+    );
+}
+
 /// A quantile of `histogram` in seconds, `NaN` when it is empty (as Prometheus clients do).
-fn quantile_seconds(
-    histogram: &Histogram<u64>,
-    value_ms: impl Fn(&Histogram<u64>) -> u64,
-) -> String {
+fn quantile_seconds(histogram: &Histogram<u64>, value_ms: u64) -> String {
     if histogram.is_empty() {
         "NaN".into()
     } else {
-        ms_as_seconds(u128::from(value_ms(histogram)))
+        ms_as_seconds(u128::from(value_ms))
     }
 }
 
