@@ -22,6 +22,7 @@
 //! ```
 
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::snapshot::View;
 
 /// One call of the [`MetricsBackend`] contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +151,49 @@ impl Totals {
     /// Calls to `record_runner_error(runner, kind)`.
     pub fn errors(&self, runner: RunnerType, kind: RunnerErrorKind) -> u64 {
         self.errors[runner.index()][kind.index()]
+    }
+
+    /// The first count or sum in which `view` differs from these totals, described; `None`
+    /// when every started, completed, error count and exact duration sum is equal.
+    pub fn first_difference(&self, view: &View) -> Option<String> {
+        for runner in RunnerType::ALL {
+            if view.started(runner) != self.started(runner) {
+                return Some(format!(
+                    "started {runner:?}: {} recorded, {} called",
+                    view.started(runner),
+                    self.started(runner)
+                ));
+            }
+            for outcome in TaskOutcome::ALL {
+                let (recorded, called) = (
+                    view.completed(runner, outcome),
+                    self.completed(runner, outcome),
+                );
+                if recorded != called {
+                    return Some(format!(
+                        "completed {runner:?}/{outcome:?}: {recorded} recorded, {called} called"
+                    ));
+                }
+                let (recorded, called) = (
+                    view.duration_sum_ms_exact(runner, outcome),
+                    self.duration_sum_ms(runner, outcome),
+                );
+                if recorded != called {
+                    return Some(format!(
+                        "duration sum {runner:?}/{outcome:?}: {recorded} recorded, {called} called"
+                    ));
+                }
+            }
+            for kind in RunnerErrorKind::ALL {
+                let (recorded, called) = (view.errors(runner, kind), self.errors(runner, kind));
+                if recorded != called {
+                    return Some(format!(
+                        "errors {runner:?}/{kind:?}: {recorded} recorded, {called} called"
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// Every call counted.

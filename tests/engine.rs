@@ -8,19 +8,16 @@ use taskmeter::{
     Snapshot, TaskOutcome, View,
 };
 
-/// Every count and sum of `view` equals the reference totals exactly.
+/// Every count and sum of `view` equals the reference totals exactly, and every histogram
+/// holds as many values as its completed count.
 fn assert_view_equals(view: &View, expected: &Totals) {
+    assert_eq!(expected.first_difference(view), None);
     for runner in RunnerType::ALL {
-        assert_eq!(view.started(runner), expected.started(runner), "{runner:?}");
         for outcome in TaskOutcome::ALL {
             let completed = view.completed(runner, outcome);
-            assert_eq!(completed, expected.completed(runner, outcome));
             assert_eq!(view.duration(runner, outcome).len(), completed);
             let sum = u64::try_from(expected.duration_sum_ms(runner, outcome)).unwrap_or(u64::MAX);
             assert_eq!(view.duration_sum_ms(runner, outcome), sum);
-        }
-        for kind in RunnerErrorKind::ALL {
-            assert_eq!(view.errors(runner, kind), expected.errors(runner, kind));
         }
     }
 }
