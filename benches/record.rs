@@ -98,32 +98,9 @@ fn reader(c: &mut Criterion) {
 /// trait and through `solti_runner`'s (`cargo bench --bench record --features solti -- solti`).
 #[cfg(feature = "solti")]
 fn solti(c: &mut Criterion) {
+    use taskmeter::MetricsHandle;
     use taskmeter::workload::Call;
-    use taskmeter::{MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome};
     let calls = task_mix(TASKS_PER_LIST, 1);
-    let upstream_runner = |r: RunnerType| {
-        [
-            solti_runner::RunnerType::Subprocess,
-            solti_runner::RunnerType::Container,
-            solti_runner::RunnerType::Wasm,
-        ][r.index()]
-    };
-    let upstream_outcome = |o: TaskOutcome| {
-        [
-            solti_runner::TaskOutcome::Success,
-            solti_runner::TaskOutcome::Failure,
-            solti_runner::TaskOutcome::Canceled,
-            solti_runner::TaskOutcome::Timeout,
-        ][o.index()]
-    };
-    let upstream_kind = |k: RunnerErrorKind| {
-        [
-            solti_runner::RunnerErrorKind::CgroupPrepareFailed,
-            solti_runner::RunnerErrorKind::BackendConfigFailed,
-            solti_runner::RunnerErrorKind::SpawnFailed,
-            solti_runner::RunnerErrorKind::ModuleLoadFailed,
-        ][k.index()]
-    };
     // Converted up front, so the loop measures only the calls.
     enum Upstream {
         Started(solti_runner::RunnerType),
@@ -133,11 +110,13 @@ fn solti(c: &mut Criterion) {
     let upstream: Vec<Upstream> = calls
         .iter()
         .map(|&call| match call {
-            Call::Started(r) => Upstream::Started(upstream_runner(r)),
+            Call::Started(r) => Upstream::Started(peers::to_solti_runner(r)),
             Call::Completed(r, o, d) => {
-                Upstream::Completed(upstream_runner(r), upstream_outcome(o), d)
+                Upstream::Completed(peers::to_solti_runner(r), peers::to_solti_outcome(o), d)
             }
-            Call::Error(r, k) => Upstream::Error(upstream_runner(r), upstream_kind(k)),
+            Call::Error(r, k) => {
+                Upstream::Error(peers::to_solti_runner(r), peers::to_solti_kind(k))
+            }
         })
         .collect();
     let metrics = Arc::new(AtomicMetrics::new());

@@ -435,7 +435,9 @@ impl SoltiPrometheus {
     }
 }
 
-fn solti_runner_type(runner: RunnerType) -> solti_runner::RunnerType {
+/// taskmeter's labels as `solti_runner` 0.0.2's (the reverse of `taskmeter::solti`), for the
+/// solti peer and the mapping bench.
+pub fn to_solti_runner(runner: RunnerType) -> solti_runner::RunnerType {
     [
         solti_runner::RunnerType::Subprocess,
         solti_runner::RunnerType::Container,
@@ -443,32 +445,42 @@ fn solti_runner_type(runner: RunnerType) -> solti_runner::RunnerType {
     ][runner.index()]
 }
 
+pub fn to_solti_outcome(outcome: TaskOutcome) -> solti_runner::TaskOutcome {
+    [
+        solti_runner::TaskOutcome::Success,
+        solti_runner::TaskOutcome::Failure,
+        solti_runner::TaskOutcome::Canceled,
+        solti_runner::TaskOutcome::Timeout,
+    ][outcome.index()]
+}
+
+pub fn to_solti_kind(kind: RunnerErrorKind) -> solti_runner::RunnerErrorKind {
+    [
+        solti_runner::RunnerErrorKind::CgroupPrepareFailed,
+        solti_runner::RunnerErrorKind::BackendConfigFailed,
+        solti_runner::RunnerErrorKind::SpawnFailed,
+        solti_runner::RunnerErrorKind::ModuleLoadFailed,
+    ][kind.index()]
+}
+
 impl MetricsBackend for SoltiPrometheus {
     fn record_task_started(&self, runner: RunnerType) {
-        solti_runner::MetricsBackend::record_task_started(&self.0, solti_runner_type(runner));
+        solti_runner::MetricsBackend::record_task_started(&self.0, to_solti_runner(runner));
     }
     fn record_task_completed(&self, runner: RunnerType, outcome: TaskOutcome, ms: u64) {
-        let outcome = [
-            solti_runner::TaskOutcome::Success,
-            solti_runner::TaskOutcome::Failure,
-            solti_runner::TaskOutcome::Canceled,
-            solti_runner::TaskOutcome::Timeout,
-        ][outcome.index()];
         solti_runner::MetricsBackend::record_task_completed(
             &self.0,
-            solti_runner_type(runner),
-            outcome,
+            to_solti_runner(runner),
+            to_solti_outcome(outcome),
             ms,
         );
     }
     fn record_runner_error(&self, runner: RunnerType, kind: RunnerErrorKind) {
-        let kind = [
-            solti_runner::RunnerErrorKind::CgroupPrepareFailed,
-            solti_runner::RunnerErrorKind::BackendConfigFailed,
-            solti_runner::RunnerErrorKind::SpawnFailed,
-            solti_runner::RunnerErrorKind::ModuleLoadFailed,
-        ][kind.index()];
-        solti_runner::MetricsBackend::record_runner_error(&self.0, solti_runner_type(runner), kind);
+        solti_runner::MetricsBackend::record_runner_error(
+            &self.0,
+            to_solti_runner(runner),
+            to_solti_kind(kind),
+        );
     }
 }
 
