@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use taskmeter::export::ExportConfig;
 use taskmeter::workload::{Totals, replay, task_mix};
 
 #[path = "common/harness.rs"]
@@ -27,7 +28,13 @@ fn record(c: &mut Criterion) {
             group.bench_function(format!("{name}/{scenario}"), |b| {
                 ran = true;
                 b.iter_custom(|iters| {
-                    replay_on_threads(&peer, &lists, iters, |p| p.end_of_thread())
+                    replay_on_threads(
+                        &peer,
+                        &lists,
+                        iters,
+                        |p| p.before_threads(),
+                        |p| p.end_of_thread(),
+                    )
                 })
             });
             let counted = peer.calls_counted();
@@ -54,6 +61,18 @@ fn export(c: &mut Criterion) {
             metrics.snapshot();
             group.bench_function("taskmeter/export", |b| {
                 b.iter(|| metrics.latest().to_prometheus())
+            });
+            // The same families as every peer exports (solti-prometheus's), nothing more.
+            let solti_only = ExportConfig::builder()
+                .extra_families(false)
+                .build()
+                .unwrap();
+            group.bench_function("taskmeter/export, solti families", |b| {
+                b.iter(|| {
+                    let mut text = String::new();
+                    metrics.latest().write_prometheus(&solti_only, &mut text);
+                    text
+                })
             });
             group.bench_function("taskmeter/snapshot and export", |b| {
                 b.iter(|| metrics.snapshot().to_prometheus())
