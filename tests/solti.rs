@@ -2,11 +2,13 @@
 //! solti-prometheus 0.0.2, the backend it replaces.
 #![cfg(all(feature = "solti", not(loom)))]
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use prometheus_parse::{Scrape, Value};
 use solti_runner::{BuildContext, MetricsHandle};
 use taskmeter::AtomicMetrics;
+use taskmeter::export::ExportConfig;
 use taskmeter::solti::{error_kind_from_solti, outcome_from_solti, runner_from_solti};
 use taskmeter::workload::{Call, Totals, task_mix};
 
@@ -167,4 +169,14 @@ fn prometheus_output_matches_solti_prometheus() {
         compared += 1;
     }
     assert!(compared > 30, "compared only {compared} series");
+
+    // Without taskmeter's extra families, the exposition has exactly solti-prometheus's.
+    let solti_only = ExportConfig::builder()
+        .extra_families(false)
+        .build()
+        .unwrap();
+    let mut solti_text = String::new();
+    ours.latest().write_prometheus(&solti_only, &mut solti_text);
+    let families = |scrape: &Scrape| scrape.docs.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(families(&parse(&solti_text)), families(&their_scrape));
 }

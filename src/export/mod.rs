@@ -49,6 +49,7 @@ pub struct ExportConfig {
     subsystem: String,
     buckets_seconds: Vec<f64>,
     quantiles: Vec<f64>,
+    extra_families: bool,
 }
 
 impl Default for ExportConfig {
@@ -58,6 +59,7 @@ impl Default for ExportConfig {
             subsystem: "runner".into(),
             buckets_seconds: SOLTI_BUCKETS_SECONDS.to_vec(),
             quantiles: DEFAULT_QUANTILES.to_vec(),
+            extra_families: true,
         }
     }
 }
@@ -94,6 +96,12 @@ impl ExportConfig {
     pub fn quantiles(&self) -> &[f64] {
         &self.quantiles
     }
+
+    /// Whether the families taskmeter adds to those of `solti-prometheus` are exported: the
+    /// in-flight gauge, the HDR summary, and the clamped and sink-failure counters.
+    pub fn extra_families(&self) -> bool {
+        self.extra_families
+    }
 }
 
 /// Builds an [`ExportConfig`]; every value is checked by [`build`](Self::build).
@@ -125,6 +133,25 @@ impl ExportConfigBuilder {
     /// Summary quantiles: in `[0, 1]`, strictly increasing.
     pub fn quantiles(mut self, quantiles: impl IntoIterator<Item = f64>) -> Self {
         self.config.quantiles = quantiles.into_iter().collect();
+        self
+    }
+
+    /// Whether to export the families taskmeter adds to `solti-prometheus`'s (default
+    /// `true`): the in-flight gauge, the HDR summary, and the clamped and sink-failure
+    /// counters. With `false`, the export has exactly `solti-prometheus` 0.0.2's families.
+    ///
+    /// ```
+    /// use taskmeter::AtomicMetrics;
+    /// use taskmeter::export::ExportConfig;
+    ///
+    /// let solti_only = ExportConfig::builder().extra_families(false).build().unwrap();
+    /// let mut text = String::new();
+    /// AtomicMetrics::new().latest().write_prometheus(&solti_only, &mut text);
+    /// assert!(text.contains("solti_runner_task_duration_seconds_bucket"));
+    /// assert!(!text.contains("tasks_in_flight"));
+    /// ```
+    pub fn extra_families(mut self, extra_families: bool) -> Self {
+        self.config.extra_families = extra_families;
         self
     }
 

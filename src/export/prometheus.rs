@@ -29,6 +29,7 @@ use hdrhistogram::Histogram;
 use super::{ExportConfig, ms_as_seconds};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::snapshot::{Snapshot, View};
+use crate::stripe::completion_label;
 
 /// `Content-Type` of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -80,6 +81,10 @@ impl Snapshot {
 
 /// Writes one family's `# HELP`, `# TYPE` (and `# UNIT`) lines. `name` is the Prometheus
 /// family name (with `_total` for counters).
+/// About the size of an exposition at the defaults (32 KB), so rendering one does not grow
+/// the string several times.
+const EXPOSITION_CAPACITY: usize = 40 * 1024;
+
 fn family_header(
     out: &mut String,
     format: Format,
@@ -101,6 +106,7 @@ fn family_header(
 }
 
 fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, out: &mut String) {
+    out.reserve(EXPOSITION_CAPACITY);
     let view = snapshot.cumulative();
 
     let name = config.metric_name("tasks_started_total");
@@ -138,7 +144,11 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         sample(out, &name, &labels, view.completed(runner, outcome));
     }
 
-    write_histograms(view, config, format, out);
+    // Buckets and quantiles of each histogram, for the histogram and summary families.
+    let walked: Vec<Walked> = completion_labels()
+        .map(|(runner, outcome)| Walked::new(view, runner, outcome, config))
+        .collect();
+    write_histograms(view, config, &walked, format, out);
 
     let name = config.metric_name("errors_total");
     family_header(
@@ -156,6 +166,9 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         }
     }
 
+    if !config.extra_families() {
+        return;
+    }
     let name = config.metric_name("tasks_in_flight");
     let help = "Tasks started and not yet completed";
     family_header(out, format, &name, "gauge", help, None);
@@ -164,7 +177,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         sample(out, &name, &labels, snapshot.in_flight(runner));
     }
 
-    write_summaries(view, config, format, out);
+    write_summaries(view, config, &walked, format, out);
 
     let name = config.metric_name("task_duration_clamped_total");
     let help = "Task durations above the configured range, recorded as its top";
@@ -183,53 +196,91 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     sample(out, &name, &[], snapshot.sink_failures());
 }
 
-fn write_histograms(view: &View, config: &ExportConfig, format: Format, out: &mut String) {
+/// What the exports read from one histogram: a few binary searches in its recorded slots.
+struct Walked {
+    /// Completions in each configured bucket, cumulative.
+    buckets: Vec<u64>,
+    /// The value at each configured quantile, in ms.
+    quantiles_ms: Vec<u64>,
+}
+
+impl Walked {
+    fn new(view: &View, runner: RunnerType, outcome: TaskOutcome, config: &ExportConfig) -> Self {
+        let label = completion_label(runner, outcome);
+        // A slot is in a bucket when its lowest value is at most the bound's floor (slot lower
+        // edges are integers).
+        let buckets = config
+            .buckets_seconds()
+            .iter()
+            .map(|bound| view.count_up_to(label, (bound * 1e3).floor() as u64))
+            .collect();
+        // The quantiles are for the HDR summary, an extra family.
+        let quantiles_ms = if config.extra_families() {
+            let quantiles = config.quantiles().iter();
+            quantiles
+                .map(|&q| view.value_at_quantile(label, q))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Walked {
+            buckets,
+            quantiles_ms,
+        }
+    }
+}
+
+fn write_histograms(
+    view: &View,
+    config: &ExportConfig,
+    walked: &[Walked],
+    format: Format,
+    out: &mut String,
+) {
     let name = config.metric_name("task_duration_seconds");
     let help = "Task execution duration in seconds";
     family_header(out, format, &name, "histogram", help, Some("seconds"));
-    let bounds_ms: Vec<f64> = config.buckets_seconds().iter().map(|b| b * 1e3).collect();
     let bound_labels: Vec<String> = config
         .buckets_seconds()
         .iter()
         .map(|b| b.to_string())
         .collect();
-    let mut cumulative_counts = vec![0_u64; bounds_ms.len()];
-    for (runner, outcome) in completion_labels() {
+    let bucket = format!("{name}_bucket");
+    // Most lines of an exposition are buckets: their common start is rendered once per series.
+    let mut series_start = String::new();
+    for ((runner, outcome), walked) in completion_labels().zip(walked) {
         let histogram = view.duration(runner, outcome);
-        bucket_counts(histogram, &bounds_ms, &mut cumulative_counts);
         let (r, o) = (runner.as_label(), outcome.as_label());
-        let bucket = format!("{name}_bucket");
-        for (le, count) in bound_labels.iter().zip(&cumulative_counts) {
-            sample(
-                out,
-                &bucket,
-                &[("runner", r), ("outcome", o), ("le", le)],
-                count,
-            );
+        series_start.clear();
+        sample_start(&mut series_start, &bucket, &[("runner", r), ("outcome", o)]);
+        let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
+        let counts = walked.buckets.iter().copied().chain([histogram.len()]);
+        for (le, count) in les.zip(counts) {
+            out.push_str(&series_start);
+            out.push_str(",le=\"");
+            escape_label_value(le, out);
+            let _ = writeln!(out, "\"}} {count}");
         }
-        let total = histogram.len();
-        sample(
-            out,
-            &bucket,
-            &[("runner", r), ("outcome", o), ("le", "+Inf")],
-            total,
-        );
         sum_and_count(out, &name, view, runner, outcome);
     }
 }
 
-fn write_summaries(view: &View, config: &ExportConfig, format: Format, out: &mut String) {
+fn write_summaries(
+    view: &View,
+    config: &ExportConfig,
+    walked: &[Walked],
+    format: Format,
+    out: &mut String,
+) {
     let name = config.metric_name("task_duration_hdr_seconds");
     let help =
         "Task execution duration quantiles from the HDR histogram; quantile 1 is the maximum";
     family_header(out, format, &name, "summary", help, Some("seconds"));
     let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
-    for (runner, outcome) in completion_labels() {
+    for ((runner, outcome), walked) in completion_labels().zip(walked) {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
-        // One pass over the counts for all quantiles (they are validated ascending).
-        let values = histogram.value_at_quantiles(config.quantiles().iter().copied());
-        for (value_ms, label) in values.zip(&quantile_labels) {
+        for (&value_ms, label) in walked.quantiles_ms.iter().zip(&quantile_labels) {
             let value = quantile_seconds(histogram, value_ms);
             sample(
                 out,
@@ -282,23 +333,6 @@ fn quantile_seconds(histogram: &Histogram<u64>, value_ms: u64) -> String {
     }
 }
 
-/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
-/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
-/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
-/// one starting at or below the bound).
-fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut [u64]) {
-    let mut running = 0_u64;
-    let mut next_low = 0_u64;
-    for (count, &bound) in cumulative.iter_mut().zip(bounds_ms) {
-        let high = bound.floor() as u64; // bounds are validated finite and positive
-        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
-            running += histogram.count_between(next_low, high);
-            next_low = histogram.highest_equivalent(high).saturating_add(1);
-        }
-        *count = running;
-    }
-}
-
 fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
     RunnerType::ALL.into_iter().flat_map(|runner| {
         TaskOutcome::ALL
@@ -308,25 +342,32 @@ fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
 }
 
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    out.push_str(name);
+    sample_start(out, name, labels);
     if !labels.is_empty() {
-        out.push('{');
-        for (position, (label, value)) in labels.iter().enumerate() {
-            if position > 0 {
-                out.push(',');
-            }
-            out.push_str(label);
-            out.push_str("=\"");
-            escape_label_value(value, out);
-            out.push('"');
-        }
         out.push('}');
     }
     let _ = writeln!(out, " {value}");
 }
 
+/// A sample's name and labels, without the closing brace, so that more labels may follow.
+fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
+    out.push_str(name);
+    for (position, (label, value)) in labels.iter().enumerate() {
+        out.push(if position == 0 { '{' } else { ',' });
+        out.push_str(label);
+        out.push_str("=\"");
+        escape_label_value(value, out);
+        out.push('"');
+    }
+}
+
 /// Label values escape `\`, `"` and line feeds, in both formats.
 fn escape_label_value(value: &str, out: &mut String) {
+    // Label values are almost always plain: copy them whole.
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -365,17 +406,5 @@ mod tests {
             "a\\\\b\\n\"c\""
         );
         assert_eq!(escape_help("\"c\"", Format::OpenMetrics), "\\\"c\\\"");
-    }
-
-    #[test]
-    fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
-        for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
-            histogram.record(value).unwrap();
-        }
-        let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
-        let mut counts = [0; 5];
-        bucket_counts(&histogram, &bounds, &mut counts);
-        assert_eq!(counts, [2, 4, 5, 6, 6]);
     }
 }
