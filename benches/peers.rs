@@ -28,13 +28,7 @@ fn record(c: &mut Criterion) {
             group.bench_function(format!("{name}/{scenario}"), |b| {
                 ran = true;
                 b.iter_custom(|iters| {
-                    replay_on_threads(
-                        &peer,
-                        &lists,
-                        iters,
-                        |p| p.before_threads(),
-                        |p| p.end_of_thread(),
-                    )
+                    replay_on_threads(&peer, &lists, iters, |p| p.end_of_thread())
                 })
             });
             let counted = peer.calls_counted();

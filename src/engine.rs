@@ -5,25 +5,26 @@
 //! stripe under one lock, builds a [`Snapshot`], and publishes it, so `latest()` is a
 //! wait-free load of an `Arc`.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::lease::Seating;
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
-use crate::stripe::{Buffers, Stripe, completion_label, error_label};
+use crate::stripe::{Stripe, completion_label, error_label};
 use crate::sync::{Mutex, lock};
 
 /// The lock-free metrics engine.
 ///
 /// # Guarantees
 ///
-/// - Every `record_*` call is a few atomic operations on fixed, preallocated arrays: no lock,
-///   no heap allocation, no system call, no panic, whatever the input, on any thread, a
-///   thread's first call included; a writer never waits for a reader.
+/// - Every `record_*` call is a few atomic read-modify-writes on fixed, preallocated arrays:
+///   no lock, no heap allocation, no system call, no panic, whatever the input, on any thread;
+///   a writer never waits for a reader.
 /// - Any `u64` duration is accepted. One above
 ///   [`highest_duration_ms`](Self::highest_duration_ms) goes into the histogram as that value
 ///   and is counted in [`View::clamped`]; the sum keeps the true value (exact to 128 bits,
@@ -35,15 +36,11 @@ use crate::sync::{Mutex, lock};
 ///
 /// # Costs
 ///
-/// A thread records on a stripe it holds alone (a *lease*, claimed on its first call): one
-/// locked instruction per call (entering the stripe's phase), the increments as plain loads
-/// and stores, and a plain release store to leave. With more recording threads than
-/// [`stripes`](Self::stripes), the threads that find none free share one extra stripe, where
-/// each increment is a `fetch_add` (as fast as a shared counter can be, but contended). Leases
-/// of threads that are not recording at snapshot time are handed back then, so threads that
-/// exit free their stripe at the next snapshot. [`snapshot`](Self::snapshot) reads every slot
-/// of every stripe that recorded: its cost grows with stripes × histogram size, not with the
-/// event rate.
+/// `record_task_started` and `record_runner_error`: one uncontended `fetch_add`.
+/// `record_task_completed`: four (enter the phase, bucket, sum, leave the phase), plus one when
+/// clamped. Threads are spread round-robin over the stripes, so with no more recording threads
+/// than stripes no two share a cache line. [`snapshot`](Self::snapshot) reads every slot of
+/// every stripe: its cost grows with stripes × histogram size, not with the event rate.
 ///
 /// # Example
 ///
@@ -64,11 +61,9 @@ use crate::sync::{Mutex, lock};
 /// ```
 pub struct AtomicMetrics {
     config: Config,
-    /// `config.stripes` leasable stripes, then the shared one.
     stripes: Box<[Stripe]>,
-    /// One buffer per stripe, plus the reader's spare (see the stripe module).
-    buffers: Buffers,
-    seating: Seating,
+    /// `u64::MAX / stripes + 1`, for Lemire's division-free `ordinal % stripes`.
+    stripe_fastmod: u64,
     reader: Mutex<ReaderState>,
     published: Published<Snapshot>,
     /// Failed or panicked snapshot sink calls; read into each snapshot.
@@ -83,10 +78,39 @@ struct ReaderState {
     /// the next snapshot, so a steady snapshotter allocates nothing large. Costs one snapshot
     /// of memory.
     spare: Option<Snapshot>,
-    /// The zeroed buffer the next flip installs.
-    spare_buffer: usize,
-    /// Per stripe, its entry count at its last flip.
-    entry_marks: Box<[u64]>,
+}
+
+/// Hands out thread ordinals; only a distribution hint, so it stays a `std` atomic under loom.
+static NEXT_THREAD_ORDINAL: AtomicU32 = AtomicU32::new(0);
+
+std::thread_local! {
+    /// This thread's ordinal plus one; 0 until the thread first records. No destructor, so the
+    /// first access registers nothing and allocates nothing.
+    static THREAD_ORDINAL: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn thread_ordinal() -> u32 {
+    THREAD_ORDINAL
+        .try_with(|ordinal| match ordinal.get() {
+            0 => {
+                // Relaxed: any distinct-ish number will do; nothing is published through it.
+                let fresh = NEXT_THREAD_ORDINAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ordinal.set(u64::from(fresh) + 1);
+                fresh
+            }
+            assigned => (assigned - 1) as u32,
+        })
+        // Only reachable while the thread's TLS is being torn down: any stripe is correct.
+        .unwrap_or(0)
+}
+
+/// `ordinal % stripes` by Lemire's fastmod (`fastmod = u64::MAX / stripes + 1`, wrapping):
+/// exact for 32-bit ordinals, with two multiplies instead of a division on every call.
+#[inline]
+fn stripe_index(fastmod: u64, ordinal: u32, stripes: usize) -> usize {
+    let low_bits = fastmod.wrapping_mul(u64::from(ordinal));
+    ((u128::from(low_bits) * stripes as u128) >> 64) as usize
 }
 
 impl AtomicMetrics {
@@ -104,13 +128,9 @@ impl AtomicMetrics {
 
     pub(crate) fn with_config(config: Config) -> Self {
         let layout = config.layout;
-        let shared = config.stripes;
-        // Stripe `i` starts on buffer `i`; the last buffer is the reader's first spare.
-        let stripes: Box<[Stripe]> = (0..=shared)
-            .map(|index| Stripe::new(index, index == shared))
+        let stripes: Box<[Stripe]> = (0..config.stripes)
+            .map(|_| Stripe::new(layout.len()))
             .collect();
-        let buffer_count = shared + 2;
-        let buffers = Buffers::new(buffer_count, layout.len());
         let empty = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
@@ -121,17 +141,15 @@ impl AtomicMetrics {
         });
         AtomicMetrics {
             sink_failures: std::sync::atomic::AtomicU64::new(0),
-            seating: Seating::new(config.stripes),
+            // For one stripe this wraps to 0, and every index computes to 0, as it should.
+            stripe_fastmod: (u64::MAX / config.stripes as u64).wrapping_add(1),
+            stripes,
+            config,
             reader: Mutex::new(ReaderState {
                 previous: Arc::clone(&empty),
                 previous_at: Instant::now(),
                 spare: None,
-                spare_buffer: buffer_count - 1,
-                entry_marks: vec![0; stripes.len()].into_boxed_slice(),
             }),
-            stripes,
-            buffers,
-            config,
             published: Published::new(empty),
         }
     }
@@ -146,23 +164,26 @@ impl AtomicMetrics {
         self.config.layout.significant_digits()
     }
 
-    /// The number of stripes threads can hold alone (the shared stripe is one more).
+    /// The number of stripes threads spread over.
     pub fn stripes(&self) -> usize {
         self.config.stripes
     }
 
     /// Bytes of recording state: fixed at construction, whatever the number of threads.
-    /// At the defaults that is `(stripes + 2) × 1.7 MiB`: one buffer of twelve 18,432-slot
-    /// histograms per stripe, the shared stripe's, and the reader's spare. A published
-    /// [`Snapshot`] is extra: see [`Snapshot::memory_bytes`].
+    /// At the defaults that is `stripes × 3.4 MiB` (two phases of twelve 18,432-slot
+    /// histograms per stripe). A published [`Snapshot`] is extra: see
+    /// [`Snapshot::memory_bytes`].
     pub fn recording_memory_bytes(&self) -> usize {
         Self::recording_memory_for(&self.config)
     }
 
     pub(crate) fn recording_memory_for(config: &Config) -> usize {
-        std::mem::size_of::<Self>()
-            + (config.stripes + 1) * (Stripe::memory_bytes() + std::mem::size_of::<u64>())
-            + Buffers::memory_bytes(config.stripes + 2, config.layout.len())
+        std::mem::size_of::<Self>() + config.stripes * Stripe::memory_bytes(config.layout.len())
+    }
+
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[stripe_index(self.stripe_fastmod, thread_ordinal(), self.stripes.len())]
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -192,39 +213,26 @@ impl AtomicMetrics {
         });
         let interval = &mut next.interval;
         interval.clear();
-        // Flip, drain and free each stripe in turn (each drained buffer is the next flip's
-        // spare), reading the counters right after the last flip: see the stripe module on
-        // why that keeps in-flight never negative.
-        let last = self.stripes.len() - 1;
-        let mut spare_buffer = reader.spare_buffer;
-        let mut released = false;
-        for (index, stripe) in self.stripes.iter().enumerate() {
-            let entry_mark = &mut reader.entry_marks[index];
-            let flipped = stripe.flip(spare_buffer, entry_mark);
-            if index == last {
-                // Counters are cumulative on the stripes; the interval is the growth.
-                for (runner, started) in interval.started.iter_mut().enumerate() {
-                    let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
-                    *started = now - previous.cumulative.started[runner];
-                }
-                for (label, errors) in interval.errors.iter_mut().enumerate() {
-                    let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
-                    *errors = now - previous.cumulative.errors[label];
-                }
-            }
-            spare_buffer = stripe.drain(flipped, &self.buffers, |drained| {
+        // Flip every stripe, then read the counters, then drain: see the stripe module on why
+        // this order keeps in-flight exact and never negative.
+        let flipped: Vec<_> = self.stripes.iter().map(Stripe::flip).collect();
+        // Counters are cumulative on the stripes; the interval is the growth since last time.
+        for (runner, started) in interval.started.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
+            *started = now - previous.cumulative.started[runner];
+        }
+        for (label, errors) in interval.errors.iter_mut().enumerate() {
+            let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
+            *errors = now - previous.cumulative.errors[label];
+        }
+        for (stripe, flipped) in self.stripes.iter().zip(flipped) {
+            stripe.drain(flipped, |drained| {
                 interval.sums[drained.label] += drained.sum;
                 interval.clamped[drained.label] += drained.clamped;
                 for (slot, count) in drained.slots {
                     interval.record_slot(drained.label, slot, count);
                 }
             });
-            released |= stripe.release_if_idle(&self.buffers, *entry_mark);
-        }
-        reader.spare_buffer = spare_buffer;
-        interval.finish_recording();
-        if released {
-            self.seating.note_release();
         }
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);
@@ -281,9 +289,7 @@ impl fmt::Debug for AtomicMetrics {
 impl MetricsBackend for AtomicMetrics {
     #[inline]
     fn record_task_started(&self, runner_type: RunnerType) {
-        self.seating.record(&self.stripes, |stripe, lease| {
-            stripe.record_started(lease, &self.buffers, runner_type)
-        });
+        self.stripe().record_started(runner_type);
     }
 
     #[inline]
@@ -296,26 +302,18 @@ impl MetricsBackend for AtomicMetrics {
         let layout = &self.config.layout;
         let clamped = duration_ms > layout.highest();
         let slot = layout.index_of(duration_ms.min(layout.highest()));
-        let label = completion_label(runner_type, outcome);
-        let slot_offset = self.buffers.slot_offset(label, slot);
-        self.seating.record(&self.stripes, |stripe, lease| {
-            stripe.record_completion(
-                lease,
-                &self.buffers,
-                label,
-                slot_offset,
-                duration_ms,
-                clamped,
-            )
-        });
+        self.stripe().record_completion(
+            completion_label(runner_type, outcome),
+            slot,
+            duration_ms,
+            clamped,
+        );
     }
 
     #[inline]
     fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
-        let label = error_label(runner_type, error_kind);
-        self.seating.record(&self.stripes, |stripe, lease| {
-            stripe.record_error(lease, &self.buffers, label)
-        });
+        self.stripe()
+            .record_error(error_label(runner_type, error_kind));
     }
 }
 
@@ -357,5 +355,16 @@ mod tests {
             log.write_snapshot(&third).unwrap();
         }
         let _ = second.to_prometheus();
+    }
+
+    #[test]
+    fn fastmod_is_exact_modulo() {
+        for stripes in 1..=70_u64 {
+            let fastmod = (u64::MAX / stripes).wrapping_add(1);
+            for ordinal in (0..2_000_u32).chain(u32::MAX - 2_000..=u32::MAX) {
+                let index = stripe_index(fastmod, ordinal, stripes as usize) as u64;
+                assert_eq!(index, u64::from(ordinal) % stripes, "{ordinal} % {stripes}");
+            }
+        }
     }
 }

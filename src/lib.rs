@@ -41,7 +41,6 @@ mod contract;
 mod engine;
 pub mod export;
 mod layout;
-mod lease;
 mod publish;
 mod recorded;
 #[cfg(all(feature = "server", not(loom)))]

@@ -8,6 +8,7 @@
 //! add up to the cumulative view, and a cumulative value never decreases.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -26,9 +27,9 @@ pub struct View {
     pub(crate) started: [u64; RunnerType::COUNT],
     pub(crate) errors: [u64; ERROR_LABELS],
     pub(crate) durations: Vec<Histogram<u64>>,
-    /// Per histogram, its non-zero slots with running totals: exports search these instead
-    /// of scanning every slot.
-    pub(crate) recorded: Vec<RecordedSlots>,
+    /// Per histogram, its non-zero slots with running totals, built by the first export that
+    /// asks: exports search these instead of scanning every slot.
+    recorded: OnceLock<Vec<RecordedSlots>>,
     pub(crate) layout: HdrLayout,
     pub(crate) sums: [u128; COMPLETION_LABELS],
     pub(crate) clamped: [u64; COMPLETION_LABELS],
@@ -42,30 +43,35 @@ impl View {
             durations: (0..COMPLETION_LABELS)
                 .map(|_| layout.empty_histogram())
                 .collect(),
-            recorded: vec![RecordedSlots::default(); COMPLETION_LABELS],
+            recorded: OnceLock::new(),
             layout: *layout,
             sums: [0; COMPLETION_LABELS],
             clamped: [0; COMPLETION_LABELS],
         }
     }
 
-    /// Adds `count` completions in `slot` of `label`'s histogram. Slots may come in any order;
-    /// call [`finish_recording`](Self::finish_recording) before reading.
+    /// Adds `count` completions in `slot` of `label`'s histogram.
     pub(crate) fn record_slot(&mut self, label: usize, slot: usize, count: u64) {
-        self.recorded[label].push(slot, count);
+        self.recorded = OnceLock::new();
         self.durations[label]
             .record_n(self.layout.value_at(slot), count)
             .expect("a slot's value lies within the layout's range");
     }
 
-    /// Completes the index of recorded slots after [`record_slot`](Self::record_slot).
-    pub(crate) fn finish_recording(&mut self) {
-        self.recorded.iter_mut().for_each(RecordedSlots::finish);
+    /// The index of `label`'s histogram, built on first use.
+    pub(crate) fn recorded(&self, label: usize) -> &RecordedSlots {
+        let index = self.recorded.get_or_init(|| {
+            self.durations
+                .iter()
+                .map(|histogram| RecordedSlots::of(histogram, &self.layout))
+                .collect()
+        });
+        &index[label]
     }
 
     /// Completions of `label` whose HDR slot starts at or below `value`: a binary search.
     pub(crate) fn count_up_to(&self, label: usize, value: u64) -> u64 {
-        self.recorded[label].count_up_to(&self.layout, value)
+        self.recorded(label).count_up_to(&self.layout, value)
     }
 
     /// `self.durations[label].value_at_quantile(quantile)`, exactly as hdrhistogram computes
@@ -74,7 +80,7 @@ impl View {
     pub(crate) fn value_at_quantile(&self, label: usize, quantile: f64) -> u64 {
         let histogram = &self.durations[label];
         let target = ((quantile.clamp(0.0, 1.0) * histogram.len() as f64).ceil() as u64).max(1);
-        let Some(slot) = self.recorded[label].slot_reaching(target) else {
+        let Some(slot) = self.recorded(label).slot_reaching(target) else {
             return 0; // empty, as hdrhistogram answers
         };
         let lowest = self.layout.value_at(slot);
@@ -146,9 +152,7 @@ impl View {
                     .expect("histograms of one engine share a layout");
             }
         }
-        for (mine, theirs) in self.recorded.iter_mut().zip(&other.recorded) {
-            mine.merge(theirs);
-        }
+        self.recorded = OnceLock::new();
         for (mine, theirs) in self.sums.iter_mut().zip(other.sums) {
             *mine = mine.saturating_add(theirs);
         }
@@ -166,7 +170,7 @@ impl View {
                 histogram.reset();
             }
         }
-        self.recorded.iter_mut().for_each(RecordedSlots::clear);
+        self.recorded = OnceLock::new();
         self.sums = [0; COMPLETION_LABELS];
         self.clamped = [0; COMPLETION_LABELS];
     }
@@ -185,11 +189,9 @@ impl View {
                 .iter()
                 .map(|h| h.distinct_values() * std::mem::size_of::<u64>())
                 .sum::<usize>()
-            + self
-                .recorded
-                .iter()
-                .map(RecordedSlots::memory_bytes)
-                .sum::<usize>()
+            + self.recorded.get().map_or(0, |index| {
+                index.iter().map(RecordedSlots::memory_bytes).sum::<usize>()
+            })
     }
 }
 
@@ -319,7 +321,8 @@ mod tests {
                             (lowest, slot.count_at_value())
                         })
                         .collect();
-                    let listed: Vec<(u64, u64)> = view.recorded[label]
+                    let listed: Vec<(u64, u64)> = view
+                        .recorded(label)
                         .counts()
                         .map(|(slot, count)| (view.layout.value_at(slot as usize), count))
                         .collect();
@@ -348,11 +351,7 @@ mod tests {
                     .unwrap();
             }
             let mut view = View::empty(&layout);
-            for slot in histogram.iter_recorded() {
-                let index = layout.index_of(slot.value_iterated_to());
-                view.record_slot(0, index, slot.count_at_value());
-            }
-            view.finish_recording();
+            view.durations[0] = histogram.clone();
             for &q in &quantiles {
                 let theirs = histogram.value_at_quantile(q);
                 assert_eq!(

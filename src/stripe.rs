@@ -1,84 +1,62 @@
-//! The hot path: one stripe of recording state, the lease that makes a stripe single-writer,
-//! and the phase protocol that lets a reader take a consistent cut while writers keep going.
+//! The hot path: one stripe of recording state, and the phase protocol that lets a reader take
+//! a consistent cut of it while writers keep going.
 //!
 //! # What a stripe holds
 //!
-//! - `started[runner]` and `errors[runner][kind]`: monotonic counters, never reset;
-//! - the index of its active *phase buffer* in the engine's [`Buffers`] pool. A buffer holds,
-//!   per `(runner, outcome)`, the exact duration sum (a 128-bit pair of words), the clamped
-//!   count and an HDR-layout array of bucket counts, plus the exit counts of the writers that
-//!   used it. The number of completions is the histogram's total, so count and histogram
-//!   cannot disagree.
+//! Fixed arrays of atomics indexed by the label enums' `index()`:
+//! - `started[runner]` and `errors[runner][kind]`: plain monotonic counters;
+//! - per phase (two of them) and per `(runner, outcome)`: the exact duration sum (as a 128-bit
+//!   pair of words), the clamped count, and an HDR-layout array of bucket counts. The number of
+//!   completions is the histogram's total, so count and histogram cannot disagree.
 //!
-//! # Leases: one writer per stripe
+//! Threads spread over the engine's stripes (see `AtomicMetrics`); several threads may share a
+//! stripe, so every update is an atomic read-modify-write. A stripe with one thread on it is
+//! never contended.
 //!
-//! A locked read-modify-write costs about 2 ns here, as much as the rest of a record call, so
-//! a stripe is written by one thread at a time, with plain `load` + `store` increments: the
-//! *lease holder*. The engine has `stripes` leasable stripes and one *shared* stripe that
-//! anyone may write with `fetch_add`, for threads that find no stripe free (`crate::lease`).
-//!
-//! The lease lives in the same word as the buffer index, so a writer learns both from the one
-//! read-modify-write it makes per call anyway, and computes every address it writes from that
-//! word without another load:
-//!
-//! ```text
-//!  63          44 43                 11 10          0
-//! [ entries mod 2^20 | lease (0 = free)  | buffer index ]
-//! ```
-//!
-//! - A free stripe (lease 0) is claimed with a compare-and-swap that sets the lease bits to a
-//!   number unique to the claim.
-//! - Only the reader frees a stripe, and only when no writer is inside it (`release_if_idle`).
-//! - A writer enters with `fetch_add(1 << 44)`. If the lease bits it got back are not its own
-//!   lease, it writes nothing, counts itself as *bounced* and records elsewhere.
-//!
-//! So between a claim and the release that ends it, only the claimer passes the lease check:
-//! no two threads ever make plain writes to one stripe at once. A new holder sees everything
-//! the previous one wrote: the holder's writes come before its release-store of its exit
-//! count; the reader acquires that value before its freeing compare-and-swap (release), and
-//! the claimer's compare-and-swap (acquire) reads from it or from a later read-modify-write of
-//! the word.
-//!
-//! # The phase protocol (a WriterReaderPhaser per stripe, with rotating buffers)
+//! # The phase protocol (a WriterReaderPhaser per stripe)
 //!
 //! A completion touches several words (bucket, sum, perhaps clamped), and a snapshot must see
-//! all of them or none.
+//! all of them or none. The stripe's `phase` word holds the active phase in its top bit and, in
+//! the other 63, how many writers have *entered* it since it became active:
 //!
-//! - writer: `w = word.fetch_add(1 << 44)`; check the lease; write into buffer `b = w & 0x7ff`;
-//!   then `exited[b] += 1` (a release store by the holder, a `fetch_add` on the shared stripe).
-//!   One locked instruction per call, and never a wait.
-//! - reader (one at a time, under the engine's reader lock): `old = word.fetch_xor(b ^ spare)`
-//!   (the *flip*) installs a zeroed spare buffer. The entries of buffer `b` are the growth of
-//!   the entry field since the previous flip; wait until `exited[b] + bounced[b]` equals them
-//!   (mod 2^20), read buffer `b` and zero it (the *drain*); it is the spare for the next
-//!   stripe. N stripes share N + 1 buffers.
+//! - writer: `e = phase.fetch_add(1)`; write into the data of phase `p = top bit of e`;
+//!   `exited[p].fetch_add(1)`. Two locked instructions on a line the writer's stripe owns, and
+//!   never a wait.
+//! - reader (one at a time, under the engine's reader lock): `old = phase.swap(other phase, 0
+//!   entered)` (the *flip*), then wait until `exited[old phase] == entered count in old`, then
+//!   read phase `old` and zero it, and reset `exited[old phase]` to 0 (the *drain*).
 //!
-//! Why the reader sees exactly the writes that entered buffer `b`, each one whole: the entries
-//! and the flip are read-modify-writes of one word, so they are totally ordered. A writer
-//! ordered before the flip read `b` and is counted; one ordered after it read the spare and
-//! writes there. There is no store-then-load race (as in Dekker's algorithm) to fence against.
-//! When the exits reach the entries, every counted writer has finished; each exit is a release
-//! and the reader's loads acquire, so all their data writes happen before the reader's reads.
-//! Nobody writes buffer `b` again until a later flip installs it, and that flip is a release:
-//! the zeroing (plain relaxed stores) happens before every writer that enters afterwards,
-//! since entries acquire.
-//!
-//! The entry field wraps at 2^20; counts are compared modulo 2^20, which is exact while fewer
-//! than 2^20 writers are inside one stripe at once. Wrapping falls off the top of the word, so
-//! it never disturbs the lease or the buffer index. Leases are 33 bits, from a process-wide
-//! claim counter: a stale lease could match again only after 2^33 - 1 further claims.
+//! Why the reader sees exactly the writes that entered the old phase, each one whole: all
+//! `fetch_add`s and the `swap` on `phase` are read-modify-writes of one word, so they are
+//! totally ordered. A writer ordered before the swap read the old phase and is counted in
+//! `entered`; one ordered after it read the new phase and writes elsewhere. There is no
+//! store-then-load race (as in Dekker's algorithm) to fence against. When `exited` reaches
+//! `entered`, every counted writer has finished; each `exited` increment is a release and the
+//! reader's load an acquire (the increments form one release sequence), so all their data
+//! writes happen before the reader's reads. Nobody writes the old phase's data again until the
+//! reader's *next* swap, which is a release: the zeroing (plain relaxed stores) happens before
+//! every writer that enters that phase afterwards, because a writer's `fetch_add` is an acquire.
 //!
 //! Costs and limits: a writer never waits for a reader. A reader waits only for writers that
-//! were inside the old buffer when it flipped (a few instructions each), so a writer
-//! descheduled mid-record delays the snapshot by that much, never forever (lock-free for the
-//! reader, wait-free for writers).
+//! were already inside the old phase when it swapped (a few instructions each), so a writer
+//! descheduled mid-record delays the snapshot by that much, never forever (the protocol is
+//! lock-free for readers, wait-free for writers). 63 bits of entries per phase cannot overflow
+//! between two snapshots.
 //!
-//! `started` and `errors` need no phase: each is one word. The reader flips every stripe,
-//! reads them right after the last flip, and drains that stripe last. A completion it drains
-//! entered before its stripe's flip; the task's start happened before that entry, which is a
-//! release that the flip (an acquire) synchronizes with, so the start is seen on whichever
-//! stripe it was recorded: `in_flight` never goes negative. Tasks started after a stripe's
-//! flip but before the last flip may show as in flight until the next snapshot.
+//! Why this protocol: Go's `client_golang` histogram gets the same all-or-nothing cut with a
+//! hot/cold pair and a count bumped last, but its reader waits on *every* in-flight
+//! observation of a shared histogram; Java's `LongAdder` stripes counters to stop cache-line
+//! ping-pong but offers no cut across several words. Striping the state (LongAdder) and giving
+//! each stripe its own phaser (HdrHistogram's `WriterReaderPhaser`) keeps writers on their own
+//! cache lines and the reader's wait short; the price is two copies of the histograms.
+//!
+//! `started` and `errors` need no phase: each is one word. The reader first flips *every*
+//! stripe, then reads the `started` counters, then drains. A completion it will drain entered
+//! before its stripe's swap; the task's start happened before that entry, which is a release
+//! that the swap (an acquire) synchronizes with, so the start is seen on whichever stripe it
+//! was recorded: `in_flight` never goes negative. Reading right after the flips, not after the
+//! drains, keeps starts whose completions land in the next interval to the few nanoseconds
+//! between the swaps and the read, so `in_flight` is not inflated by the snapshot's own cost.
 
 use crossbeam_utils::CachePadded;
 
@@ -90,20 +68,8 @@ pub(crate) const COMPLETION_LABELS: usize = RunnerType::COUNT * TaskOutcome::COU
 /// Labels of an error: one per `(runner, kind)`.
 pub(crate) const ERROR_LABELS: usize = RunnerType::COUNT * RunnerErrorKind::COUNT;
 
-/// The buffer index field: bits 0 to 10, enough for `MAX_STRIPES + 2` buffers.
-const BUFFER_MASK: u64 = (1 << 11) - 1;
-const LEASE_SHIFT: u32 = 11;
-const LEASE_BITS: u32 = 33;
-/// The lease field: bits 11 to 43.
-const LEASE_MASK: u64 = ((1 << LEASE_BITS) - 1) << LEASE_SHIFT;
-const ENTRY_SHIFT: u32 = LEASE_SHIFT + LEASE_BITS;
-/// One entry, as added to the word.
-const ENTRY: u64 = 1 << ENTRY_SHIFT;
-/// Entry counts are kept and compared modulo 2^20.
-const ENTRY_COUNT_MASK: u64 = (1 << (64 - ENTRY_SHIFT)) - 1;
-
-/// The most buffers an engine may have.
-pub(crate) const MAX_BUFFERS: usize = BUFFER_MASK as usize + 1;
+const PHASE_BIT: u64 = 1 << 63;
+const ENTERED_MASK: u64 = PHASE_BIT - 1;
 
 #[inline]
 pub(crate) fn completion_label(runner: RunnerType, outcome: TaskOutcome) -> usize {
@@ -115,23 +81,15 @@ pub(crate) fn error_label(runner: RunnerType, kind: RunnerErrorKind) -> usize {
     runner.index() * RunnerErrorKind::COUNT + kind.index()
 }
 
-/// The lease of claim number `claim` (any `u64`), in place in the word: never 0 (free).
-pub(crate) fn lease_of_claim(claim: u64) -> u64 {
-    ((claim % ((1 << LEASE_BITS) - 1)) + 1) << LEASE_SHIFT
+/// The phaser's words. One cache line: the stripe's writers touch it on every completion.
+struct Phaser {
+    /// Top bit: the active phase. Low 63 bits: writers that entered it.
+    phase: AtomicU64,
+    /// Writers that finished, per phase.
+    exited: [AtomicU64; 2],
 }
 
-/// `cell += by` for the only thread allowed to write `cell`: a load and a store, no lock
-/// prefix. `order` orders the store.
-#[inline]
-fn add_exclusive(cell: &AtomicU64, by: u64, order: Ordering) -> u64 {
-    // Relaxed: nobody else writes this cell, so the load sees our own last store, or the
-    // previous writer's, published to us by the lease handover (module docs).
-    let previous = cell.load(Ordering::Relaxed);
-    cell.store(previous.wrapping_add(by), order);
-    previous
-}
-
-/// The exact sum and the clamped count of one `(runner, outcome)` in one buffer.
+/// The exact sum and the clamped count of one `(runner, outcome)` in one phase.
 #[derive(Default)]
 struct CompletionCell {
     /// The sum modulo 2^64...
@@ -141,97 +99,30 @@ struct CompletionCell {
     clamped: AtomicU64,
 }
 
-/// How many writers left a buffer since it was installed.
-#[derive(Default)]
-struct Exits {
-    /// Entrants that wrote and left.
-    exited: AtomicU64,
-    /// Entrants that found another lease and left without writing.
-    bounced: AtomicU64,
-}
-
-/// The engine's pool of phase buffers, stored flat so that a writer finds its words from the
-/// buffer index by arithmetic alone.
-pub(crate) struct Buffers {
-    /// `buffers × COMPLETION_LABELS` histograms of `slots_per_histogram` counts, buffer-major
-    /// then label-major.
+/// What one phase accumulates between two snapshots.
+struct PhaseData {
+    cells: [CachePadded<CompletionCell>; COMPLETION_LABELS],
+    /// `COMPLETION_LABELS` histograms of `slots_per_histogram` counts each, label-major.
     slots: Box<[AtomicU64]>,
-    /// `buffers × COMPLETION_LABELS` sums and clamped counts.
-    cells: Box<[CachePadded<CompletionCell>]>,
-    exits: Box<[CachePadded<Exits>]>,
-    slots_per_histogram: usize,
-}
-
-impl Buffers {
-    /// `buffers` zeroed buffers of `slots_per_histogram`-slot histograms.
-    pub(crate) fn new(buffers: usize, slots_per_histogram: usize) -> Self {
-        assert!(buffers <= MAX_BUFFERS, "at most {MAX_BUFFERS} buffers");
-        Buffers {
-            slots: (0..buffers * COMPLETION_LABELS * slots_per_histogram)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            cells: (0..buffers * COMPLETION_LABELS)
-                .map(|_| CachePadded::new(CompletionCell::default()))
-                .collect(),
-            exits: (0..buffers)
-                .map(|_| CachePadded::new(Exits::default()))
-                .collect(),
-            slots_per_histogram,
-        }
-    }
-
-    /// Heap bytes of `buffers` buffers.
-    pub(crate) fn memory_bytes(buffers: usize, slots_per_histogram: usize) -> usize {
-        std::mem::size_of::<Buffers>()
-            + buffers
-                * (COMPLETION_LABELS * slots_per_histogram * std::mem::size_of::<AtomicU64>()
-                    + COMPLETION_LABELS * std::mem::size_of::<CachePadded<CompletionCell>>()
-                    + std::mem::size_of::<CachePadded<Exits>>())
-    }
-
-    /// Where `slot` of `label`'s histogram lies within a buffer: computed before entering.
-    #[inline]
-    pub(crate) fn slot_offset(&self, label: usize, slot: usize) -> usize {
-        label * self.slots_per_histogram + slot
-    }
-
-    #[inline]
-    fn slots_per_buffer(&self) -> usize {
-        COMPLETION_LABELS * self.slots_per_histogram
-    }
-}
-
-/// The counters no phase covers. One writer (the holder) per leased stripe: packed together.
-struct Counters {
-    started: [AtomicU64; RunnerType::COUNT],
-    errors: [AtomicU64; ERROR_LABELS],
-}
-
-/// The word every call enters through, on its own cache line.
-struct Phaser {
-    /// `entries mod 2^20 | lease | buffer index`, see the module docs.
-    word: AtomicU64,
-    /// The shared stripe takes every writer, with read-modify-writes; the others take only
-    /// their lease holder.
-    shared: bool,
 }
 
 /// One stripe of recording state.
 pub(crate) struct Stripe {
     phaser: CachePadded<Phaser>,
-    counters: CachePadded<Counters>,
+    started: [CachePadded<AtomicU64>; RunnerType::COUNT],
+    errors: [CachePadded<AtomicU64>; ERROR_LABELS],
+    phases: [PhaseData; 2],
+    slots_per_histogram: usize,
 }
 
-/// The result of [`Stripe::flip`]: what [`Stripe::drain`] needs.
+/// The result of [`Stripe::flip`]: which phase to drain and how many writers entered it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flipped {
-    /// The buffer taken out.
-    buffer: usize,
-    /// Entries into it, modulo 2^20.
+    old_phase: usize,
     entered: u64,
 }
 
-/// A drained buffer's content for one label, handed to the reader's callback.
+/// A drained phase's content for one label, handed to the reader's callback.
 pub(crate) struct DrainedCompletions<'a> {
     pub(crate) label: usize,
     pub(crate) sum: u128,
@@ -240,233 +131,131 @@ pub(crate) struct DrainedCompletions<'a> {
     pub(crate) slots: &'a mut dyn Iterator<Item = (usize, u64)>,
 }
 
-fn zeroed<const N: usize>() -> [AtomicU64; N] {
-    std::array::from_fn(|_| AtomicU64::new(0))
+fn zeroed<const N: usize>() -> [CachePadded<AtomicU64>; N] {
+    std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0)))
+}
+
+impl PhaseData {
+    fn new(slots_per_histogram: usize) -> Self {
+        PhaseData {
+            cells: std::array::from_fn(|_| CachePadded::new(CompletionCell::default())),
+            slots: (0..COMPLETION_LABELS * slots_per_histogram)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
 }
 
 impl Stripe {
-    /// A stripe writing into `buffer` (an index below [`MAX_BUFFERS`]). `shared`: the stripe
-    /// every thread may write, with read-modify-writes.
-    pub(crate) fn new(buffer: usize, shared: bool) -> Self {
-        assert!(buffer < MAX_BUFFERS);
+    pub(crate) fn new(slots_per_histogram: usize) -> Self {
         Stripe {
             phaser: CachePadded::new(Phaser {
-                word: AtomicU64::new(buffer as u64),
-                shared,
+                phase: AtomicU64::new(0),
+                exited: [AtomicU64::new(0), AtomicU64::new(0)],
             }),
-            counters: CachePadded::new(Counters {
-                started: zeroed(),
-                errors: zeroed(),
-            }),
+            started: zeroed(),
+            errors: zeroed(),
+            phases: [
+                PhaseData::new(slots_per_histogram),
+                PhaseData::new(slots_per_histogram),
+            ],
+            slots_per_histogram,
         }
     }
 
-    /// Inline bytes of one stripe (its buffers are counted by [`Buffers::memory_bytes`]).
-    pub(crate) fn memory_bytes() -> usize {
+    /// Heap and inline bytes of one stripe with `slots_per_histogram` slots per histogram.
+    pub(crate) fn memory_bytes(slots_per_histogram: usize) -> usize {
         std::mem::size_of::<Stripe>()
+            + 2 * COMPLETION_LABELS * slots_per_histogram * std::mem::size_of::<AtomicU64>()
     }
 
     #[inline]
-    pub(crate) fn is_shared(&self) -> bool {
-        self.phaser.shared
-    }
-
-    /// Enters the stripe and returns the buffer to write, or `None` when `lease` is not this
-    /// stripe's (nothing may be written).
-    #[inline]
-    fn enter(&self, lease: u64, buffers: &Buffers) -> Option<usize> {
-        // Acquire: see the reader's zeroing of this buffer (released by its flip), and the
-        // previous holder's writes (released through the lease handover).
-        // Release: whatever this thread did before (the task's start) is visible to the
-        // reader once its flip reads past our entry; that keeps in-flight from going negative.
-        let word = self.phaser.word.fetch_add(ENTRY, Ordering::AcqRel);
-        let buffer = (word & BUFFER_MASK) as usize;
-        if !self.phaser.shared && (lease == 0 || word & LEASE_MASK != lease) {
-            // Release: the reader that counts us must not think we are still inside.
-            buffers.exits[buffer]
-                .bounced
-                .fetch_add(1, Ordering::Release);
-            return None;
-        }
-        Some(buffer)
-    }
-
-    /// Leaves `buffer`; every write made inside goes to the reader with it.
-    #[inline]
-    fn leave(&self, buffer: usize, buffers: &Buffers) {
-        let exited = &buffers.exits[buffer].exited;
-        // Release: hands everything written inside to the reader that waits for this count.
-        if self.phaser.shared {
-            exited.fetch_add(1, Ordering::Release);
-        } else {
-            add_exclusive(exited, 1, Ordering::Release);
-        }
-    }
-
-    /// `cell += by`: plain on a leased stripe, a `fetch_add` on the shared one. Returns the
-    /// previous value.
-    #[inline]
-    fn add(&self, cell: &AtomicU64, by: u64) -> u64 {
-        // Relaxed: published by `leave`'s release.
-        if self.phaser.shared {
-            cell.fetch_add(by, Ordering::Relaxed)
-        } else {
-            add_exclusive(cell, by, Ordering::Relaxed)
-        }
-    }
-
-    /// Counts a start; false (nothing counted) when `lease` is not this stripe's.
-    #[inline]
-    pub(crate) fn record_started(&self, lease: u64, buffers: &Buffers, runner: RunnerType) -> bool {
-        self.record_counter(lease, buffers, &self.counters.started[runner.index()])
-    }
-
-    /// Counts an error for `label`; false (nothing counted) when `lease` is not this stripe's.
-    #[inline]
-    pub(crate) fn record_error(&self, lease: u64, buffers: &Buffers, label: usize) -> bool {
-        self.record_counter(lease, buffers, &self.counters.errors[label])
+    pub(crate) fn record_started(&self, runner: RunnerType) {
+        // Relaxed: the reader orders this through the completion that follows it (module docs).
+        self.started[runner.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
-    fn record_counter(&self, lease: u64, buffers: &Buffers, counter: &AtomicU64) -> bool {
-        if self.phaser.shared {
-            // A lone word written by read-modify-writes needs no phase. Relaxed: the reader
-            // orders it through the completion that follows (module docs).
-            counter.fetch_add(1, Ordering::Relaxed);
-            return true;
-        }
-        // The entry is what makes the holder's plain store safe: it proves the lease.
-        let Some(buffer) = self.enter(lease, buffers) else {
-            return false;
-        };
-        add_exclusive(counter, 1, Ordering::Relaxed);
-        self.leave(buffer, buffers);
-        true
+    pub(crate) fn record_error(&self, label: usize) {
+        // Relaxed: a lone counter, read whole whenever it is read.
+        self.errors[label].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one completion: `slot_offset` locates the bucket of the (clamped) value
-    /// ([`Buffers::slot_offset`]), `duration_ms` is the true value for the sum. False (nothing
-    /// recorded) when `lease` is not this stripe's.
+    /// Records one completion: `slot` is the bucket of the (clamped) value, `duration_ms` the
+    /// true value for the sum.
     #[inline]
     pub(crate) fn record_completion(
         &self,
-        lease: u64,
-        buffers: &Buffers,
         label: usize,
-        slot_offset: usize,
+        slot: usize,
         duration_ms: u64,
         clamped: bool,
-    ) -> bool {
-        let Some(buffer) = self.enter(lease, buffers) else {
-            return false;
-        };
-        self.add(
-            &buffers.slots[buffer * buffers.slots_per_buffer() + slot_offset],
-            1,
-        );
-        let cell = &buffers.cells[buffer * COMPLETION_LABELS + label];
-        let previous = self.add(&cell.sum_low, duration_ms);
+    ) {
+        // Acquire: our writes below must not be seen before we are counted in this phase, and
+        // we must see the reader's zeroing of this phase's data (released by its swap).
+        // Release: whatever this thread did before (the task's start) is visible to the
+        // reader once its swap reads past our entry; that keeps in-flight from going negative.
+        let entered = self.phaser.phase.fetch_add(1, Ordering::AcqRel);
+        let phase = (entered >> 63) as usize;
+        let data = &self.phases[phase];
+        // Relaxed: published to the reader by the release on `exited` below.
+        data.slots[label * self.slots_per_histogram + slot].fetch_add(1, Ordering::Relaxed);
+        let cell = &data.cells[label];
+        let previous = cell.sum_low.fetch_add(duration_ms, Ordering::Relaxed);
         if previous.checked_add(duration_ms).is_none() {
-            self.add(&cell.sum_high, 1);
+            cell.sum_high.fetch_add(1, Ordering::Relaxed);
         }
         if clamped {
-            self.add(&cell.clamped, 1);
+            cell.clamped.fetch_add(1, Ordering::Relaxed);
         }
-        self.leave(buffer, buffers);
-        true
+        // Release: hands everything above to the reader that waits for this count.
+        self.phaser.exited[phase].fetch_add(1, Ordering::Release);
     }
 
-    /// Claims a free stripe for `lease` (from [`lease_of_claim`]). False if another thread
-    /// holds it, or for the shared stripe.
-    pub(crate) fn try_claim(&self, lease: u64) -> bool {
-        debug_assert!(lease != 0 && lease & !LEASE_MASK == 0);
-        if self.phaser.shared {
-            return false;
-        }
-        let mut word = self.phaser.word.load(Ordering::Relaxed);
-        while word & LEASE_MASK == 0 {
-            // AcqRel on success: acquire the previous holder's writes, handed over by the
-            // reader's release (module docs). Fails only when a writer entered (and bounced)
-            // meanwhile, so the loop is lock-free.
-            match self.phaser.word.compare_exchange_weak(
-                word,
-                word | lease,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => word = now,
-            }
-        }
-        false
-    }
-
-    /// Installs `spare` (a zeroed buffer) in place of the current one. `entry_mark` is the
-    /// entry field at this stripe's previous flip, updated here. Callers serialize on the
-    /// engine's reader lock: two concurrent flips or drains of one stripe would break the
-    /// protocol.
-    pub(crate) fn flip(&self, spare: usize, entry_mark: &mut u64) -> Flipped {
-        // Relaxed: only flips change the buffer index, and they are serialized by the lock.
-        let current = self.phaser.word.load(Ordering::Relaxed) & BUFFER_MASK;
-        // AcqRel: release publishes the spare's zeroing to the writers who enter after us;
-        // acquire synchronizes with every entry so far (each is a release), so whatever a
-        // counted writer did before entering, a task's start included, is visible to us.
-        let old = self
-            .phaser
-            .word
-            .fetch_xor(current ^ spare as u64, Ordering::AcqRel);
-        let entries = old >> ENTRY_SHIFT;
-        let entered = entries.wrapping_sub(*entry_mark) & ENTRY_COUNT_MASK;
-        *entry_mark = entries;
+    /// Switches the stripe to its other phase and returns what [`drain`](Self::drain) needs to
+    /// collect the old one. Callers serialize on the engine's reader lock: two concurrent
+    /// flips or drains of one stripe would break the protocol.
+    pub(crate) fn flip(&self) -> Flipped {
+        // Relaxed: only flips change the phase bit, and they are serialized by the reader lock.
+        let active = self.phaser.phase.load(Ordering::Relaxed) & PHASE_BIT;
+        // AcqRel: release publishes our last zeroing of the phase we now activate to the
+        // writers who enter it; acquire synchronizes with every entry so far (each is a
+        // release), so whatever a counted writer did before entering, a task's start
+        // included, is visible to us from here on.
+        let old = self.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
         Flipped {
-            buffer: current as usize,
-            entered,
+            old_phase: (old >> 63) as usize,
+            entered: old & ENTERED_MASK,
         }
     }
 
-    /// Waits for the writers counted in `flipped` to leave the old buffer, hands each label's
-    /// content to `visit`, and leaves that buffer zeroed. Returns the buffer: the next spare.
-    pub(crate) fn drain(
-        &self,
-        flipped: Flipped,
-        buffers: &Buffers,
-        mut visit: impl FnMut(DrainedCompletions<'_>),
-    ) -> usize {
-        let Flipped { buffer, entered } = flipped;
-        let exits = &buffers.exits[buffer];
+    /// Waits for the writers counted in `flipped` to leave the old phase, and hands each
+    /// label's old-phase content to `visit`, leaving that phase zeroed.
+    pub(crate) fn drain(&self, flipped: Flipped, mut visit: impl FnMut(DrainedCompletions<'_>)) {
+        let Flipped { old_phase, entered } = flipped;
+        if entered == 0 {
+            // No completion in the old phase: its data is still all zero from the last drain,
+            // so an idle stripe costs one swap instead of a scan.
+            return;
+        }
+        let exited = &self.phaser.exited[old_phase];
         let spin = Spin::new();
-        // Acquire: synchronizes with every counted writer's release.
-        let wrote = loop {
-            let wrote = exits.exited.load(Ordering::Acquire);
-            let left = wrote.wrapping_add(exits.bounced.load(Ordering::Acquire));
-            if left & ENTRY_COUNT_MASK == entered {
-                break wrote;
-            }
+        // Acquire: synchronizes with every counted writer's release increment.
+        while exited.load(Ordering::Acquire) != entered {
             spin.wait();
-        };
-        // Relaxed: published to the next writers of this buffer by the flip that installs it.
-        exits.exited.store(0, Ordering::Relaxed);
-        exits.bounced.store(0, Ordering::Relaxed);
-        if wrote == 0 {
-            // Nobody wrote it: it is still all zero from its last drain, so an idle stripe
-            // costs a flip instead of a scan.
-            return buffer;
         }
 
-        let slots_per_histogram = buffers.slots_per_histogram;
-        let first_slot = buffer * buffers.slots_per_buffer();
-        let first_cell = buffer * COMPLETION_LABELS;
-        for label in 0..COMPLETION_LABELS {
-            let cell = &buffers.cells[first_cell + label];
-            // Relaxed loads and stores: no writer touches this buffer until a flip installs it.
+        let data = &self.phases[old_phase];
+        for (label, cell) in data.cells.iter().enumerate() {
+            // Relaxed loads and stores: no writer touches this phase until our next swap.
             let sum_low = cell.sum_low.load(Ordering::Relaxed);
             let sum_high = cell.sum_high.load(Ordering::Relaxed);
             let clamped = cell.clamped.load(Ordering::Relaxed);
             cell.sum_low.store(0, Ordering::Relaxed);
             cell.sum_high.store(0, Ordering::Relaxed);
             cell.clamped.store(0, Ordering::Relaxed);
-            let start = first_slot + label * slots_per_histogram;
-            let histogram = &buffers.slots[start..start + slots_per_histogram];
+            let start = label * self.slots_per_histogram;
+            let histogram = &data.slots[start..start + self.slots_per_histogram];
             let mut slots = histogram.iter().enumerate().filter_map(|(slot, count)| {
                 let value = count.load(Ordering::Relaxed);
                 if value == 0 {
@@ -481,56 +270,21 @@ impl Stripe {
                 clamped,
                 slots: &mut slots,
             });
-            // Drain whatever the visitor left, so the buffer is zero for its next use.
+            // Drain whatever the visitor left, so the phase is zero for its next use.
             slots.for_each(drop);
         }
-        buffer
-    }
-
-    /// Frees the stripe if a thread holds it and none is inside now, so that a thread that
-    /// exited (or went quiet) hands its stripe back. `entry_mark` is the mark
-    /// [`flip`](Self::flip) left. Called by the reader, under its lock, after draining. A
-    /// holder that is still alive just claims a stripe again on its next call.
-    pub(crate) fn release_if_idle(&self, buffers: &Buffers, entry_mark: u64) -> bool {
-        if self.phaser.shared {
-            return false;
-        }
-        // Acquire: keeps the loads below after this one.
-        let word = self.phaser.word.load(Ordering::Acquire);
-        if word & LEASE_MASK == 0 {
-            return false;
-        }
-        let exits = &buffers.exits[(word & BUFFER_MASK) as usize];
-        let entered = (word >> ENTRY_SHIFT).wrapping_sub(entry_mark) & ENTRY_COUNT_MASK;
-        // Acquire: the holder's last exit (a release) carries all its writes; our release
-        // below hands them to the next holder.
-        let left = exits
-            .exited
-            .load(Ordering::Acquire)
-            .wrapping_add(exits.bounced.load(Ordering::Acquire));
-        if left & ENTRY_COUNT_MASK != entered {
-            return false; // a writer is inside
-        }
-        // Succeeds only if nobody entered since `word`: then nobody is inside now.
-        self.phaser
-            .word
-            .compare_exchange(
-                word,
-                word & !LEASE_MASK,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        // Relaxed: published to the next writers of this phase by our next swap's release.
+        exited.store(0, Ordering::Relaxed);
     }
 
     /// Tasks started so far on this stripe, per runner. Call after flipping every stripe.
     pub(crate) fn started(&self, runner: usize) -> u64 {
         // Relaxed: ordered after the flips' acquire, which is what in-flight needs.
-        self.counters.started[runner].load(Ordering::Relaxed)
+        self.started[runner].load(Ordering::Relaxed)
     }
 
     /// Errors so far on this stripe, for one `(runner, kind)` label.
     pub(crate) fn errors(&self, label: usize) -> u64 {
-        self.counters.errors[label].load(Ordering::Relaxed)
+        self.errors[label].load(Ordering::Relaxed)
     }
 }

@@ -13,23 +13,6 @@ pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
-/// A thread-local that needs no destructor: `const`-initialized from `std` (its first access
-/// registers nothing and allocates nothing), a per-model-thread `loom` local under `cfg(loom)`
-/// (loom runs every model thread on one OS thread, so a `std` local would be shared).
-macro_rules! thread_cache {
-    ($(#[$attr:meta])* static $name:ident: $type:ty = $init:expr;) => {
-        #[cfg(not(loom))]
-        std::thread_local! {
-            $(#[$attr])* static $name: $type = const { $init };
-        }
-        #[cfg(loom)]
-        loom::thread_local! {
-            $(#[$attr])* static $name: $type = $init;
-        }
-    };
-}
-pub(crate) use thread_cache;
-
 /// Locks `mutex`, ignoring poisoning: every structure a taskmeter lock guards is left valid at
 /// every point where a panic could occur, so a panic elsewhere is no reason to stop reading.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -2,11 +2,9 @@
 //! and publication. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test --release --no-default-features --test loom --target-dir target/loom`.
 //!
-//! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots) and one
-//! leasable stripe (plus the shared one), so writers compete for the lease, bounce, claim and
-//! fall back to the shared stripe while the reader flips, drains and frees stripes, and every
-//! interleaving of the protocol's atomics is explored up to loom's preemption bound
-//! (`LOOM_MAX_PREEMPTIONS`, 3 in `.ci/run`).
+//! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots) and one stripe,
+//! so every writer shares the reader's stripe and every interleaving of the protocol's atomics
+//! is explored, up to loom's preemption bound (`LOOM_MAX_PREEMPTIONS`, 3 in `.ci/run`).
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -89,22 +87,20 @@ fn a_snapshot_during_recording_sees_whole_completions() {
     });
 }
 
-/// Two writers compete for the one leasable stripe (the loser records on the shared stripe,
-/// or bounces and retries) while two snapshots run: one on the main thread, one on a writer
-/// right after its task. Snapshots may free the lease between a writer's calls, so the other
-/// writer can claim it: the plain stores of two successive holders must not lose a count.
 #[test]
-fn two_writers_two_snapshots_and_a_lease_handover() {
+fn two_writers_and_two_readers() {
     model(|| {
         let metrics = tiny_engine();
-        let plain_writer = {
-            let metrics = Arc::clone(&metrics);
-            thread::spawn(move || task(&metrics, DURATION_MS))
-        };
-        let writer_and_reader = {
+        let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
+            .into_iter()
+            .map(|duration| {
+                let metrics = Arc::clone(&metrics);
+                thread::spawn(move || task(&metrics, duration))
+            })
+            .collect();
+        let reader = {
             let metrics = Arc::clone(&metrics);
             thread::spawn(move || {
-                task(&metrics, LONG_DURATION_MS);
                 let snapshot = metrics.snapshot();
                 check(&snapshot);
                 snapshot
@@ -112,8 +108,10 @@ fn two_writers_two_snapshots_and_a_lease_handover() {
         };
         let mine = metrics.snapshot();
         check(&mine);
-        let theirs = writer_and_reader.join().unwrap();
-        plain_writer.join().unwrap();
+        let theirs = reader.join().unwrap();
+        for writer in writers {
+            writer.join().unwrap();
+        }
         // The two concurrent readers were serialized: distinct sequence numbers, and the later
         // one's cumulative view includes the earlier one's.
         assert_ne!(mine.sequence(), theirs.sequence());
@@ -129,8 +127,6 @@ fn two_writers_two_snapshots_and_a_lease_handover() {
         let last = metrics.snapshot();
         check(&last);
         assert_eq!(last.cumulative().completed(RUNNER, OUTCOME), 2);
-        assert_eq!(last.cumulative().started(RUNNER), 2);
-        assert_eq!(last.cumulative().clamped(RUNNER, OUTCOME), 1);
         assert_eq!(
             early.interval().completed(RUNNER, OUTCOME)
                 + late.interval().completed(RUNNER, OUTCOME)

@@ -26,17 +26,15 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Vec<Call>>)> {
     ]
 }
 
-/// Replays `lists[t]` `iters` times on a fresh thread `t`, all threads released together;
-/// returns the wall time until the last is done. `before_threads` (run before the threads
-/// start), each thread's first call and `end_of_thread` are outside the timing.
+/// Replays `lists[t]` `iters` times on thread `t`, all threads released together; returns the
+/// wall time until the last is done. Each thread's first call and `end_of_thread` are outside
+/// the timing.
 pub fn replay_on_threads<B: MetricsBackend + ?Sized>(
     backend: &Arc<B>,
     lists: &[Vec<Call>],
     iters: u64,
-    before_threads: impl FnOnce(&B),
     end_of_thread: impl Fn(&B) + Sync,
 ) -> Duration {
-    before_threads(backend);
     let start_line = Barrier::new(lists.len() + 1);
     let finish_line = Barrier::new(lists.len() + 1);
     std::thread::scope(|scope| {

@@ -34,8 +34,6 @@ pub trait Peer: MetricsBackend {
     /// Calls counted so far (started + completed + errors), read through the backend's own
     /// reader: a peer that counts nothing fails the bench.
     fn calls_counted(&self) -> u64;
-    /// Called before each sample's threads start, outside the timing.
-    fn before_threads(&self) {}
     /// Called by each recording thread when its timed loop is over.
     fn end_of_thread(&self) {}
     /// One export of everything in Prometheus text, for those that export.
@@ -61,12 +59,6 @@ fn counted_in_text(text: &str) -> u64 {
 // ---- taskmeter -------------------------------------------------------------------------
 
 impl Peer for AtomicMetrics {
-    /// What the engine's snapshotter does periodically: a snapshot hands back the stripes
-    /// that the previous sample's threads, now exited, held.
-    fn before_threads(&self) {
-        self.snapshot();
-    }
-
     fn calls_counted(&self) -> u64 {
         let snapshot = self.snapshot();
         let view = snapshot.cumulative();
