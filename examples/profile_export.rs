@@ -15,15 +15,21 @@ fn main() {
         .unwrap();
     let metrics = AtomicMetrics::new();
     replay(&metrics, &task_mix(50_000, 7));
-    let snapshot = metrics.snapshot();
+    let fresh = std::env::var("FRESH").is_ok();
+    let mut snapshot = metrics.snapshot();
     let mut bytes = 0;
-    let started = std::time::Instant::now();
+    let mut spent = std::time::Duration::ZERO;
     for _ in 0..rounds {
+        if fresh {
+            snapshot = metrics.snapshot();
+        }
+        let started = std::time::Instant::now();
         let mut text = String::new();
         snapshot.write_prometheus(&config, &mut text);
+        spent += started.elapsed();
         bytes += text.len();
     }
-    let per_export = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let per_export = spent.as_secs_f64() * 1e6 / f64::from(rounds);
     println!(
         "{per_export:.1} µs per export of {} bytes",
         bytes / rounds as usize

@@ -68,6 +68,8 @@ pub struct AtomicMetrics {
     published: Published<Snapshot>,
     /// Failed or panicked snapshot sink calls; read into each snapshot.
     sink_failures: std::sync::atomic::AtomicU64,
+    /// Per HDR slot, its default (solti) export bucket: see `View::solti_buckets`.
+    solti_bucket_of_slot: Box<[u8]>,
 }
 
 /// What the reader keeps between two snapshots; its lock also serializes drains.
@@ -141,6 +143,7 @@ impl AtomicMetrics {
         });
         AtomicMetrics {
             sink_failures: std::sync::atomic::AtomicU64::new(0),
+            solti_bucket_of_slot: crate::export::solti_bucket_of_slots(&layout),
             // For one stripe this wraps to 0, and every index computes to 0, as it should.
             stripe_fastmod: (u64::MAX / config.stripes as u64).wrapping_add(1),
             stripes,
@@ -178,7 +181,9 @@ impl AtomicMetrics {
     }
 
     pub(crate) fn recording_memory_for(config: &Config) -> usize {
-        std::mem::size_of::<Self>() + config.stripes * Stripe::memory_bytes(config.layout.len())
+        std::mem::size_of::<Self>()
+            + config.stripes * Stripe::memory_bytes(config.layout.len())
+            + config.layout.len() // the slot-to-default-bucket table
     }
 
     #[inline]
@@ -230,7 +235,8 @@ impl AtomicMetrics {
                 interval.sums[drained.label] += drained.sum;
                 interval.clamped[drained.label] += drained.clamped;
                 for (slot, count) in drained.slots {
-                    interval.record_slot(drained.label, slot, count);
+                    let bucket = self.solti_bucket_of_slot[slot];
+                    interval.record_slot(drained.label, slot, count, bucket);
                 }
             });
         }

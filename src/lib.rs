@@ -42,7 +42,6 @@ mod engine;
 pub mod export;
 mod layout;
 mod publish;
-mod recorded;
 #[cfg(all(feature = "server", not(loom)))]
 pub mod server;
 #[cfg(not(loom))]

@@ -8,14 +8,13 @@
 //! add up to the cumulative view, and a cumulative value never decreases.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::export::SOLTI_BUCKETS_SECONDS;
 use crate::layout::HdrLayout;
-use crate::recorded::RecordedSlots;
 use crate::stripe::{COMPLETION_LABELS, ERROR_LABELS, completion_label, error_label};
 
 /// Counts and duration histograms over one span of time; part of a [`Snapshot`].
@@ -27,9 +26,10 @@ pub struct View {
     pub(crate) started: [u64; RunnerType::COUNT],
     pub(crate) errors: [u64; ERROR_LABELS],
     pub(crate) durations: Vec<Histogram<u64>>,
-    /// Per histogram, its non-zero slots with running totals, built by the first export that
-    /// asks: exports search these instead of scanning every slot.
-    recorded: OnceLock<Vec<RecordedSlots>>,
+    /// Per histogram, its completions in each of the default (solti) buckets, not cumulative;
+    /// those above the last bound are the rest. Kept by the reader as it drains, so that the
+    /// default exposition reads 15 numbers instead of scanning 18,432 slots.
+    pub(crate) solti_buckets: [[u64; SOLTI_BUCKETS_SECONDS.len()]; COMPLETION_LABELS],
     pub(crate) layout: HdrLayout,
     pub(crate) sums: [u128; COMPLETION_LABELS],
     pub(crate) clamped: [u64; COMPLETION_LABELS],
@@ -43,52 +43,22 @@ impl View {
             durations: (0..COMPLETION_LABELS)
                 .map(|_| layout.empty_histogram())
                 .collect(),
-            recorded: OnceLock::new(),
+            solti_buckets: [[0; SOLTI_BUCKETS_SECONDS.len()]; COMPLETION_LABELS],
             layout: *layout,
             sums: [0; COMPLETION_LABELS],
             clamped: [0; COMPLETION_LABELS],
         }
     }
 
-    /// Adds `count` completions in `slot` of `label`'s histogram.
-    pub(crate) fn record_slot(&mut self, label: usize, slot: usize, count: u64) {
-        self.recorded = OnceLock::new();
+    /// Adds `count` completions in `slot` of `label`'s histogram; `solti_bucket` is the
+    /// slot's default bucket (`crate::export::solti_bucket_of_slots`).
+    pub(crate) fn record_slot(&mut self, label: usize, slot: usize, count: u64, solti_bucket: u8) {
+        if let Some(bucket) = self.solti_buckets[label].get_mut(usize::from(solti_bucket)) {
+            *bucket += count;
+        }
         self.durations[label]
             .record_n(self.layout.value_at(slot), count)
             .expect("a slot's value lies within the layout's range");
-    }
-
-    /// The index of `label`'s histogram, built on first use.
-    pub(crate) fn recorded(&self, label: usize) -> &RecordedSlots {
-        let index = self.recorded.get_or_init(|| {
-            self.durations
-                .iter()
-                .map(|histogram| RecordedSlots::of(histogram, &self.layout))
-                .collect()
-        });
-        &index[label]
-    }
-
-    /// Completions of `label` whose HDR slot starts at or below `value`: a binary search.
-    pub(crate) fn count_up_to(&self, label: usize, value: u64) -> u64 {
-        self.recorded(label).count_up_to(&self.layout, value)
-    }
-
-    /// `self.durations[label].value_at_quantile(quantile)`, exactly as hdrhistogram computes
-    /// it (the first slot where the running count reaches `ceil(q × total)`, at least 1), by
-    /// a binary search instead of a scan of every slot.
-    pub(crate) fn value_at_quantile(&self, label: usize, quantile: f64) -> u64 {
-        let histogram = &self.durations[label];
-        let target = ((quantile.clamp(0.0, 1.0) * histogram.len() as f64).ceil() as u64).max(1);
-        let Some(slot) = self.recorded(label).slot_reaching(target) else {
-            return 0; // empty, as hdrhistogram answers
-        };
-        let lowest = self.layout.value_at(slot);
-        if quantile == 0.0 {
-            histogram.lowest_equivalent(lowest)
-        } else {
-            histogram.highest_equivalent(lowest)
-        }
     }
 
     /// Tasks started on `runner`.
@@ -152,7 +122,11 @@ impl View {
                     .expect("histograms of one engine share a layout");
             }
         }
-        self.recorded = OnceLock::new();
+        for (mine, theirs) in self.solti_buckets.iter_mut().zip(&other.solti_buckets) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                *mine += theirs;
+            }
+        }
         for (mine, theirs) in self.sums.iter_mut().zip(other.sums) {
             *mine = mine.saturating_add(theirs);
         }
@@ -170,7 +144,7 @@ impl View {
                 histogram.reset();
             }
         }
-        self.recorded = OnceLock::new();
+        self.solti_buckets = [[0; SOLTI_BUCKETS_SECONDS.len()]; COMPLETION_LABELS];
         self.sums = [0; COMPLETION_LABELS];
         self.clamped = [0; COMPLETION_LABELS];
     }
@@ -189,9 +163,6 @@ impl View {
                 .iter()
                 .map(|h| h.distinct_values() * std::mem::size_of::<u64>())
                 .sum::<usize>()
-            + self.recorded.get().map_or(0, |index| {
-                index.iter().map(RecordedSlots::memory_bytes).sum::<usize>()
-            })
     }
 }
 
@@ -295,14 +266,14 @@ impl fmt::Debug for Snapshot {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::*;
     use crate::AtomicMetrics;
     use crate::workload::{replay, task_mix};
 
-    /// The slot lists exports walk are exactly the histograms' non-zero slots, ascending, in
-    /// both views, through intervals recorded on several stripes by several threads.
+    /// Model comparison: the default buckets kept while draining equal hdrhistogram's count of
+    /// the same histogram's slots, in both views, through intervals recorded on several stripes
+    /// by several threads and through the reuse of a spare snapshot's storage.
     #[test]
-    fn recorded_slots_list_exactly_the_non_zero_slots() {
+    fn default_buckets_kept_while_draining_equal_a_scan() {
         let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
         for round in 0..4_u64 {
             std::thread::scope(|scope| {
@@ -314,72 +285,15 @@ mod tests {
             let snapshot = metrics.snapshot();
             for view in [snapshot.cumulative(), snapshot.interval()] {
                 for (label, histogram) in view.durations.iter().enumerate() {
-                    let expected: Vec<(u64, u64)> = histogram
-                        .iter_recorded()
-                        .map(|slot| {
-                            let lowest = histogram.lowest_equivalent(slot.value_iterated_to());
-                            (lowest, slot.count_at_value())
-                        })
-                        .collect();
-                    let listed: Vec<(u64, u64)> = view
-                        .recorded(label)
-                        .counts()
-                        .map(|(slot, count)| (view.layout.value_at(slot as usize), count))
-                        .collect();
-                    assert_eq!(listed, expected, "round {round}, label {label}");
+                    let mut low = 0;
+                    for (bucket, bound) in super::SOLTI_BUCKETS_SECONDS.iter().enumerate() {
+                        let high = (bound * 1e3).floor() as u64;
+                        let scanned = histogram.count_between(low, high);
+                        low = histogram.highest_equivalent(high) + 1;
+                        let kept = view.solti_buckets[label][bucket];
+                        assert_eq!(kept, scanned, "round {round}, label {label}, ≤ {bound} s");
+                    }
                 }
-            }
-        }
-    }
-
-    /// Model comparison: bucket counts and quantiles by binary search equal hdrhistogram's own
-    /// scans of the same histogram.
-    #[test]
-    fn searches_in_recorded_slots_equal_hdrhistogram_s_scans() {
-        let quantiles = [0.0, 0.001, 0.1, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0];
-        let layout = HdrLayout::new(86_400_000, 3);
-        let mut seed = 7_u64;
-        for values in [0_usize, 1, 2, 3, 10, 1_000, 20_000] {
-            let mut histogram = layout.empty_histogram();
-            for _ in 0..values {
-                // xorshift, spread over many magnitudes, with repeats.
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                histogram
-                    .record(1 + ((seed % 86_400_000) >> (seed % 27)))
-                    .unwrap();
-            }
-            let mut view = View::empty(&layout);
-            view.durations[0] = histogram.clone();
-            for &q in &quantiles {
-                let theirs = histogram.value_at_quantile(q);
-                assert_eq!(
-                    view.value_at_quantile(0, q),
-                    theirs,
-                    "q {q}, {values} values"
-                );
-            }
-            for bound in [
-                0,
-                1,
-                9,
-                10,
-                11,
-                999,
-                1_000,
-                2_047,
-                2_048,
-                2_049,
-                1 << 20,
-                86_400_000,
-            ] {
-                let theirs = histogram.count_between(0, bound);
-                assert_eq!(
-                    view.count_up_to(0, bound),
-                    theirs,
-                    "≤ {bound}, {values} values"
-                );
             }
         }
     }

@@ -37,7 +37,6 @@ use serde::{Deserialize, Serialize};
 use super::DEFAULT_QUANTILES;
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::snapshot::{Snapshot, View};
-use crate::stripe::completion_label;
 
 /// The schema name written in every document.
 pub const JSON_SCHEMA: &str = "taskmeter.snapshot/1";
@@ -163,10 +162,9 @@ impl JsonDurations {
             max_ms: present.then(|| histogram.max()),
             mean_ms: present.then(|| histogram.mean()),
             quantiles_ms: if present {
-                let label = completion_label(runner, outcome);
                 quantiles
                     .iter()
-                    .map(|&q| (q.to_string(), view.value_at_quantile(label, q)))
+                    .map(|&q| (q.to_string(), histogram.value_at_quantile(q)))
                     .collect()
             } else {
                 BTreeMap::new()

@@ -26,7 +26,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::{ExportConfig, ms_as_seconds};
+use super::{ExportConfig, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::completion_label;
@@ -196,7 +196,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     sample(out, &name, &[], snapshot.sink_failures());
 }
 
-/// What the exports read from one histogram: a few binary searches in its recorded slots.
+/// The bucket counts and quantiles the exports read from one histogram.
 struct Walked {
     /// Completions in each configured bucket, cumulative.
     buckets: Vec<u64>,
@@ -206,20 +206,27 @@ struct Walked {
 
 impl Walked {
     fn new(view: &View, runner: RunnerType, outcome: TaskOutcome, config: &ExportConfig) -> Self {
-        let label = completion_label(runner, outcome);
-        // A slot is in a bucket when its lowest value is at most the bound's floor (slot lower
-        // edges are integers).
-        let buckets = config
-            .buckets_seconds()
-            .iter()
-            .map(|bound| view.count_up_to(label, (bound * 1e3).floor() as u64))
-            .collect();
-        // The quantiles are for the HDR summary, an extra family.
-        let quantiles_ms = if config.extra_families() {
-            let quantiles = config.quantiles().iter();
-            quantiles
-                .map(|&q| view.value_at_quantile(label, q))
+        let histogram = view.duration(runner, outcome);
+        let buckets = if config.buckets_seconds() == SOLTI_BUCKETS_SECONDS {
+            // The default buckets were counted while the reader drained: no scan.
+            view.solti_buckets[completion_label(runner, outcome)]
+                .iter()
+                .scan(0, |running, &count| {
+                    *running += count;
+                    Some(*running)
+                })
                 .collect()
+        } else {
+            let bounds_ms: Vec<f64> = config.buckets_seconds().iter().map(|b| b * 1e3).collect();
+            let mut buckets = vec![0; bounds_ms.len()];
+            bucket_counts(histogram, &bounds_ms, &mut buckets);
+            buckets
+        };
+        // The quantiles (validated ascending: one pass for all) are for the HDR summary, an
+        // extra family: the one scan of the histogram an export still makes.
+        let quantiles_ms = if config.extra_families() {
+            let quantiles = config.quantiles().iter().copied();
+            histogram.value_at_quantiles(quantiles).collect()
         } else {
             Vec::new()
         };
@@ -227,6 +234,23 @@ impl Walked {
             buckets,
             quantiles_ms,
         }
+    }
+}
+
+/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
+/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
+/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
+/// one starting at or below the bound).
+fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut [u64]) {
+    let mut running = 0_u64;
+    let mut next_low = 0_u64;
+    for (count, &bound) in cumulative.iter_mut().zip(bounds_ms) {
+        let high = bound.floor() as u64; // bounds are validated finite and positive
+        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
+            running += histogram.count_between(next_low, high);
+            next_low = histogram.highest_equivalent(high).saturating_add(1);
+        }
+        *count = running;
     }
 }
 
@@ -395,6 +419,18 @@ fn escape_help(help: &str, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
+        for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
+            histogram.record(value).unwrap();
+        }
+        let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
+        let mut counts = [0; 5];
+        bucket_counts(&histogram, &bounds, &mut counts);
+        assert_eq!(counts, [2, 4, 5, 6, 6]);
+    }
 
     #[test]
     fn label_values_and_help_are_escaped() {
