@@ -145,10 +145,10 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     }
 
     // Buckets and quantiles of each histogram, for the histogram and summary families.
-    let walked: Vec<Walked> = completion_labels()
-        .map(|(runner, outcome)| Walked::new(view, runner, outcome, config))
+    let figures: Vec<HistogramFigures> = completion_labels()
+        .map(|(runner, outcome)| HistogramFigures::new(view, runner, outcome, config))
         .collect();
-    write_histograms(view, config, &walked, format, out);
+    write_histograms(view, config, &figures, format, out);
 
     let name = config.metric_name("errors_total");
     family_header(
@@ -177,7 +177,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         sample(out, &name, &labels, snapshot.in_flight(runner));
     }
 
-    write_summaries(view, config, &walked, format, out);
+    write_summaries(view, config, &figures, format, out);
 
     let name = config.metric_name("task_duration_clamped_total");
     let help = "Task durations above the configured range, recorded as its top";
@@ -197,14 +197,14 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
 }
 
 /// The bucket counts and quantiles the exports read from one histogram.
-struct Walked {
+struct HistogramFigures {
     /// Completions in each configured bucket, cumulative.
     buckets: Vec<u64>,
     /// The value at each configured quantile, in ms.
     quantiles_ms: Vec<u64>,
 }
 
-impl Walked {
+impl HistogramFigures {
     fn new(view: &View, runner: RunnerType, outcome: TaskOutcome, config: &ExportConfig) -> Self {
         let histogram = view.duration(runner, outcome);
         let buckets = if config.buckets_seconds() == SOLTI_BUCKETS_SECONDS {
@@ -230,7 +230,7 @@ impl Walked {
         } else {
             Vec::new()
         };
-        Walked {
+        HistogramFigures {
             buckets,
             quantiles_ms,
         }
@@ -257,7 +257,7 @@ fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut
 fn write_histograms(
     view: &View,
     config: &ExportConfig,
-    walked: &[Walked],
+    figures: &[HistogramFigures],
     format: Format,
     out: &mut String,
 ) {
@@ -272,13 +272,13 @@ fn write_histograms(
     let bucket = format!("{name}_bucket");
     // Most lines of an exposition are buckets: their common start is rendered once per series.
     let mut series_start = String::new();
-    for ((runner, outcome), walked) in completion_labels().zip(walked) {
+    for ((runner, outcome), figures) in completion_labels().zip(figures) {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
         series_start.clear();
         sample_start(&mut series_start, &bucket, &[("runner", r), ("outcome", o)]);
         let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
-        let counts = walked.buckets.iter().copied().chain([histogram.len()]);
+        let counts = figures.buckets.iter().copied().chain([histogram.len()]);
         for (le, count) in les.zip(counts) {
             out.push_str(&series_start);
             out.push_str(",le=\"");
@@ -292,7 +292,7 @@ fn write_histograms(
 fn write_summaries(
     view: &View,
     config: &ExportConfig,
-    walked: &[Walked],
+    figures: &[HistogramFigures],
     format: Format,
     out: &mut String,
 ) {
@@ -301,10 +301,10 @@ fn write_summaries(
         "Task execution duration quantiles from the HDR histogram; quantile 1 is the maximum";
     family_header(out, format, &name, "summary", help, Some("seconds"));
     let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
-    for ((runner, outcome), walked) in completion_labels().zip(walked) {
+    for ((runner, outcome), figures) in completion_labels().zip(figures) {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
-        for (&value_ms, label) in walked.quantiles_ms.iter().zip(&quantile_labels) {
+        for (&value_ms, label) in figures.quantiles_ms.iter().zip(&quantile_labels) {
             let value = quantile_seconds(histogram, value_ms);
             sample(
                 out,
