@@ -272,13 +272,13 @@ fn write_histograms(
     let bucket = format!("{name}_bucket");
     // Most lines of an exposition are buckets: their common start is rendered once per series.
     let mut series_start = String::new();
-    for ((runner, outcome), figures) in completion_labels().zip(figures) {
+    for ((runner, outcome), of_label) in completion_labels().zip(figures) {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
         series_start.clear();
         sample_start(&mut series_start, &bucket, &[("runner", r), ("outcome", o)]);
         let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
-        let counts = figures.buckets.iter().copied().chain([histogram.len()]);
+        let counts = of_label.buckets.iter().copied().chain([histogram.len()]);
         for (le, count) in les.zip(counts) {
             out.push_str(&series_start);
             out.push_str(",le=\"");
@@ -301,10 +301,10 @@ fn write_summaries(
         "Task execution duration quantiles from the HDR histogram; quantile 1 is the maximum";
     family_header(out, format, &name, "summary", help, Some("seconds"));
     let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
-    for ((runner, outcome), figures) in completion_labels().zip(figures) {
+    for ((runner, outcome), of_label) in completion_labels().zip(figures) {
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
-        for (&value_ms, label) in figures.quantiles_ms.iter().zip(&quantile_labels) {
+        for (&value_ms, label) in of_label.quantiles_ms.iter().zip(&quantile_labels) {
             let value = quantile_seconds(histogram, value_ms);
             sample(
                 out,
