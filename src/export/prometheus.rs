@@ -79,12 +79,12 @@ impl Snapshot {
     }
 }
 
-/// Writes one family's `# HELP`, `# TYPE` (and `# UNIT`) lines. `name` is the Prometheus
-/// family name (with `_total` for counters).
 /// About the size of an exposition at the defaults (32 KB), so rendering one does not grow
 /// the string several times.
 const EXPOSITION_CAPACITY: usize = 40 * 1024;
 
+/// Writes one family's `# HELP`, `# TYPE` (and `# UNIT`) lines. `name` is the Prometheus
+/// family name (with `_total` for counters).
 fn family_header(
     out: &mut String,
     format: Format,
