@@ -4,7 +4,6 @@
 //! `target/criterion/growth-memory.json` for `scripts/bench-table`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use taskmeter::AtomicMetrics;
@@ -106,10 +105,7 @@ fn growth(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = harness::many_rows_config();
     targets = growth
 }
 criterion_main!(benches);

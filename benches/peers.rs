@@ -5,8 +5,6 @@
 //! Each peer is driven through the same `MetricsBackend` calls, with label handles resolved
 //! once where the library allows it, and is checked afterwards to have counted every call.
 
-use std::time::Duration;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use taskmeter::export::ExportConfig;
 use taskmeter::workload::{Totals, replay, task_mix};
@@ -82,10 +80,7 @@ fn export(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = harness::many_rows_config();
     targets = record, export
 }
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use criterion::Criterion;
+
 use taskmeter::MetricsBackend;
 use taskmeter::workload::{Call, hot_label, replay, task_mix};
 
@@ -56,4 +58,13 @@ pub fn replay_on_threads<B: MetricsBackend + ?Sized>(
         finish_line.wait();
         started.elapsed()
     })
+}
+
+/// The criterion settings of the benches with many rows (`peers`, `growth`): 10 samples of
+/// 2 s each, so a whole run stays within minutes.
+pub fn many_rows_config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
 }
