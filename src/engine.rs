@@ -5,18 +5,17 @@
 //! stripe under one lock, builds a [`Snapshot`], and publishes it, so `latest()` is a
 //! wait-free load of an `Arc`.
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::lease::{LeasedCall, WriterState, leased_stripe, set_writer_state, writer_state};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
-use crate::stripe::{Stripe, completion_label, error_label};
-use crate::sync::{Mutex, lock};
+use crate::stripe::{DrainedCompletions, Stripe, completion_label, error_label};
+use crate::sync::{Mutex, heavy_barrier, lock};
 
 /// The lock-free metrics engine.
 ///
@@ -61,9 +60,16 @@ use crate::sync::{Mutex, lock};
 /// ```
 pub struct AtomicMetrics {
     config: Config,
+    /// `stripes[..leased]` are leased to one writer at a time, the rest shared.
     stripes: Box<[Stripe]>,
-    /// `u64::MAX / stripes + 1`, for Lemire's division-free `ordinal % stripes`.
-    stripe_fastmod: u64,
+    leased: usize,
+    /// `u64::MAX / shared stripes + 1`, for Lemire's division-free `ordinal % shared`.
+    shared_fastmod: u64,
+    /// Names this engine in the threads' lease memory.
+    id: u64,
+    /// Snapshots taken; every one frees all leases, so threads that found none free try again.
+    /// A `std` atomic under loom too: only a hint.
+    epoch: std::sync::atomic::AtomicU64,
     reader: Mutex<ReaderState>,
     published: Published<Snapshot>,
     /// Failed or panicked snapshot sink calls; read into each snapshot.
@@ -82,29 +88,19 @@ struct ReaderState {
     spare: Option<Snapshot>,
 }
 
-/// Hands out thread ordinals; only a distribution hint, so it stays a `std` atomic under loom.
-static NEXT_THREAD_ORDINAL: AtomicU32 = AtomicU32::new(0);
+/// Engine identities for the threads' lease memory; 0 means none.
+static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-std::thread_local! {
-    /// This thread's ordinal plus one; 0 until the thread first records. No destructor, so the
-    /// first access registers nothing and allocates nothing.
-    static THREAD_ORDINAL: Cell<u64> = const { Cell::new(0) };
+/// How many of `stripes` are shared (the rest are leased): a quarter, at least one, so that
+/// threads beyond the leases still spread over several stripes on a big machine.
+pub(crate) fn shared_stripes(stripes: usize) -> usize {
+    stripes.div_ceil(4)
 }
 
-#[inline]
-fn thread_ordinal() -> u32 {
-    THREAD_ORDINAL
-        .try_with(|ordinal| match ordinal.get() {
-            0 => {
-                // Relaxed: any distinct-ish number will do; nothing is published through it.
-                let fresh = NEXT_THREAD_ORDINAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                ordinal.set(u64::from(fresh) + 1);
-                fresh
-            }
-            assigned => (assigned - 1) as u32,
-        })
-        // Only reachable while the thread's TLS is being torn down: any stripe is correct.
-        .unwrap_or(0)
+/// Where one call records.
+enum Writer<'a> {
+    Leased(&'a Stripe, LeasedCall),
+    Shared(&'a Stripe),
 }
 
 /// `ordinal % stripes` by Lemire's fastmod (`fastmod = u64::MAX / stripes + 1`, wrapping):
@@ -144,8 +140,12 @@ impl AtomicMetrics {
         AtomicMetrics {
             sink_failures: std::sync::atomic::AtomicU64::new(0),
             solti_bucket_of_slot: crate::export::solti_bucket_of_slots(&layout),
-            // For one stripe this wraps to 0, and every index computes to 0, as it should.
-            stripe_fastmod: (u64::MAX / config.stripes as u64).wrapping_add(1),
+            // For one shared stripe this wraps to 0, and every index computes to 0, as it should.
+            shared_fastmod: (u64::MAX / shared_stripes(config.stripes) as u64).wrapping_add(1),
+            leased: config.stripes - shared_stripes(config.stripes),
+            // Relaxed: a unique number is all we need.
+            id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             stripes,
             config,
             reader: Mutex::new(ReaderState {
@@ -186,9 +186,56 @@ impl AtomicMetrics {
             + config.layout.len() // the slot-to-default-bucket table
     }
 
+    /// Where this thread's call records: its leased stripe if it still holds the lease (the
+    /// common case: one thread-local read and a load of the lease word), else the slow path.
     #[inline]
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[stripe_index(self.stripe_fastmod, thread_ordinal(), self.stripes.len())]
+    fn writer(&self) -> Writer<'_> {
+        if let Some((index, token)) = leased_stripe(self.id) {
+            let stripe = &self.stripes[index];
+            if let Some(call) = stripe.lease.enter(token) {
+                return Writer::Leased(stripe, call);
+            }
+        }
+        self.writer_without_lease(writer_state())
+    }
+
+    /// Takes a free lease if there is one (starting at the thread's own stripe, so threads
+    /// spread out), else records on a shared stripe. Threads that found every lease taken do
+    /// not look again until the next snapshot frees them.
+    #[cold]
+    fn writer_without_lease(&self, mut state: WriterState) -> Writer<'_> {
+        // Relaxed: a hint; a stale epoch only delays a claim to the next call.
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        let recently_full = state.full_engine == self.id && state.full_epoch == epoch;
+        if let (Some(token), false, true) = (state.token(), recently_full, self.leased > 0) {
+            let first = state.ordinal() as usize % self.leased;
+            let mut closed_seen = false;
+            for offset in 0..self.leased {
+                let index = (first + offset) % self.leased;
+                match self.stripes[index].lease.try_claim(token) {
+                    Ok(true) => {
+                        state.leased_engine = self.id;
+                        state.leased_stripe = index;
+                        set_writer_state(state);
+                        if let Some(call) = self.stripes[index].lease.enter(token) {
+                            return Writer::Leased(&self.stripes[index], call);
+                        }
+                        // The reader took it back already: the shared path, this once.
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(()) => closed_seen = true,
+                }
+            }
+            if !closed_seen {
+                state.full_engine = self.id;
+                state.full_epoch = epoch;
+                set_writer_state(state);
+            }
+        }
+        let shared = self.stripes.len() - self.leased;
+        let index = self.leased + stripe_index(self.shared_fastmod, state.ordinal(), shared);
+        Writer::Shared(&self.stripes[index])
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -218,9 +265,15 @@ impl AtomicMetrics {
         });
         let interval = &mut next.interval;
         interval.clear();
-        // Flip every stripe, then read the counters, then drain: see the stripe module on why
-        // this order keeps in-flight exact and never negative.
-        let flipped: Vec<_> = self.stripes.iter().map(Stripe::flip).collect();
+        // Flip every stripe (taking leases back), then read the counters, then drain: see the
+        // stripe and lease modules on why this order keeps in-flight exact and never negative.
+        let (leased, shared) = self.stripes.split_at(self.leased);
+        let closed: Vec<_> = leased.iter().map(Stripe::close_lease).collect();
+        let flipped: Vec<_> = shared.iter().map(Stripe::flip).collect();
+        if closed.iter().any(|closed| closed.was_held()) {
+            // Every holder's call is now either visible to us or sees the closed lease.
+            heavy_barrier();
+        }
         // Counters are cumulative on the stripes; the interval is the growth since last time.
         for (runner, started) in interval.started.iter_mut().enumerate() {
             let now: u64 = self.stripes.iter().map(|s| s.started(runner)).sum();
@@ -230,16 +283,23 @@ impl AtomicMetrics {
             let now: u64 = self.stripes.iter().map(|s| s.errors(label)).sum();
             *errors = now - previous.cumulative.errors[label];
         }
-        for (stripe, flipped) in self.stripes.iter().zip(flipped) {
-            stripe.drain(flipped, |drained| {
-                interval.sums[drained.label] += drained.sum;
-                interval.clamped[drained.label] += drained.clamped;
-                for (slot, count) in drained.slots {
-                    let bucket = self.solti_bucket_of_slot[slot];
-                    interval.record_slot(drained.label, slot, count, bucket);
-                }
-            });
+        let mut collect = |drained: DrainedCompletions<'_>| {
+            interval.sums[drained.label] += drained.sum;
+            interval.clamped[drained.label] += drained.clamped;
+            for (slot, count) in drained.slots {
+                let bucket = self.solti_bucket_of_slot[slot];
+                interval.record_slot(drained.label, slot, count, bucket);
+            }
+        };
+        for (stripe, closed) in leased.iter().zip(closed) {
+            stripe.drain_leased(closed, &mut collect);
         }
+        for (stripe, flipped) in shared.iter().zip(flipped) {
+            stripe.drain(flipped, &mut collect);
+        }
+        // Relaxed: a hint for threads that found every lease taken (see `writer`).
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);
 
@@ -295,7 +355,10 @@ impl fmt::Debug for AtomicMetrics {
 impl MetricsBackend for AtomicMetrics {
     #[inline]
     fn record_task_started(&self, runner_type: RunnerType) {
-        self.stripe().record_started(runner_type);
+        match self.writer() {
+            Writer::Leased(stripe, _call) => stripe.record_started_leased(runner_type),
+            Writer::Shared(stripe) => stripe.record_started(runner_type),
+        }
     }
 
     #[inline]
@@ -308,18 +371,22 @@ impl MetricsBackend for AtomicMetrics {
         let layout = &self.config.layout;
         let clamped = duration_ms > layout.highest();
         let slot = layout.index_of(duration_ms.min(layout.highest()));
-        self.stripe().record_completion(
-            completion_label(runner_type, outcome),
-            slot,
-            duration_ms,
-            clamped,
-        );
+        let label = completion_label(runner_type, outcome);
+        match self.writer() {
+            Writer::Leased(stripe, call) => {
+                stripe.record_completion_leased(call.phase, label, slot, duration_ms, clamped)
+            }
+            Writer::Shared(stripe) => stripe.record_completion(label, slot, duration_ms, clamped),
+        }
     }
 
     #[inline]
     fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
-        self.stripe()
-            .record_error(error_label(runner_type, error_kind));
+        let label = error_label(runner_type, error_kind);
+        match self.writer() {
+            Writer::Leased(stripe, _call) => stripe.record_error_leased(label),
+            Writer::Shared(stripe) => stripe.record_error(label),
+        }
     }
 }
 

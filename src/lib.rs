@@ -41,6 +41,7 @@ mod contract;
 mod engine;
 pub mod export;
 mod layout;
+mod lease;
 mod publish;
 #[cfg(all(feature = "server", not(loom)))]
 pub mod server;

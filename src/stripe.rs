@@ -9,9 +9,12 @@
 //!   pair of words), the clamped count, and an HDR-layout array of bucket counts. The number of
 //!   completions is the histogram's total, so count and histogram cannot disagree.
 //!
-//! Threads spread over the engine's stripes (see `AtomicMetrics`); several threads may share a
-//! stripe, so every update is an atomic read-modify-write. A stripe with one thread on it is
-//! never contended.
+//! A stripe is written in one of two ways, fixed when the engine is built (see
+//! `AtomicMetrics`):
+//! - *shared*: threads spread over the engine's shared stripes, several may share one, so
+//!   every update is an atomic read-modify-write, under the phase protocol below;
+//! - *leased*: one thread at a time holds the stripe's lease and updates it with plain loads
+//!   and stores; [`crate::lease`] has that protocol. The data layout is the same.
 //!
 //! # The phase protocol (a WriterReaderPhaser per stripe)
 //!
@@ -61,6 +64,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::lease::{Closed, Lease};
 use crate::sync::{AtomicU64, Ordering, Spin};
 
 /// Labels of a completion: one per `(runner, outcome)`.
@@ -108,7 +112,10 @@ struct PhaseData {
 
 /// One stripe of recording state.
 pub(crate) struct Stripe {
+    /// Used on shared stripes.
     phaser: CachePadded<Phaser>,
+    /// Used on leased stripes.
+    pub(crate) lease: CachePadded<Lease>,
     started: [CachePadded<AtomicU64>; RunnerType::COUNT],
     errors: [CachePadded<AtomicU64>; ERROR_LABELS],
     phases: [PhaseData; 2],
@@ -129,6 +136,16 @@ pub(crate) struct DrainedCompletions<'a> {
     pub(crate) clamped: u64,
     /// `(slot, count)` for every non-zero slot; the counts have been reset to zero.
     pub(crate) slots: &'a mut dyn Iterator<Item = (usize, u64)>,
+}
+
+/// `counter += by` for a counter with one writer: a plain load and store, no locked
+/// instruction. Relaxed: the lease protocol orders it (see [`crate::lease`]).
+#[inline]
+fn add_single_writer(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
 }
 
 fn zeroed<const N: usize>() -> [CachePadded<AtomicU64>; N] {
@@ -153,6 +170,7 @@ impl Stripe {
                 phase: AtomicU64::new(0),
                 exited: [AtomicU64::new(0), AtomicU64::new(0)],
             }),
+            lease: CachePadded::new(Lease::new()),
             started: zeroed(),
             errors: zeroed(),
             phases: [
@@ -212,6 +230,62 @@ impl Stripe {
         self.phaser.exited[phase].fetch_add(1, Ordering::Release);
     }
 
+    /// [`record_started`](Self::record_started) by the lease holder, inside its call.
+    #[inline]
+    pub(crate) fn record_started_leased(&self, runner: RunnerType) {
+        add_single_writer(&self.started[runner.index()], 1);
+    }
+
+    /// [`record_error`](Self::record_error) by the lease holder, inside its call.
+    #[inline]
+    pub(crate) fn record_error_leased(&self, label: usize) {
+        add_single_writer(&self.errors[label], 1);
+    }
+
+    /// [`record_completion`](Self::record_completion) by the lease holder, into the phase its
+    /// call read from the lease.
+    #[inline]
+    pub(crate) fn record_completion_leased(
+        &self,
+        phase: usize,
+        label: usize,
+        slot: usize,
+        duration_ms: u64,
+        clamped: bool,
+    ) {
+        let data = &self.phases[phase];
+        add_single_writer(&data.slots[label * self.slots_per_histogram + slot], 1);
+        let cell = &data.cells[label];
+        // Relaxed: the holder is the only writer; the reader gets these through its sequence.
+        let (sum_low, wrapped) = cell
+            .sum_low
+            .load(Ordering::Relaxed)
+            .overflowing_add(duration_ms);
+        cell.sum_low.store(sum_low, Ordering::Relaxed);
+        if wrapped {
+            add_single_writer(&cell.sum_high, 1);
+        }
+        if clamped {
+            add_single_writer(&cell.clamped, 1);
+        }
+    }
+
+    /// Closes a leased stripe: see [`Lease::close`].
+    pub(crate) fn close_lease(&self) -> Closed {
+        self.lease.close()
+    }
+
+    /// Drains a leased stripe closed by [`close_lease`](Self::close_lease), once the reader's
+    /// heavy barrier is behind it, and reopens the lease.
+    pub(crate) fn drain_leased(&self, closed: Closed, visit: impl FnMut(DrainedCompletions<'_>)) {
+        if closed.was_held() {
+            let spin = Spin::new();
+            self.lease.wait_for_holder(closed, || spin.wait());
+            self.drain_phase(closed.old_phase, visit);
+        }
+        self.lease.reopen();
+    }
+
     /// Switches the stripe to its other phase and returns what [`drain`](Self::drain) needs to
     /// collect the old one. Callers serialize on the engine's reader lock: two concurrent
     /// flips or drains of one stripe would break the protocol.
@@ -231,7 +305,7 @@ impl Stripe {
 
     /// Waits for the writers counted in `flipped` to leave the old phase, and hands each
     /// label's old-phase content to `visit`, leaving that phase zeroed.
-    pub(crate) fn drain(&self, flipped: Flipped, mut visit: impl FnMut(DrainedCompletions<'_>)) {
+    pub(crate) fn drain(&self, flipped: Flipped, visit: impl FnMut(DrainedCompletions<'_>)) {
         let Flipped { old_phase, entered } = flipped;
         if entered == 0 {
             // No completion in the old phase: its data is still all zero from the last drain,
@@ -245,7 +319,15 @@ impl Stripe {
             spin.wait();
         }
 
-        let data = &self.phases[old_phase];
+        self.drain_phase(old_phase, visit);
+        // Relaxed: published to the next writers of this phase by our next swap's release.
+        exited.store(0, Ordering::Relaxed);
+    }
+
+    /// Hands each label's content in `phase` to `visit` and zeroes it. Nobody may write that
+    /// phase meanwhile.
+    fn drain_phase(&self, phase: usize, mut visit: impl FnMut(DrainedCompletions<'_>)) {
+        let data = &self.phases[phase];
         for (label, cell) in data.cells.iter().enumerate() {
             // Relaxed loads and stores: no writer touches this phase until our next swap.
             let sum_low = cell.sum_low.load(Ordering::Relaxed);
@@ -273,8 +355,6 @@ impl Stripe {
             // Drain whatever the visitor left, so the phase is zero for its next use.
             slots.for_each(drop);
         }
-        // Relaxed: published to the next writers of this phase by our next swap's release.
-        exited.store(0, Ordering::Relaxed);
     }
 
     /// Tasks started so far on this stripe, per runner. Call after flipping every stripe.

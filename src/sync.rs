@@ -13,6 +13,26 @@ pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
+/// The writers' half of the asymmetric fence pair (see [`crate::lease`]): a compiler fence,
+/// free at run time, made a full fence on every running thread by the reader's
+/// [`heavy_barrier`].
+#[inline(always)]
+pub(crate) fn light_barrier() {
+    #[cfg(not(loom))]
+    membarrier2::light();
+    // loom checks the pair as what it stands for: a SeqCst fence on each side.
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// The reader's half: `membarrier(2)` (a system call; the reader may make them).
+pub(crate) fn heavy_barrier() {
+    #[cfg(not(loom))]
+    membarrier2::heavy();
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
 /// Locks `mutex`, ignoring poisoning: every structure a taskmeter lock guards is left valid at
 /// every point where a panic could occur, so a panic elsewhere is no reason to stop reading.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

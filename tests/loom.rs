@@ -2,9 +2,12 @@
 //! and publication. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test --release --no-default-features --test loom --target-dir target/loom`.
 //!
-//! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots) and one stripe,
-//! so every writer shares the reader's stripe and every interleaving of the protocol's atomics
-//! is explored, up to loom's preemption bound (`LOOM_MAX_PREEMPTIONS`, 3 in `.ci/run`).
+//! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots). With one
+//! stripe there is no lease (one stripe is always shared), so the first models check the
+//! shared stripes' phase protocol; with two stripes (one leased, one shared) the `leased_`
+//! models check the lease protocol, its asymmetric barriers modelled as `SeqCst` fences.
+//! Every interleaving of the protocols' atomics is explored, up to loom's preemption bound
+//! (`LOOM_MAX_PREEMPTIONS`, 3 in `.ci/run`).
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -27,11 +30,35 @@ fn model(body: impl Fn() + Sync + Send + 'static) {
 }
 
 fn tiny_engine() -> Arc<AtomicMetrics> {
+    engine_with_stripes(1)
+}
+
+/// Runs `body` under loom on a thread with a roomy stack: an engine of two stripes, built on
+/// the stack for a moment, overflows the model's main coroutine.
+fn model_roomy(body: impl Fn() + Sync + Send + 'static) {
+    let body = std::sync::Arc::new(body);
+    model(move || {
+        let body = std::sync::Arc::clone(&body);
+        thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || body())
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+}
+
+/// One leased stripe and one shared stripe.
+fn leased_engine() -> Arc<AtomicMetrics> {
+    engine_with_stripes(2)
+}
+
+fn engine_with_stripes(stripes: usize) -> Arc<AtomicMetrics> {
     Arc::new(
         AtomicMetrics::builder()
             .highest_duration_ms(2)
             .significant_digits(1)
-            .stripes(1)
+            .stripes(stripes)
             .build()
             .unwrap(),
     )
@@ -153,5 +180,64 @@ fn latest_never_goes_back_and_sees_what_snapshot_returned() {
         assert!(metrics.latest().sequence() >= taken.sequence());
         assert_eq!(metrics.latest().cumulative().completed(RUNNER, OUTCOME), 1);
         reader.join().unwrap();
+    });
+}
+
+#[test]
+fn leased_writer_against_a_snapshot_loses_and_splits_nothing() {
+    model_roomy(|| {
+        let metrics = leased_engine();
+        let writer = {
+            let metrics = Arc::clone(&metrics);
+            thread::spawn(move || {
+                // The first call takes the lease; every call then writes with plain stores.
+                task(&metrics, DURATION_MS);
+                task(&metrics, LONG_DURATION_MS);
+            })
+        };
+        let during = metrics.snapshot();
+        check(&during);
+        writer.join().unwrap();
+        let after = metrics.snapshot();
+        check(&after);
+        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+        assert_eq!(after.cumulative().started(RUNNER), 2);
+        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
+        assert_eq!(
+            during.interval().completed(RUNNER, OUTCOME)
+                + after.interval().completed(RUNNER, OUTCOME),
+            2
+        );
+    });
+}
+
+#[test]
+fn leased_stripe_changes_hands_across_a_snapshot_without_a_lost_update() {
+    model_roomy(|| {
+        let metrics = leased_engine();
+        // Two threads compete for the one lease while a snapshot takes it back: one of them
+        // may record leased, lose the lease, and find the other holding it. Plain increments
+        // of the cumulative `started` counter by successive holders must all survive.
+        let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
+            .into_iter()
+            .map(|duration| {
+                let metrics = Arc::clone(&metrics);
+                thread::spawn(move || {
+                    metrics.record_task_started(RUNNER);
+                    metrics.record_task_completed(RUNNER, OUTCOME, duration);
+                })
+            })
+            .collect();
+        let during = metrics.snapshot();
+        check(&during);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let after = metrics.snapshot();
+        check(&after);
+        assert_eq!(after.cumulative().started(RUNNER), 2);
+        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
+        assert_eq!(after.in_flight(RUNNER), 0);
     });
 }
