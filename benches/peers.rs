@@ -26,6 +26,7 @@ fn record(c: &mut Criterion) {
             group.bench_function(format!("{name}/{scenario}"), |b| {
                 ran = true;
                 b.iter_custom(|iters| {
+                    peer.between_batches();
                     replay_on_threads(&peer, &lists, iters, |p| p.end_of_thread())
                 })
             });

@@ -41,7 +41,10 @@ fn record(c: &mut Criterion) {
             let mut ran = false;
             group.bench_function(format!("{name}/{scenario}"), |b| {
                 ran = true;
-                b.iter_custom(|iters| replay_on_threads(&backend, &lists, iters, |_| {}))
+                b.iter_custom(|iters| {
+                    backend.between_batches();
+                    replay_on_threads(&backend, &lists, iters, |_| {})
+                })
             });
             // Nobody is measured doing nothing: whole replays were counted (a filtered run,
             // `cargo bench -- NAME`, may not have run this one at all).

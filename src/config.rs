@@ -123,9 +123,12 @@ impl Builder {
     }
 
     /// How many independent copies of the recording state threads spread over (default: the
-    /// number of CPUs this process may run on). Threads on different stripes never share a
-    /// cache line; more stripes than recording threads only costs memory and snapshot time.
-    /// Accepted: 1 to 1024.
+    /// number of CPUs this process may run on, plus a quarter). Four in five (rounded down)
+    /// are *leased*: one thread at a time records there without any locked instruction, with
+    /// 32-bit histogram counts (half the memory). The rest are *shared* by the threads
+    /// without a lease. Threads on different stripes never share a cache line; more stripes
+    /// than recording threads only costs memory and snapshot time. Accepted: 1 to 1024 (one
+    /// stripe is shared, with no lease).
     pub fn stripes(mut self, stripes: usize) -> Self {
         self.stripes = Some(stripes);
         self
@@ -186,9 +189,11 @@ fn check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), Conf
     }
 }
 
+/// One leased stripe per CPU, plus shared ones for threads beyond them (a fifth of the
+/// total: see `engine::shared_stripes`).
 fn default_stripes() -> usize {
-    std::thread::available_parallelism()
+    let cpus = std::thread::available_parallelism()
         .map(usize::from)
-        .unwrap_or(1)
-        .min(MAX_STRIPES)
+        .unwrap_or(1);
+    (cpus + cpus.div_ceil(4)).min(MAX_STRIPES)
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::lease::{LeasedCall, WriterState, leased_stripe, set_writer_state, writer_state};
+use crate::lease::{LeasedCall, Route, remember_route, route, thread_identity};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::{DrainedCompletions, Stripe, completion_label, error_label};
@@ -91,10 +91,16 @@ struct ReaderState {
 /// Engine identities for the threads' lease memory; 0 means none.
 static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// How many of `stripes` are shared (the rest are leased): a quarter, at least one, so that
-/// threads beyond the leases still spread over several stripes on a big machine.
+/// How many of `stripes` are shared: a fifth, at least one, so that threads beyond the leases
+/// still spread over several stripes on a big machine. The default stripe count (CPUs plus a
+/// quarter) thus leases one stripe per CPU.
 pub(crate) fn shared_stripes(stripes: usize) -> usize {
-    stripes.div_ceil(4)
+    stripes.div_ceil(5)
+}
+
+/// How many of `stripes` are leased to one writer at a time: the rest.
+pub(crate) fn leased_stripes(stripes: usize) -> usize {
+    stripes - shared_stripes(stripes)
 }
 
 /// Where one call records.
@@ -126,8 +132,9 @@ impl AtomicMetrics {
 
     pub(crate) fn with_config(config: Config) -> Self {
         let layout = config.layout;
+        let leased = leased_stripes(config.stripes);
         let stripes: Box<[Stripe]> = (0..config.stripes)
-            .map(|_| Stripe::new(layout.len()))
+            .map(|index| Stripe::new(layout.len(), index < leased))
             .collect();
         let empty = Arc::new(Snapshot {
             sequence: 0,
@@ -142,7 +149,7 @@ impl AtomicMetrics {
             solti_bucket_of_slot: crate::export::solti_bucket_of_slots(&layout),
             // For one shared stripe this wraps to 0, and every index computes to 0, as it should.
             shared_fastmod: (u64::MAX / shared_stripes(config.stripes) as u64).wrapping_add(1),
-            leased: config.stripes - shared_stripes(config.stripes),
+            leased,
             // Relaxed: a unique number is all we need.
             id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             epoch: std::sync::atomic::AtomicU64::new(0),
@@ -182,60 +189,78 @@ impl AtomicMetrics {
 
     pub(crate) fn recording_memory_for(config: &Config) -> usize {
         std::mem::size_of::<Self>()
-            + config.stripes * Stripe::memory_bytes(config.layout.len())
+            + leased_stripes(config.stripes) * Stripe::memory_bytes(config.layout.len(), true)
+            + shared_stripes(config.stripes) * Stripe::memory_bytes(config.layout.len(), false)
             + config.layout.len() // the slot-to-default-bucket table
     }
 
-    /// Where this thread's call records: its leased stripe if it still holds the lease (the
-    /// common case: one thread-local read and a load of the lease word), else the slow path.
-    #[inline]
+    /// Where this thread's call records. The common cases cost one thread-local read: the
+    /// thread's leased stripe (plus a load of its lease word), or the shared stripe it was
+    /// sent to in the current reader epoch.
+    #[inline(always)]
     fn writer(&self) -> Writer<'_> {
-        if let Some((index, token)) = leased_stripe(self.id) {
-            let stripe = &self.stripes[index];
-            if let Some(call) = stripe.lease.enter(token) {
-                return Writer::Leased(stripe, call);
+        match route(self.id) {
+            Route::Leased { stripe, token } => {
+                if let Some(call) = self.stripes[stripe].lease.enter(token) {
+                    return Writer::Leased(&self.stripes[stripe], call);
+                }
             }
+            // Relaxed: a hint; a stale epoch only delays a claim to a later call.
+            Route::Shared { stripe, epoch }
+                if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                return Writer::Shared(&self.stripes[stripe]);
+            }
+            _ => {}
         }
-        self.writer_without_lease(writer_state())
+        self.find_route()
     }
 
     /// Takes a free lease if there is one (starting at the thread's own stripe, so threads
-    /// spread out), else records on a shared stripe. Threads that found every lease taken do
-    /// not look again until the next snapshot frees them.
+    /// spread out), else records on a shared stripe until the next snapshot frees leases.
     #[cold]
-    fn writer_without_lease(&self, mut state: WriterState) -> Writer<'_> {
-        // Relaxed: a hint; a stale epoch only delays a claim to the next call.
+    fn find_route(&self) -> Writer<'_> {
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
-        let recently_full = state.full_engine == self.id && state.full_epoch == epoch;
-        if let (Some(token), false, true) = (state.token(), recently_full, self.leased > 0) {
-            let first = state.ordinal() as usize % self.leased;
-            let mut closed_seen = false;
+        let (ordinal, token) = thread_identity();
+        let mut closed_seen = false;
+        if let Some(token) = token.filter(|_| self.leased > 0) {
+            let first = ordinal as usize % self.leased;
             for offset in 0..self.leased {
-                let index = (first + offset) % self.leased;
-                match self.stripes[index].lease.try_claim(token) {
+                let stripe = (first + offset) % self.leased;
+                match self.stripes[stripe].lease.try_claim(token) {
                     Ok(true) => {
-                        state.leased_engine = self.id;
-                        state.leased_stripe = index;
-                        set_writer_state(state);
-                        if let Some(call) = self.stripes[index].lease.enter(token) {
-                            return Writer::Leased(&self.stripes[index], call);
+                        remember_route(self.id, Route::Leased { stripe, token });
+                        if let Some(call) = self.stripes[stripe].lease.enter(token) {
+                            return Writer::Leased(&self.stripes[stripe], call);
                         }
                         // The reader took it back already: the shared path, this once.
+                        closed_seen = true;
                         break;
                     }
                     Ok(false) => {}
                     Err(()) => closed_seen = true,
                 }
             }
-            if !closed_seen {
-                state.full_engine = self.id;
-                state.full_epoch = epoch;
-                set_writer_state(state);
-            }
         }
         let shared = self.stripes.len() - self.leased;
-        let index = self.leased + stripe_index(self.shared_fastmod, state.ordinal(), shared);
-        Writer::Shared(&self.stripes[index])
+        let stripe = self.leased + stripe_index(self.shared_fastmod, ordinal, shared);
+        if !closed_seen {
+            // Every lease is taken (or none is for us): stop looking until the next snapshot.
+            remember_route(self.id, Route::Shared { stripe, epoch });
+        }
+        Writer::Shared(&self.stripes[stripe])
+    }
+
+    /// Gives this thread's lease up until the next snapshot (a histogram slot of its stripe
+    /// is full): later calls go to a shared stripe.
+    #[cold]
+    fn give_up_lease(&self) -> &Stripe {
+        let (ordinal, _) = thread_identity();
+        let shared = self.stripes.len() - self.leased;
+        let stripe = self.leased + stripe_index(self.shared_fastmod, ordinal, shared);
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        remember_route(self.id, Route::Shared { stripe, epoch });
+        &self.stripes[stripe]
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -374,7 +399,11 @@ impl MetricsBackend for AtomicMetrics {
         let label = completion_label(runner_type, outcome);
         match self.writer() {
             Writer::Leased(stripe, call) => {
-                stripe.record_completion_leased(call.phase, label, slot, duration_ms, clamped)
+                if !stripe.record_completion_leased(call.phase, label, slot, duration_ms, clamped) {
+                    drop(call);
+                    self.give_up_lease()
+                        .record_completion(label, slot, duration_ms, clamped);
+                }
             }
             Writer::Shared(stripe) => stripe.record_completion(label, slot, duration_ms, clamped),
         }
@@ -428,6 +457,71 @@ mod tests {
             log.write_snapshot(&third).unwrap();
         }
         let _ = second.to_prometheus();
+    }
+
+    #[test]
+    fn a_lease_is_taken_back_at_each_snapshot_and_changes_hands() {
+        use crate::lease::{FIRST_TOKEN, FREE};
+        // One leased stripe, one shared.
+        let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+        assert_eq!(metrics.leased, 1);
+        let lease = &metrics.stripes[0].lease;
+        let holder_of = |metrics: &AtomicMetrics| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        metrics.record_task_started(RunnerType::Wasm);
+                        metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 7);
+                        lease.holder()
+                    })
+                    .join()
+                    .unwrap()
+            })
+        };
+        let first = holder_of(&metrics);
+        assert!(first >= FIRST_TOKEN, "the first thread took the free lease");
+        // The thread exited, but its lease stands until a snapshot takes it back: the next
+        // thread records on the shared stripe.
+        assert_eq!(holder_of(&metrics), first);
+        let snapshot = metrics.snapshot();
+        assert_eq!(lease.holder(), FREE);
+        assert_eq!(snapshot.cumulative().started(RunnerType::Wasm), 2);
+        let third = holder_of(&metrics);
+        assert!(third >= FIRST_TOKEN && third != first);
+        let snapshot = metrics.snapshot();
+        let view = snapshot.cumulative();
+        assert_eq!(view.started(RunnerType::Wasm), 3);
+        assert_eq!(view.completed(RunnerType::Wasm, TaskOutcome::Success), 3);
+        assert_eq!(
+            view.duration_sum_ms(RunnerType::Wasm, TaskOutcome::Success),
+            21
+        );
+        assert_eq!(snapshot.in_flight(RunnerType::Wasm), 0);
+    }
+
+    #[test]
+    fn a_full_32_bit_count_sends_the_holder_to_a_shared_stripe_and_loses_nothing() {
+        let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+        let (runner, outcome, duration) = (RunnerType::Container, TaskOutcome::Timeout, 5);
+        metrics.record_task_completed(runner, outcome, duration);
+        let label = completion_label(runner, outcome);
+        let slot = metrics.config.layout.index_of(duration);
+        // This thread holds the lease; its count for the slot is now one short of full.
+        metrics.stripes[0].set_leased_count(label, slot, u32::MAX - 1);
+        for _ in 0..3 {
+            metrics.record_task_completed(runner, outcome, duration);
+        }
+        let snapshot = metrics.snapshot();
+        let view = snapshot.interval();
+        let expected = u64::from(u32::MAX) - 1 + 3;
+        assert_eq!(view.completed(runner, outcome), expected);
+        assert_eq!(view.duration(runner, outcome).count_at(duration), expected);
+        // The sum saw only the four real calls: it lives in 64-bit cells.
+        assert_eq!(view.duration_sum_ms(runner, outcome), 4 * duration);
+        // After the snapshot the thread leases again, with a fresh count.
+        metrics.record_task_completed(runner, outcome, duration);
+        assert!(metrics.stripes[0].lease.holder() >= crate::lease::FIRST_TOKEN);
+        assert_eq!(metrics.snapshot().interval().completed(runner, outcome), 1);
     }
 
     #[test]

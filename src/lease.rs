@@ -160,7 +160,7 @@ impl Lease {
     }
 
     /// Starts a call by the thread holding `token`, if it still holds the lease.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter(&self, token: u64) -> Option<LeasedCall> {
         let sequence = sequence_of(token);
         // Relaxed: only this thread writes its sequence word.
@@ -220,6 +220,18 @@ impl Lease {
         }
     }
 
+    /// The holder bits: `FREE`, `CLOSED` or a token (for tests).
+    #[cfg(test)]
+    pub(crate) fn holder(&self) -> u64 {
+        self.control.load(Ordering::Relaxed) & HOLDER_MASK
+    }
+
+    /// The phase a holder writes now (for tests).
+    #[cfg(test)]
+    pub(crate) fn active_phase(&self) -> usize {
+        (self.control.load(Ordering::Relaxed) >> 63) as usize
+    }
+
     /// The reader's last step: anyone may claim the lease again.
     pub(crate) fn reopen(&self) {
         // Relaxed load: only the reader changes a CLOSED control word.
@@ -247,39 +259,36 @@ impl Drop for LeasedCall {
     }
 }
 
+/// Where a thread's calls into one engine go, remembered between calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Nothing remembered for this engine.
+    Unknown,
+    /// The thread leases `stripe` under `token`.
+    Leased { stripe: usize, token: u64 },
+    /// The thread records on shared `stripe`: it found no lease free (or gave its lease up)
+    /// in the engine's reader `epoch`, and will not look again before the next.
+    Shared { stripe: usize, epoch: u64 },
+}
+
 /// What a thread remembers between calls. `Copy`, no destructor: the first access registers
-/// nothing and allocates nothing.
+/// nothing and allocates nothing. One engine at a time: a thread that alternates between
+/// engines finds its way again through the slow path (its lease, if any, is still its own).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WriterState {
+struct WriterState {
     /// The thread's ordinal plus one; 0 until the thread first records.
     ordinal_plus_one: u64,
-    /// The engine whose stripe `leased_stripe` this thread last leased (0: none).
-    pub(crate) leased_engine: u64,
-    pub(crate) leased_stripe: usize,
-    /// The engine and reader epoch in which every lease was found taken: no point trying
-    /// again before that engine's next snapshot.
-    pub(crate) full_engine: u64,
-    pub(crate) full_epoch: u64,
+    /// The engine `route` is for (0: none).
+    engine: u64,
+    route: Route,
 }
 
 impl WriterState {
     const NEW: WriterState = WriterState {
         ordinal_plus_one: 0,
-        leased_engine: 0,
-        leased_stripe: 0,
-        full_engine: 0,
-        full_epoch: 0,
+        engine: 0,
+        route: Route::Unknown,
     };
-
-    pub(crate) fn ordinal(&self) -> u32 {
-        (self.ordinal_plus_one - 1) as u32
-    }
-
-    /// This thread's lease token, if it is one of the first [`LEASE_THREADS`].
-    pub(crate) fn token(&self) -> Option<u64> {
-        let ordinal = self.ordinal_plus_one - 1;
-        (ordinal < LEASE_THREADS as u64).then_some(ordinal + FIRST_TOKEN)
-    }
 }
 
 /// Hands out thread ordinals, which also index [`SEQUENCES`]: each is given once.
@@ -299,10 +308,26 @@ loom::thread_local! {
     static WRITER: Cell<WriterState> = Cell::new(WriterState::NEW);
 }
 
-/// This thread's state, with an ordinal assigned on first use.
-#[inline]
-pub(crate) fn writer_state() -> WriterState {
+/// The hot path's question: where do this thread's calls into `engine` go?
+#[inline(always)]
+pub(crate) fn route(engine: u64) -> Route {
     WRITER
+        .try_with(|cell| {
+            // `Cell::get` copies the struct; the optimizer keeps only the fields read here.
+            let state = cell.get();
+            if state.engine == engine {
+                state.route
+            } else {
+                Route::Unknown
+            }
+        })
+        .unwrap_or(Route::Unknown)
+}
+
+/// This thread's ordinal (assigned on first use) and lease token, if it is one of the first
+/// [`LEASE_THREADS`] to record.
+pub(crate) fn thread_identity() -> (u32, Option<u64>) {
+    let ordinal = WRITER
         .try_with(|cell| {
             let mut state = cell.get();
             if state.ordinal_plus_one == 0 {
@@ -310,34 +335,22 @@ pub(crate) fn writer_state() -> WriterState {
                 state.ordinal_plus_one = NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed) + 1;
                 cell.set(state);
             }
-            state
+            state.ordinal_plus_one - 1
         })
-        // Only while the thread's TLS is torn down: record unleased, on some shared stripe.
-        .unwrap_or(WriterState {
-            ordinal_plus_one: u64::MAX,
-            ..WriterState::NEW
-        })
+        // Only while the thread's TLS is torn down: no lease, any shared stripe.
+        .unwrap_or(u64::MAX);
+    let token = (ordinal < LEASE_THREADS as u64).then_some(ordinal + FIRST_TOKEN);
+    (ordinal as u32, token)
 }
 
-/// The hot path's question: which stripe of engine `engine` does this thread lease, and
-/// under which token? Reads only what it needs, so nothing bigger than a word is copied.
-#[inline]
-pub(crate) fn leased_stripe(engine: u64) -> Option<(usize, u64)> {
-    WRITER
-        .try_with(|cell| {
-            // `Cell::get` copies the struct, but the optimizer keeps only the fields used here.
-            let state = cell.get();
-            if state.leased_engine == engine {
-                state.token().map(|token| (state.leased_stripe, token))
-            } else {
-                None
-            }
-        })
-        .ok()
-        .flatten()
-}
-
-/// Remembers `state` for this thread's next call (ignored during TLS teardown).
-pub(crate) fn set_writer_state(state: WriterState) {
-    let _ = WRITER.try_with(|cell| cell.set(state));
+/// Remembers `route` for this thread's next call into `engine` (ignored during TLS teardown).
+pub(crate) fn remember_route(engine: u64, route: Route) {
+    let _ = WRITER.try_with(|cell| {
+        let state = cell.get();
+        cell.set(WriterState {
+            engine,
+            route,
+            ..state
+        });
+    });
 }

@@ -65,7 +65,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::lease::{Closed, Lease};
-use crate::sync::{AtomicU64, Ordering, Spin};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, Spin};
 
 /// Labels of a completion: one per `(runner, outcome)`.
 pub(crate) const COMPLETION_LABELS: usize = RunnerType::COUNT * TaskOutcome::COUNT;
@@ -106,8 +106,14 @@ struct CompletionCell {
 /// What one phase accumulates between two snapshots.
 struct PhaseData {
     cells: [CachePadded<CompletionCell>; COMPLETION_LABELS],
-    /// `COMPLETION_LABELS` histograms of `slots_per_histogram` counts each, label-major.
-    slots: Box<[AtomicU64]>,
+    /// `COMPLETION_LABELS` histograms of `slots_per_histogram` counts each, label-major:
+    /// 64-bit counts on a shared stripe (`narrow` is empty)...
+    wide: Box<[AtomicU64]>,
+    /// ...32-bit counts on a leased one (`wide` is empty). Half the memory, so that a
+    /// 2-core machine gets two leased stripes within the default 8 MiB. A holder that finds
+    /// a count at `u32::MAX` gives its lease up and records on a shared stripe instead, so a
+    /// count never wraps (see `record_completion_leased`).
+    narrow: Box<[AtomicU32]>,
 }
 
 /// One stripe of recording state.
@@ -153,18 +159,22 @@ fn zeroed<const N: usize>() -> [CachePadded<AtomicU64>; N] {
 }
 
 impl PhaseData {
-    fn new(slots_per_histogram: usize) -> Self {
+    fn new(slots_per_histogram: usize, leased: bool) -> Self {
+        let (wide, narrow) = match leased {
+            false => (COMPLETION_LABELS * slots_per_histogram, 0),
+            true => (0, COMPLETION_LABELS * slots_per_histogram),
+        };
         PhaseData {
             cells: std::array::from_fn(|_| CachePadded::new(CompletionCell::default())),
-            slots: (0..COMPLETION_LABELS * slots_per_histogram)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            wide: (0..wide).map(|_| AtomicU64::new(0)).collect(),
+            narrow: (0..narrow).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 }
 
 impl Stripe {
-    pub(crate) fn new(slots_per_histogram: usize) -> Self {
+    /// A shared stripe, or a `leased` one (32-bit histogram counts).
+    pub(crate) fn new(slots_per_histogram: usize, leased: bool) -> Self {
         Stripe {
             phaser: CachePadded::new(Phaser {
                 phase: AtomicU64::new(0),
@@ -174,17 +184,20 @@ impl Stripe {
             started: zeroed(),
             errors: zeroed(),
             phases: [
-                PhaseData::new(slots_per_histogram),
-                PhaseData::new(slots_per_histogram),
+                PhaseData::new(slots_per_histogram, leased),
+                PhaseData::new(slots_per_histogram, leased),
             ],
             slots_per_histogram,
         }
     }
 
     /// Heap and inline bytes of one stripe with `slots_per_histogram` slots per histogram.
-    pub(crate) fn memory_bytes(slots_per_histogram: usize) -> usize {
-        std::mem::size_of::<Stripe>()
-            + 2 * COMPLETION_LABELS * slots_per_histogram * std::mem::size_of::<AtomicU64>()
+    pub(crate) fn memory_bytes(slots_per_histogram: usize, leased: bool) -> usize {
+        let count_bytes = match leased {
+            false => std::mem::size_of::<AtomicU64>(),
+            true => std::mem::size_of::<AtomicU32>(),
+        };
+        std::mem::size_of::<Stripe>() + 2 * COMPLETION_LABELS * slots_per_histogram * count_bytes
     }
 
     #[inline]
@@ -217,7 +230,7 @@ impl Stripe {
         let phase = (entered >> 63) as usize;
         let data = &self.phases[phase];
         // Relaxed: published to the reader by the release on `exited` below.
-        data.slots[label * self.slots_per_histogram + slot].fetch_add(1, Ordering::Relaxed);
+        data.wide[label * self.slots_per_histogram + slot].fetch_add(1, Ordering::Relaxed);
         let cell = &data.cells[label];
         let previous = cell.sum_low.fetch_add(duration_ms, Ordering::Relaxed);
         if previous.checked_add(duration_ms).is_none() {
@@ -243,8 +256,10 @@ impl Stripe {
     }
 
     /// [`record_completion`](Self::record_completion) by the lease holder, into the phase its
-    /// call read from the lease.
+    /// call read from the lease. Returns `false`, having written nothing, if the slot's
+    /// 32-bit count is full: the caller must record the completion elsewhere.
     #[inline]
+    #[must_use]
     pub(crate) fn record_completion_leased(
         &self,
         phase: usize,
@@ -252,9 +267,14 @@ impl Stripe {
         slot: usize,
         duration_ms: u64,
         clamped: bool,
-    ) {
+    ) -> bool {
         let data = &self.phases[phase];
-        add_single_writer(&data.slots[label * self.slots_per_histogram + slot], 1);
+        let count = &data.narrow[label * self.slots_per_histogram + slot];
+        // Relaxed: the holder is the only writer (see `add_single_writer`).
+        let Some(incremented) = count.load(Ordering::Relaxed).checked_add(1) else {
+            return false;
+        };
+        count.store(incremented, Ordering::Relaxed);
         let cell = &data.cells[label];
         // Relaxed: the holder is the only writer; the reader gets these through its sequence.
         let (sum_low, wrapped) = cell
@@ -268,6 +288,15 @@ impl Stripe {
         if clamped {
             add_single_writer(&cell.clamped, 1);
         }
+        true
+    }
+
+    /// Sets a leased stripe's count of `(label, slot)` in the holder's phase (for tests: a
+    /// full 32-bit count takes four billion calls to reach).
+    #[cfg(test)]
+    pub(crate) fn set_leased_count(&self, label: usize, slot: usize, count: u32) {
+        let data = &self.phases[self.lease.active_phase()];
+        data.narrow[label * self.slots_per_histogram + slot].store(count, Ordering::Relaxed);
     }
 
     /// Closes a leased stripe: see [`Lease::close`].
@@ -336,9 +365,11 @@ impl Stripe {
             cell.sum_low.store(0, Ordering::Relaxed);
             cell.sum_high.store(0, Ordering::Relaxed);
             cell.clamped.store(0, Ordering::Relaxed);
-            let start = label * self.slots_per_histogram;
-            let histogram = &data.slots[start..start + self.slots_per_histogram];
-            let mut slots = histogram.iter().enumerate().filter_map(|(slot, count)| {
+            let range = label * self.slots_per_histogram..(label + 1) * self.slots_per_histogram;
+            // One of the two is empty. Relaxed loads and stores: see above.
+            let wide = data.wide.get(range.clone()).unwrap_or_default();
+            let narrow = data.narrow.get(range).unwrap_or_default();
+            let wide = wide.iter().enumerate().filter_map(|(slot, count)| {
                 let value = count.load(Ordering::Relaxed);
                 if value == 0 {
                     return None;
@@ -346,6 +377,15 @@ impl Stripe {
                 count.store(0, Ordering::Relaxed);
                 Some((slot, value))
             });
+            let narrow = narrow.iter().enumerate().filter_map(|(slot, count)| {
+                let value = count.load(Ordering::Relaxed);
+                if value == 0 {
+                    return None;
+                }
+                count.store(0, Ordering::Relaxed);
+                Some((slot, u64::from(value)))
+            });
+            let mut slots = wide.chain(narrow);
             visit(DrainedCompletions {
                 label,
                 sum: (u128::from(sum_high) << 64) | u128::from(sum_low),

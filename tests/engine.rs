@@ -219,9 +219,10 @@ fn accepted_edges_of_every_setting_build() {
 
 #[test]
 fn memory_is_fixed_by_the_configuration() {
-    let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
-    // Two stripes × two phases × 12 histograms × 18,432 slots × 8 bytes, plus small change.
-    let histograms = 2 * 2 * 12 * 18_432 * 8;
+    // The 2-core default: three stripes, two leased (32-bit counts) and one shared (64-bit).
+    let metrics = AtomicMetrics::builder().stripes(3).build().unwrap();
+    // Per stripe two phases × 12 histograms × 18,432 slots, plus small change.
+    let histograms = (2 * 4 + 8) * 2 * 12 * 18_432;
     let bytes = metrics.recording_memory_bytes();
     assert!(
         bytes >= histograms && bytes < histograms + 64 * 1024,

@@ -23,21 +23,15 @@ const LONG_DURATION_MS: u64 = 5;
 /// Runs `body` under loom. A snapshot scans every slot (12 × 32 loads and stores), each a
 /// branch point for loom, so the branch limit is raised well above its default of 1,000; the
 /// preemption bound still comes from `LOOM_MAX_PREEMPTIONS`.
+///
+/// The body runs on a thread with a roomy stack: building an engine and a snapshot puts a few
+/// kilobytes of fixed arrays on the stack for a moment, which overflows loom's default
+/// coroutine stack. That thread is one of loom's five; the models use at most four more.
 fn model(body: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.max_branches = 100_000;
-    builder.check(body);
-}
-
-fn tiny_engine() -> Arc<AtomicMetrics> {
-    engine_with_stripes(1)
-}
-
-/// Runs `body` under loom on a thread with a roomy stack: an engine of two stripes, built on
-/// the stack for a moment, overflows the model's main coroutine.
-fn model_roomy(body: impl Fn() + Sync + Send + 'static) {
     let body = std::sync::Arc::new(body);
-    model(move || {
+    builder.check(move || {
         let body = std::sync::Arc::clone(&body);
         thread::Builder::new()
             .stack_size(1 << 20)
@@ -46,6 +40,10 @@ fn model_roomy(body: impl Fn() + Sync + Send + 'static) {
             .join()
             .unwrap();
     });
+}
+
+fn tiny_engine() -> Arc<AtomicMetrics> {
+    engine_with_stripes(1)
 }
 
 /// One leased stripe and one shared stripe.
@@ -185,7 +183,7 @@ fn latest_never_goes_back_and_sees_what_snapshot_returned() {
 
 #[test]
 fn leased_writer_against_a_snapshot_loses_and_splits_nothing() {
-    model_roomy(|| {
+    model(|| {
         let metrics = leased_engine();
         let writer = {
             let metrics = Arc::clone(&metrics);
@@ -213,7 +211,7 @@ fn leased_writer_against_a_snapshot_loses_and_splits_nothing() {
 
 #[test]
 fn leased_stripe_changes_hands_across_a_snapshot_without_a_lost_update() {
-    model_roomy(|| {
+    model(|| {
         let metrics = leased_engine();
         // Two threads compete for the one lease while a snapshot takes it back: one of them
         // may record leased, lose the lease, and find the other holding it. Plain increments

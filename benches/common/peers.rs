@@ -36,6 +36,9 @@ pub trait Peer: MetricsBackend {
     fn calls_counted(&self) -> u64;
     /// Called by each recording thread when its timed loop is over.
     fn end_of_thread(&self) {}
+    /// Called between timed batches, outside the timing: what the backend's own background
+    /// work would do meanwhile in a real process.
+    fn between_batches(&self) {}
     /// One export of everything in Prometheus text, for those that export.
     fn export(&self) -> Option<String> {
         None
@@ -77,6 +80,13 @@ impl Peer for AtomicMetrics {
 
     fn export(&self) -> Option<String> {
         Some(self.latest().to_prometheus())
+    }
+
+    /// The snapshotter's turn: each batch runs on fresh threads, and a snapshot frees the
+    /// leases the last batch's (now exited) threads held, as the snapshotter does every period
+    /// in a real process.
+    fn between_batches(&self) {
+        self.snapshot();
     }
 }
 
