@@ -21,9 +21,9 @@ use crate::sync::{Mutex, heavy_barrier, lock};
 ///
 /// # Guarantees
 ///
-/// - Every `record_*` call is a few atomic read-modify-writes on fixed, preallocated arrays:
-///   no lock, no heap allocation, no system call, no panic, whatever the input, on any thread;
-///   a writer never waits for a reader.
+/// - Every `record_*` call is a few atomic operations on fixed, preallocated arrays: no lock,
+///   no heap allocation, no system call, no panic, whatever the input, on any thread; a
+///   writer never waits for a reader.
 /// - Any `u64` duration is accepted. One above
 ///   [`highest_duration_ms`](Self::highest_duration_ms) goes into the histogram as that value
 ///   and is counted in [`View::clamped`]; the sum keeps the true value (exact to 128 bits,
@@ -35,11 +35,16 @@ use crate::sync::{Mutex, heavy_barrier, lock};
 ///
 /// # Costs
 ///
-/// `record_task_started` and `record_runner_error`: one uncontended `fetch_add`.
-/// `record_task_completed`: four (enter the phase, bucket, sum, leave the phase), plus one when
-/// clamped. Threads are spread round-robin over the stripes, so with no more recording threads
-/// than stripes no two share a cache line. [`snapshot`](Self::snapshot) reads every slot of
-/// every stripe: its cost grows with stripes × histogram size, not with the event rate.
+/// A thread that holds a *leased* stripe (see [`Builder::stripes`]; the first threads to
+/// record get one each, one per CPU by default) records with plain loads and stores and no
+/// locked instruction: two stores of its own sequence word, a load of the lease word, and the
+/// increments. Other threads record on *shared* stripes, with atomic read-modify-writes:
+/// `record_task_started` and `record_runner_error` one uncontended `fetch_add`,
+/// `record_task_completed` four (enter the phase, bucket, sum, leave the phase), plus one when
+/// clamped. Leases of threads that exited or went idle are freed by the next snapshot.
+/// [`snapshot`](Self::snapshot) reads every slot of every stripe: its cost grows with stripes
+/// × histogram size, not with the event rate; with leases it also makes one `membarrier`
+/// system call.
 ///
 /// # Example
 ///
@@ -460,41 +465,52 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_is_taken_back_at_each_snapshot_and_changes_hands() {
+    fn a_lease_stays_while_its_holder_records_and_goes_after_an_idle_period() {
         use crate::lease::{FIRST_TOKEN, FREE};
         // One leased stripe, one shared.
         let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
         assert_eq!(metrics.leased, 1);
         let lease = &metrics.stripes[0].lease;
-        let holder_of = |metrics: &AtomicMetrics| {
+        let task = |metrics: &AtomicMetrics| {
+            metrics.record_task_started(RunnerType::Wasm);
+            metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 7);
+        };
+        let holder_after_a_task_on_a_new_thread = |metrics: &AtomicMetrics| {
             std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        metrics.record_task_started(RunnerType::Wasm);
-                        metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 7);
+                        task(metrics);
                         lease.holder()
                     })
                     .join()
                     .unwrap()
             })
         };
-        let first = holder_of(&metrics);
-        assert!(first >= FIRST_TOKEN, "the first thread took the free lease");
-        // The thread exited, but its lease stands until a snapshot takes it back: the next
-        // thread records on the shared stripe.
-        assert_eq!(holder_of(&metrics), first);
-        let snapshot = metrics.snapshot();
+        // An active holder keeps its lease across snapshots.
+        task(&metrics);
+        let mine = lease.holder();
+        assert!(mine >= FIRST_TOKEN, "the first thread took the free lease");
+        for _ in 0..3 {
+            metrics.snapshot();
+            task(&metrics);
+            assert_eq!(lease.holder(), mine);
+        }
+        // Now this thread stops: the next snapshot sees it active in the last period and keeps
+        // it; another thread meanwhile records on the shared stripe.
+        metrics.snapshot();
+        assert_eq!(holder_after_a_task_on_a_new_thread(&metrics), mine);
+        // A whole period without a call: the lease is taken back, and the next thread gets it.
+        metrics.snapshot();
         assert_eq!(lease.holder(), FREE);
-        assert_eq!(snapshot.cumulative().started(RunnerType::Wasm), 2);
-        let third = holder_of(&metrics);
-        assert!(third >= FIRST_TOKEN && third != first);
+        let next = holder_after_a_task_on_a_new_thread(&metrics);
+        assert!(next >= FIRST_TOKEN && next != mine);
         let snapshot = metrics.snapshot();
         let view = snapshot.cumulative();
-        assert_eq!(view.started(RunnerType::Wasm), 3);
-        assert_eq!(view.completed(RunnerType::Wasm, TaskOutcome::Success), 3);
+        assert_eq!(view.started(RunnerType::Wasm), 6);
+        assert_eq!(view.completed(RunnerType::Wasm, TaskOutcome::Success), 6);
         assert_eq!(
             view.duration_sum_ms(RunnerType::Wasm, TaskOutcome::Success),
-            21
+            42
         );
         assert_eq!(snapshot.in_flight(RunnerType::Wasm), 0);
     }

@@ -16,10 +16,16 @@
 //! 63, who may write: [`FREE`], [`CLOSED`] (the reader is switching holders), or the holder's
 //! token (its thread ordinal + [`FIRST_TOKEN`]). A thread takes a `FREE` stripe by CAS and
 //! remembers it in its thread-local state; from then on it writes that stripe with plain
-//! loads and stores. The reader takes every lease back at every snapshot (so a lease held by a
-//! thread that exited or went idle lasts one snapshot period at most), waits for the holder's
-//! last call, drains, and sets the stripe `FREE` again. Threads without a lease record on the
-//! engine's shared stripes, as before.
+//! loads and stores. At each snapshot the reader switches the stripe's phase and looks at the
+//! holder's sequence word: if it has not moved since the last snapshot, the holder made no
+//! call for a whole period (it exited, or went idle), and the reader takes the lease back:
+//! `CLOSED`, wait for the holder's last call, `FREE`. A lease held by a thread that exited
+//! thus lasts two snapshot periods at most, and an active holder never loses its lease (so
+//! it never falls back to a shared stripe, whose drain would cost the reader a scan). Threads
+//! without a lease record on the engine's shared stripes, as before. Because the sequence word
+//! belongs to the thread, a thread that stops recording into one engine but goes on in
+//! another keeps its lease in the first until it stops altogether: a missed reuse, never an
+//! error.
 //!
 //! # The writer's call and the reader's cut (an asymmetric Dekker handshake)
 //!
@@ -28,9 +34,9 @@
 //! - writer: `seq = odd` (store); `light_barrier()`; load `control`; if the holder is still
 //!   this thread, write the data of the phase in `control` with plain loads and stores; `seq =
 //!   even` (store). If not, `seq = even` and take the shared path.
-//! - reader: swap `control` to (the other phase, `CLOSED`); `heavy_barrier()`; load the old
-//!   holder's `seq`; if odd, wait until it changes; drain the old phase; store (new phase,
-//!   `FREE`).
+//! - reader: CAS `control` to (the other phase, the same holder or `CLOSED`);
+//!   `heavy_barrier()`; load the old holder's `seq`; if odd, wait until it changes; if the
+//!   lease was taken back, store (new phase, `FREE`); drain the old phase.
 //!
 //! `light_barrier` is a compiler fence and `heavy_barrier` is `membarrier(2)`
 //! (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`, through the `membarrier2` crate), which runs a full
@@ -53,17 +59,20 @@
 //! Handing over: only the reader moves a stripe out of `CLOSED`, and only after the old
 //! holder's last call ended; the old holder's plain stores (its release on `seq`, the
 //! reader's acquire, the reader's release store of `FREE`, the new holder's acquire CAS)
-//! happen before the new holder's. The started and error counters of a leased stripe are
-//! cumulative and written only by its successive holders, so that chain is all they need.
-//! The reader's zeroing of a phase reaches the next holder the same way, or through the
-//! release swap of the next flip and the writer's acquire load of `control`.
+//! happen before the new holder's (later flips are read-modify-writes, so a claim that reads
+//! their value still synchronizes with that `FREE` store). The started and error counters of a
+//! leased stripe are cumulative and written only by its successive holders, so that chain is
+//! all they need. The reader's zeroing of a phase reaches the next holder the same way, or
+//! through the release CAS of the next flip and the writer's acquire load of `control`. The
+//! reader reopens before it drains: the new holder writes the other phase.
 //!
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
 //!   increments. Taking a lease: one CAS, once per snapshot period at most.
 //! - A snapshot with leases: one `membarrier` system call (about 0.3 µs here), and a wait
-//!   only for holders inside a call at that moment. Without `membarrier` (not Linux, or an
+//!   only for holders inside a call at that moment. The reader's CAS on `control` retries
+//!   only if a thread claimed the lease in between. Without `membarrier` (not Linux, or an
 //!   old kernel), the `membarrier2` crate falls back to a slower process-wide barrier.
 //! - Only the first [`LEASE_THREADS`] threads of the process to record can ever lease (their
 //!   words are a fixed 2 MiB static table, touched 128 bytes per leasing thread). Later
@@ -112,6 +121,10 @@ pub(crate) fn sequence_of(token: u64) -> &'static AtomicU64 {
 /// The `control` word and what the reader needs to take a lease back.
 pub(crate) struct Lease {
     control: AtomicU64,
+    /// The holder's sequence word at the last close: if it has not moved by the next one,
+    /// the holder made no call for a whole snapshot period and loses the lease. Only the
+    /// reader touches it, under its lock.
+    holder_sequence_at_close: AtomicU64,
 }
 
 /// What [`Lease::close`] found: the phase to drain and the holder to wait for.
@@ -120,6 +133,8 @@ pub(crate) struct Closed {
     pub(crate) old_phase: usize,
     /// The holder's token, or `FREE`: nobody held it, so nobody wrote the old phase.
     holder: u64,
+    /// Whether the holder keeps the lease (it made a call since the last close).
+    kept: bool,
 }
 
 impl Closed {
@@ -127,12 +142,18 @@ impl Closed {
     pub(crate) fn was_held(&self) -> bool {
         self.holder >= FIRST_TOKEN
     }
+
+    /// Whether the lease was taken back and must be reopened after the wait.
+    pub(crate) fn was_taken_back(&self) -> bool {
+        self.was_held() && !self.kept
+    }
 }
 
 impl Lease {
     pub(crate) fn new() -> Self {
         Lease {
             control: AtomicU64::new(FREE),
+            holder_sequence_at_close: AtomicU64::new(0),
         }
     }
 
@@ -186,21 +207,44 @@ impl Lease {
         }
     }
 
-    /// The reader's first step: switches the phase and takes the lease back. Callers
-    /// serialize on the engine's reader lock, then issue one `heavy_barrier` for all stripes
-    /// before [`wait_for_holder`](Self::wait_for_holder).
+    /// The reader's first step: switches the phase, and takes the lease back from a holder
+    /// that made no call since the last close (it exited, or went idle). A holder that did
+    /// keeps it and goes on in the new phase. Callers serialize on the engine's reader lock,
+    /// then issue one `heavy_barrier` for all stripes before
+    /// [`wait_for_holder`](Self::wait_for_holder).
     pub(crate) fn close(&self) -> Closed {
-        // Only the reader changes the phase bit, under its lock.
-        let active = self.control.load(Ordering::Relaxed) & PHASE_BIT;
-        // AcqRel: acquire a claim CAS that beat us (and what its thread did before); release
-        // our last zeroing of the phase we now activate. A CAS that comes after this fails:
-        // the holder bits are no longer FREE.
-        let old = self
-            .control
-            .swap((active ^ PHASE_BIT) | CLOSED, Ordering::AcqRel);
-        Closed {
-            old_phase: (old >> 63) as usize,
-            holder: old & HOLDER_MASK,
+        loop {
+            // Relaxed: a guess for the CAS below, which carries the ordering.
+            let current = self.control.load(Ordering::Relaxed);
+            let holder = current & HOLDER_MASK;
+            let new_phase = (current & PHASE_BIT) ^ PHASE_BIT;
+            // Relaxed: the sequence is only a sign of life here, not a synchronization.
+            let sequence =
+                (holder >= FIRST_TOKEN).then(|| sequence_of(holder).load(Ordering::Relaxed));
+            let kept = sequence
+                .is_some_and(|now| now != self.holder_sequence_at_close.load(Ordering::Relaxed));
+            let next = match (holder >= FIRST_TOKEN, kept) {
+                (false, _) => new_phase | FREE,
+                (true, true) => new_phase | holder,
+                (true, false) => new_phase | CLOSED,
+            };
+            // AcqRel: acquire a claim CAS that came first (and what its thread did before);
+            // release our last zeroing of the phase we now activate. Fails only when a thread
+            // claimed the FREE lease meanwhile: then decide again.
+            if self
+                .control
+                .compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if let Some(now) = sequence {
+                    self.holder_sequence_at_close.store(now, Ordering::Relaxed);
+                }
+                return Closed {
+                    old_phase: (current >> 63) as usize,
+                    holder,
+                    kept,
+                };
+            }
         }
     }
 

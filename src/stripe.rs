@@ -305,14 +305,19 @@ impl Stripe {
     }
 
     /// Drains a leased stripe closed by [`close_lease`](Self::close_lease), once the reader's
-    /// heavy barrier is behind it, and reopens the lease.
+    /// heavy barrier is behind it, and reopens the lease if it was taken back.
     pub(crate) fn drain_leased(&self, closed: Closed, visit: impl FnMut(DrainedCompletions<'_>)) {
         if closed.was_held() {
             let spin = Spin::new();
             self.lease.wait_for_holder(closed, || spin.wait());
+            if closed.was_taken_back() {
+                // Now, not after the drain: the old holder is out, and a new one writes the
+                // other phase. Threads that found it closed record on a shared stripe
+                // meanwhile, so the shorter the better.
+                self.lease.reopen();
+            }
             self.drain_phase(closed.old_phase, visit);
         }
-        self.lease.reopen();
     }
 
     /// Switches the stripe to its other phase and returns what [`drain`](Self::drain) needs to
@@ -358,7 +363,8 @@ impl Stripe {
     fn drain_phase(&self, phase: usize, mut visit: impl FnMut(DrainedCompletions<'_>)) {
         let data = &self.phases[phase];
         for (label, cell) in data.cells.iter().enumerate() {
-            // Relaxed loads and stores: no writer touches this phase until our next swap.
+            // Relaxed loads and stores: no writer touches this phase until the reader hands it
+            // back (its next swap on a shared stripe, its reopening of a leased one).
             let sum_low = cell.sum_low.load(Ordering::Relaxed);
             let sum_high = cell.sum_high.load(Ordering::Relaxed);
             let clamped = cell.clamped.load(Ordering::Relaxed);

@@ -210,12 +210,13 @@ fn leased_writer_against_a_snapshot_loses_and_splits_nothing() {
 }
 
 #[test]
-fn leased_stripe_changes_hands_across_a_snapshot_without_a_lost_update() {
+fn leased_stripe_changes_hands_across_snapshots_without_a_lost_update() {
     model(|| {
         let metrics = leased_engine();
-        // Two threads compete for the one lease while a snapshot takes it back: one of them
-        // may record leased, lose the lease, and find the other holding it. Plain increments
-        // of the cumulative `started` counter by successive holders must all survive.
+        // Two threads compete for the one lease while two snapshots run: a holder seen idle
+        // for a whole period (between the two) loses the lease, maybe just as it starts
+        // another call, and the other thread may take it. Plain increments of the cumulative
+        // `started` counter by successive holders must all survive.
         let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
             .into_iter()
             .map(|duration| {
@@ -226,8 +227,10 @@ fn leased_stripe_changes_hands_across_a_snapshot_without_a_lost_update() {
                 })
             })
             .collect();
-        let during = metrics.snapshot();
-        check(&during);
+        let first = metrics.snapshot();
+        check(&first);
+        let second = metrics.snapshot();
+        check(&second);
         for writer in writers {
             writer.join().unwrap();
         }
