@@ -135,6 +135,8 @@ pub(crate) struct Closed {
     holder: u64,
     /// Whether the holder keeps the lease (it made a call since the last close).
     kept: bool,
+    /// The holder's sequence at the reader's first look after its barrier.
+    seen: Option<u64>,
 }
 
 impl Closed {
@@ -180,6 +182,12 @@ impl Lease {
         }
     }
 
+    /// The active phase, as a guess (no ordering): for warming caches only.
+    #[inline(always)]
+    pub(crate) fn likely_phase(&self) -> usize {
+        (self.control.load(Ordering::Relaxed) >> 63) as usize
+    }
+
     /// Starts a call by the thread holding `token`, if it still holds the lease.
     #[inline(always)]
     pub(crate) fn enter(&self, token: u64) -> Option<LeasedCall> {
@@ -211,7 +219,7 @@ impl Lease {
     /// that made no call since the last close (it exited, or went idle). A holder that did
     /// keeps it and goes on in the new phase. Callers serialize on the engine's reader lock,
     /// then issue one `heavy_barrier` for all stripes before
-    /// [`wait_for_holder`](Self::wait_for_holder).
+    /// [`holder_is_out`](Self::holder_is_out).
     pub(crate) fn close(&self) -> Closed {
         loop {
             // Relaxed: a guess for the CAS below, which carries the ordering.
@@ -243,25 +251,23 @@ impl Lease {
                     old_phase: (current >> 63) as usize,
                     holder,
                     kept,
+                    seen: None,
                 };
             }
         }
     }
 
-    /// Waits until the old holder is no longer inside a call that writes the old phase. Call
-    /// after `heavy_barrier`; afterwards the old phase's data is complete and still.
-    pub(crate) fn wait_for_holder(&self, closed: Closed, spin: impl Fn()) {
+    /// Whether the old holder is no longer inside a call that writes the old phase; if so,
+    /// the old phase's data is complete and still. Call after `heavy_barrier`; the first call
+    /// notes the holder's sequence, later ones look for a change.
+    pub(crate) fn holder_is_out(&self, closed: &mut Closed) -> bool {
         if !closed.was_held() {
-            return;
+            return true;
         }
-        let sequence = sequence_of(closed.holder);
         // Acquire: synchronizes with the holder's release stores (see `enter`).
-        let seen = sequence.load(Ordering::Acquire);
-        if seen % 2 == 1 {
-            while sequence.load(Ordering::Acquire) == seen {
-                spin();
-            }
-        }
+        let now = sequence_of(closed.holder).load(Ordering::Acquire);
+        let seen = *closed.seen.get_or_insert(now);
+        seen.is_multiple_of(2) || now != seen
     }
 
     /// The holder bits: `FREE`, `CLOSED` or a token (for tests).
