@@ -541,11 +541,20 @@ mod tests {
         let _ = second.to_prometheus();
     }
 
+    fn small_engine_with_one_lease() -> AtomicMetrics {
+        AtomicMetrics::builder()
+            .stripes(2)
+            .significant_digits(1)
+            .highest_duration_ms(1_000)
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn a_lease_stays_while_its_holder_records_and_goes_after_an_idle_period() {
         use crate::lease::{FIRST_TOKEN, FREE};
-        // One leased stripe, one shared.
-        let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+        // One leased stripe, one shared; a small layout, so that Miri runs this quickly.
+        let metrics = small_engine_with_one_lease();
         assert_eq!(metrics.leased, 1);
         let lease = &metrics.stripes[0].lease;
         let task = |metrics: &AtomicMetrics| {
@@ -594,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_full_32_bit_count_sends_the_holder_to_a_shared_stripe_and_loses_nothing() {
-        let metrics = AtomicMetrics::builder().stripes(2).build().unwrap();
+        let metrics = small_engine_with_one_lease();
         let (runner, outcome, duration) = (RunnerType::Container, TaskOutcome::Timeout, 5);
         metrics.record_task_completed(runner, outcome, duration);
         let label = completion_label(runner, outcome);

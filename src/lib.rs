@@ -31,7 +31,9 @@
 //! ```
 //!
 //! The architecture and its guarantees are described in the modules' documentation:
-//! [`AtomicMetrics`] (the engine), the phase protocol next to the storage, and [`Snapshot`].
+//! [`AtomicMetrics`] (the engine), the two write protocols next to the code (the lease of a
+//! leased stripe, written with no locked instruction, and the phase protocol of a shared
+//! one), and [`Snapshot`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
