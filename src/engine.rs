@@ -273,8 +273,7 @@ impl AtomicMetrics {
                 }
             }
         }
-        let shared = self.stripes.len() - self.leased;
-        let stripe = self.leased + stripe_index(self.shared_fastmod, ordinal, shared);
+        let stripe = self.shared_stripe_of(ordinal);
         if !closed_seen {
             // Every lease is taken (or none is for us): stop looking until the next snapshot.
             remember_route(self.id, Route::Shared { stripe, epoch });
@@ -282,13 +281,18 @@ impl AtomicMetrics {
         Writer::Shared(&self.stripes[stripe])
     }
 
+    /// The shared stripe for the thread with `ordinal`: threads spread round-robin.
+    fn shared_stripe_of(&self, ordinal: u32) -> usize {
+        let shared = self.stripes.len() - self.leased;
+        self.leased + stripe_index(self.shared_fastmod, ordinal, shared)
+    }
+
     /// Gives this thread's lease up until the next snapshot (a histogram slot of its stripe
     /// is full): later calls go to a shared stripe.
     #[cold]
     fn give_up_lease(&self) -> &Stripe {
         let (ordinal, _) = thread_identity();
-        let shared = self.stripes.len() - self.leased;
-        let stripe = self.leased + stripe_index(self.shared_fastmod, ordinal, shared);
+        let stripe = self.shared_stripe_of(ordinal);
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
         remember_route(self.id, Route::Shared { stripe, epoch });
         &self.stripes[stripe]

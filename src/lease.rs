@@ -5,10 +5,11 @@
 //!
 //! On the shared stripes (see [`crate::stripe`]) every update is a locked read-modify-write.
 //! Profiling showed that the first locked instruction of a call is what costs: it drains the
-//! store buffer. A call with none at all costs about 2 ns less (6.4 → 4.2 ns per call on the
-//! 2-core machine of the README). Dropping the locks needs two things: exactly one writer per
-//! stripe (a *lease*), and a way for the reader to know that writer is not halfway through a
-//! call when it takes its cut, without the writer paying for a fence.
+//! store buffer. A call with none at all costs about 2 ns less on the 2-core machine of the
+//! README (6.4 → 4.2 ns per call in a probe without any lease check; 6.45 → 5.18 ns in
+//! `--bench peers` with this module's protocol). Dropping the locks needs two things: exactly
+//! one writer per stripe (a *lease*), and a way for the reader to know that writer is not
+//! halfway through a call when it takes its cut, without the writer paying for a fence.
 //!
 //! # The lease
 //!
@@ -69,7 +70,10 @@
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
-//!   increments. Taking a lease: one CAS, once per snapshot period at most.
+//!   increments. A completion also reads its histogram count just *before* its call, so that
+//!   the count's cache miss, where a preempted thread is most often caught, falls outside the
+//!   call and the reader need not wait for it. Taking a lease: one CAS, on the first call and
+//!   again only after the lease was taken back.
 //! - A snapshot with leases: one `membarrier` system call (about 0.3 µs here), and a wait
 //!   only for holders inside a call at that moment. The reader's CAS on `control` retries
 //!   only if a thread claimed the lease in between. Without `membarrier` (not Linux, or an
