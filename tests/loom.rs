@@ -86,30 +86,31 @@ fn check(snapshot: &Snapshot) {
 
 #[test]
 fn a_snapshot_during_recording_sees_whole_completions() {
-    model(|| {
-        let metrics = tiny_engine();
-        let writer = {
-            let metrics = Arc::clone(&metrics);
-            thread::spawn(move || {
-                task(&metrics, DURATION_MS);
-                task(&metrics, LONG_DURATION_MS);
-            })
-        };
-        let during = metrics.snapshot();
-        check(&during);
-        writer.join().unwrap();
-        let after = metrics.snapshot();
-        check(&after);
-        // Conservation: both tasks, exactly once, across the two intervals.
-        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
-        assert_eq!(after.cumulative().started(RUNNER), 2);
-        assert_eq!(
-            during.interval().completed(RUNNER, OUTCOME)
-                + after.interval().completed(RUNNER, OUTCOME),
-            2
-        );
-        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
-    });
+    model(|| snapshot_during_recording(tiny_engine()));
+}
+
+/// A writer records two tasks (one clamped) while a snapshot is taken: each snapshot is
+/// consistent, and the two intervals hold both tasks exactly once.
+fn snapshot_during_recording(metrics: Arc<AtomicMetrics>) {
+    let writer = {
+        let metrics = Arc::clone(&metrics);
+        thread::spawn(move || {
+            task(&metrics, DURATION_MS);
+            task(&metrics, LONG_DURATION_MS);
+        })
+    };
+    let during = metrics.snapshot();
+    check(&during);
+    writer.join().unwrap();
+    let after = metrics.snapshot();
+    check(&after);
+    assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+    assert_eq!(after.cumulative().started(RUNNER), 2);
+    assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
+    assert_eq!(
+        during.interval().completed(RUNNER, OUTCOME) + after.interval().completed(RUNNER, OUTCOME),
+        2
+    );
 }
 
 #[test]
@@ -183,30 +184,8 @@ fn latest_never_goes_back_and_sees_what_snapshot_returned() {
 
 #[test]
 fn leased_writer_against_a_snapshot_loses_and_splits_nothing() {
-    model(|| {
-        let metrics = leased_engine();
-        let writer = {
-            let metrics = Arc::clone(&metrics);
-            thread::spawn(move || {
-                // The first call takes the lease; every call then writes with plain stores.
-                task(&metrics, DURATION_MS);
-                task(&metrics, LONG_DURATION_MS);
-            })
-        };
-        let during = metrics.snapshot();
-        check(&during);
-        writer.join().unwrap();
-        let after = metrics.snapshot();
-        check(&after);
-        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
-        assert_eq!(after.cumulative().started(RUNNER), 2);
-        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
-        assert_eq!(
-            during.interval().completed(RUNNER, OUTCOME)
-                + after.interval().completed(RUNNER, OUTCOME),
-            2
-        );
-    });
+    // The writer's first call takes the lease; every call then writes with plain stores.
+    model(|| snapshot_during_recording(leased_engine()));
 }
 
 #[test]
