@@ -68,6 +68,17 @@ fn task(metrics: &AtomicMetrics, duration: u64) {
     metrics.record_task_completed(RUNNER, OUTCOME, duration);
 }
 
+/// Two threads, each recording one task: a short one and a long (clamped) one.
+fn two_writers(metrics: &Arc<AtomicMetrics>) -> Vec<thread::JoinHandle<()>> {
+    [DURATION_MS, LONG_DURATION_MS]
+        .into_iter()
+        .map(|duration| {
+            let metrics = Arc::clone(metrics);
+            thread::spawn(move || task(&metrics, duration))
+        })
+        .collect()
+}
+
 /// The consistency every snapshot owes its readers, whatever the interleaving.
 fn check(snapshot: &Snapshot) {
     for view in [snapshot.cumulative(), snapshot.interval()] {
@@ -117,13 +128,7 @@ fn snapshot_during_recording(metrics: Arc<AtomicMetrics>) {
 fn two_writers_and_two_readers() {
     model(|| {
         let metrics = tiny_engine();
-        let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
-            .into_iter()
-            .map(|duration| {
-                let metrics = Arc::clone(&metrics);
-                thread::spawn(move || task(&metrics, duration))
-            })
-            .collect();
+        let writers = two_writers(&metrics);
         let reader = {
             let metrics = Arc::clone(&metrics);
             thread::spawn(move || {
@@ -196,16 +201,7 @@ fn leased_stripe_changes_hands_across_snapshots_without_a_lost_update() {
         // for a whole period (between the two) loses the lease, maybe just as it starts
         // another call, and the other thread may take it. Plain increments of the cumulative
         // `started` counter by successive holders must all survive.
-        let writers: Vec<_> = [DURATION_MS, LONG_DURATION_MS]
-            .into_iter()
-            .map(|duration| {
-                let metrics = Arc::clone(&metrics);
-                thread::spawn(move || {
-                    metrics.record_task_started(RUNNER);
-                    metrics.record_task_completed(RUNNER, OUTCOME, duration);
-                })
-            })
-            .collect();
+        let writers = two_writers(&metrics);
         let first = metrics.snapshot();
         check(&first);
         let second = metrics.snapshot();
