@@ -225,27 +225,19 @@ impl AtomicMetrics {
     /// sent to in the current reader epoch.
     #[inline(always)]
     fn writer(&self) -> Writer<'_> {
-        if let Some((stripe, token)) = self.leased_stripe()
-            && let Some(call) = stripe.lease.enter(token)
+        let route = route(self.id);
+        if let Route::Leased { stripe, token } = route
+            && let Some(call) = self.stripes[stripe].lease.enter(token)
         {
-            return Writer::Leased(stripe, call);
+            return Writer::Leased(&self.stripes[stripe], call);
         }
-        self.unleased_writer()
-    }
-
-    /// The stripe this thread leases, and its token, as far as its route cache knows.
-    #[inline(always)]
-    fn leased_stripe(&self) -> Option<(&Stripe, u64)> {
-        match route(self.id) {
-            Route::Leased { stripe, token } => Some((&self.stripes[stripe], token)),
-            _ => None,
-        }
+        self.unleased_writer(route)
     }
 
     /// Where a call goes without a (valid) lease: the cached shared stripe, or the slow path.
     #[inline(always)]
-    fn unleased_writer(&self) -> Writer<'_> {
-        match route(self.id) {
+    fn unleased_writer(&self, route: Route) -> Writer<'_> {
+        match route {
             // Relaxed: a hint; a stale epoch only delays a claim to a later call.
             Route::Shared { stripe, epoch }
                 if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) =>
@@ -496,7 +488,9 @@ impl MetricsBackend for AtomicMetrics {
             duration_ms,
             clamped,
         };
-        if let Some((stripe, token)) = self.leased_stripe() {
+        let route = route(self.id);
+        if let Route::Leased { stripe, token } = route {
+            let stripe = &self.stripes[stripe];
             // Touch the count before the call begins, so that its cache miss falls outside
             // the call: a thread preempted inside a call makes the reader wait for it, and that
             // miss is where one mostly is. No cost per call in an interleaved A/B; cuts the
@@ -511,7 +505,7 @@ impl MetricsBackend for AtomicMetrics {
                 return self.complete_leased(stripe, call, completion);
             }
         }
-        match self.unleased_writer() {
+        match self.unleased_writer(route) {
             Writer::Leased(stripe, call) => self.complete_leased(stripe, call, completion),
             Writer::Shared(stripe) => stripe.record_completion(label, slot, duration_ms, clamped),
         }
