@@ -16,7 +16,7 @@ use crate::lease::{LeasedCall, Route, remember_route, route, thread_identity};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::Flipped;
-use crate::stripe::{DrainedCompletions, Stripe, completion_label, error_label};
+use crate::stripe::{DrainedCompletions, SHARED_LANES, Stripe, completion_label, error_label};
 use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 
 /// The lock-free metrics engine.
@@ -40,7 +40,8 @@ use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 /// A thread that holds a *leased* stripe (see [`Builder::stripes`]; the first threads to
 /// record get one each, one per CPU by default) records with plain loads and stores and no
 /// locked instruction: two stores of its own sequence word, a load of the lease word, and the
-/// increments. Other threads record on *shared* stripes, with atomic read-modify-writes:
+/// increments. Other threads record on *shared* stripes (spread over their lanes, so that
+/// they rarely share a cache line), with atomic read-modify-writes:
 /// `record_task_started` and `record_runner_error` one uncontended `fetch_add`,
 /// `record_task_completed` four (enter the phase, bucket, sum, leave the phase), plus one when
 /// clamped. Leases of threads that exited or went idle are freed by the next snapshot.
@@ -70,8 +71,6 @@ pub struct AtomicMetrics {
     /// `stripes[..leased]` are leased to one writer at a time, the rest shared.
     stripes: Box<[Stripe]>,
     leased: usize,
-    /// `u64::MAX / shared stripes + 1`, for Lemire's division-free `ordinal % shared`.
-    shared_fastmod: u64,
     /// Names this engine in the threads' lease memory.
     id: u64,
     /// Snapshots taken; every one frees all leases, so threads that found none free try again.
@@ -131,15 +130,8 @@ struct Completion {
 /// Where one call records.
 enum Writer<'a> {
     Leased(&'a Stripe, LeasedCall),
-    Shared(&'a Stripe),
-}
-
-/// `ordinal % stripes` by Lemire's fastmod (`fastmod = u64::MAX / stripes + 1`, wrapping):
-/// exact for 32-bit ordinals, with two multiplies instead of a division on every call.
-#[inline]
-fn stripe_index(fastmod: u64, ordinal: u32, stripes: usize) -> usize {
-    let low_bits = fastmod.wrapping_mul(u64::from(ordinal));
-    ((u128::from(low_bits) * stripes as u128) >> 64) as usize
+    /// A shared stripe, and the lane of it this thread uses.
+    Shared(&'a Stripe, usize),
 }
 
 impl AtomicMetrics {
@@ -172,8 +164,6 @@ impl AtomicMetrics {
         AtomicMetrics {
             sink_failures: std::sync::atomic::AtomicU64::new(0),
             solti_bucket_of_slot: crate::export::solti_bucket_of_slots(&layout),
-            // For one shared stripe this wraps to 0, and every index computes to 0, as it should.
-            shared_fastmod: (u64::MAX / shared_stripes(config.stripes) as u64).wrapping_add(1),
             leased,
             // Relaxed: a unique number is all we need.
             id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -239,10 +229,12 @@ impl AtomicMetrics {
     fn unleased_writer(&self, route: Route) -> Writer<'_> {
         match route {
             // Relaxed: a hint; a stale epoch only delays a claim to a later call.
-            Route::Shared { stripe, epoch }
-                if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                Writer::Shared(&self.stripes[stripe])
+            Route::Shared {
+                stripe,
+                lane,
+                epoch,
+            } if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) => {
+                Writer::Shared(&self.stripes[stripe], lane)
             }
             _ => self.find_route(),
         }
@@ -274,18 +266,31 @@ impl AtomicMetrics {
                 }
             }
         }
-        let stripe = self.shared_stripe_of(ordinal);
+        let (stripe, lane) = self.shared_lane_of(ordinal);
         if !closed_seen {
             // Every lease is taken (or none is for us): stop looking until the next snapshot.
-            remember_route(self.id, Route::Shared { stripe, epoch });
+            remember_route(
+                self.id,
+                Route::Shared {
+                    stripe,
+                    lane,
+                    epoch,
+                },
+            );
         }
-        Writer::Shared(&self.stripes[stripe])
+        Writer::Shared(&self.stripes[stripe], lane)
     }
 
-    /// The shared stripe for the thread with `ordinal`: threads spread round-robin.
-    fn shared_stripe_of(&self, ordinal: u32) -> usize {
+    /// The shared stripe and lane for the thread with `ordinal`: threads spread round-robin
+    /// over the shared stripes, then over their lanes. Off the hot path: the route remembers
+    /// the result.
+    fn shared_lane_of(&self, ordinal: u32) -> (usize, usize) {
         let shared = self.stripes.len() - self.leased;
-        self.leased + stripe_index(self.shared_fastmod, ordinal, shared)
+        let ordinal = ordinal as usize;
+        (
+            self.leased + ordinal % shared,
+            ordinal / shared % SHARED_LANES,
+        )
     }
 
     /// Records `completion` inside the holder's `call`, or, if its count is full, ends the call
@@ -300,20 +305,27 @@ impl AtomicMetrics {
         } = completion;
         if !stripe.record_completion_leased(call.phase, label, slot, duration_ms, clamped) {
             drop(call);
-            self.give_up_lease()
-                .record_completion(label, slot, duration_ms, clamped);
+            let (stripe, lane) = self.give_up_lease();
+            stripe.record_completion(lane, label, slot, duration_ms, clamped);
         }
     }
 
     /// Gives this thread's lease up until the next snapshot (a histogram slot of its stripe
-    /// is full): later calls go to a shared stripe.
+    /// is full): later calls go to a shared stripe, whose lane is returned with it.
     #[cold]
-    fn give_up_lease(&self) -> &Stripe {
+    fn give_up_lease(&self) -> (&Stripe, usize) {
         let (ordinal, _) = thread_identity();
-        let stripe = self.shared_stripe_of(ordinal);
+        let (stripe, lane) = self.shared_lane_of(ordinal);
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
-        remember_route(self.id, Route::Shared { stripe, epoch });
-        &self.stripes[stripe]
+        remember_route(
+            self.id,
+            Route::Shared {
+                stripe,
+                lane,
+                epoch,
+            },
+        );
+        (&self.stripes[stripe], lane)
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -467,7 +479,7 @@ impl MetricsBackend for AtomicMetrics {
     fn record_task_started(&self, runner_type: RunnerType) {
         match self.writer() {
             Writer::Leased(stripe, _call) => stripe.record_started_leased(runner_type),
-            Writer::Shared(stripe) => stripe.record_started(runner_type),
+            Writer::Shared(stripe, lane) => stripe.record_started(lane, runner_type),
         }
     }
 
@@ -497,9 +509,8 @@ impl MetricsBackend for AtomicMetrics {
             // reader's waits with two threads recording on two cores from 0.9 to 0.1 ms
             // (README, "Where taskmeter leads").
             if stripe.likely_full(label, slot) {
-                return self
-                    .give_up_lease()
-                    .record_completion(label, slot, duration_ms, clamped);
+                let (stripe, lane) = self.give_up_lease();
+                return stripe.record_completion(lane, label, slot, duration_ms, clamped);
             }
             if let Some(call) = stripe.lease.enter(token) {
                 return self.complete_leased(stripe, call, completion);
@@ -507,7 +518,9 @@ impl MetricsBackend for AtomicMetrics {
         }
         match self.unleased_writer(route) {
             Writer::Leased(stripe, call) => self.complete_leased(stripe, call, completion),
-            Writer::Shared(stripe) => stripe.record_completion(label, slot, duration_ms, clamped),
+            Writer::Shared(stripe, lane) => {
+                stripe.record_completion(lane, label, slot, duration_ms, clamped)
+            }
         }
     }
 
@@ -516,7 +529,7 @@ impl MetricsBackend for AtomicMetrics {
         let label = error_label(runner_type, error_kind);
         match self.writer() {
             Writer::Leased(stripe, _call) => stripe.record_error_leased(label),
-            Writer::Shared(stripe) => stripe.record_error(label),
+            Writer::Shared(stripe, lane) => stripe.record_error(lane, label),
         }
     }
 }
@@ -644,16 +657,5 @@ mod tests {
         metrics.record_task_completed(runner, outcome, duration);
         assert!(metrics.stripes[0].lease.holder() >= crate::lease::FIRST_TOKEN);
         assert_eq!(metrics.snapshot().interval().completed(runner, outcome), 1);
-    }
-
-    #[test]
-    fn fastmod_is_exact_modulo() {
-        for stripes in 1..=70_u64 {
-            let fastmod = (u64::MAX / stripes).wrapping_add(1);
-            for ordinal in (0..2_000_u32).chain(u32::MAX - 2_000..=u32::MAX) {
-                let index = stripe_index(fastmod, ordinal, stripes as usize) as u64;
-                assert_eq!(index, u64::from(ordinal) % stripes, "{ordinal} % {stripes}");
-            }
-        }
     }
 }

@@ -320,9 +320,13 @@ pub(crate) enum Route {
     Unknown,
     /// The thread leases `stripe` under `token`.
     Leased { stripe: usize, token: u64 },
-    /// The thread records on shared `stripe`: it found no lease free (or gave its lease up)
-    /// in the engine's reader `epoch`, and will not look again before the next.
-    Shared { stripe: usize, epoch: u64 },
+    /// The thread records on shared `stripe`, in `lane`: it found no lease free (or gave its
+    /// lease up) in the engine's reader `epoch`, and will not look again before the next.
+    Shared {
+        stripe: usize,
+        lane: usize,
+        epoch: u64,
+    },
 }
 
 /// What a thread remembers between calls. `Copy`, no destructor: the first access registers

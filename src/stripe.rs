@@ -9,6 +9,11 @@
 //!   pair of words), the clamped count, and an HDR-layout array of bucket counts. The number of
 //!   completions is the histogram's total, so count and histogram cannot disagree.
 //!
+//! The small words (counters, sums, the phaser below) are kept per *lane*: a shared stripe
+//! has [`SHARED_LANES`] lanes, each with its own copy, and its writers spread over them, so
+//! that two threads on one shared stripe do not pass the same lines between cores on every
+//! call. The histogram counts are shared by a stripe's lanes. The reader adds the lanes up.
+//!
 //! A stripe is written in one of two ways, fixed when the engine is built (see
 //! `AtomicMetrics`):
 //! - *shared*: threads spread over the engine's shared stripes, several may share one, so
@@ -23,11 +28,12 @@
 //! the other 63, how many writers have *entered* it since it became active:
 //!
 //! - writer: `e = phase.fetch_add(1)`; write into the data of phase `p = top bit of e`;
-//!   `exited[p].fetch_add(1)`. Two locked instructions on a line the writer's stripe owns, and
+//!   `exited[p].fetch_add(1)`. Two locked instructions on a line the writer's lane owns, and
 //!   never a wait.
 //! - reader (one at a time, under the engine's reader lock): `old = phase.swap(other phase, 0
-//!   entered)` (the *flip*), then wait until `exited[old phase] == entered count in old`, then
-//!   read phase `old` and zero it, and reset `exited[old phase]` to 0 (the *drain*).
+//!   entered)` on every lane (the *flip*), then wait until `exited[old phase] == entered count
+//!   in old` on every lane, then read phase `old` and zero it, and reset `exited[old phase]`
+//!   to 0 (the *drain*).
 //!
 //! Why the reader sees exactly the writes that entered the old phase, each one whole: all
 //! `fetch_add`s and the `swap` on `phase` are read-modify-writes of one word, so they are
@@ -39,6 +45,10 @@
 //! writes happen before the reader's reads. Nobody writes the old phase's data again until the
 //! reader's *next* swap, which is a release: the zeroing (plain relaxed stores) happens before
 //! every writer that enters that phase afterwards, because a writer's `fetch_add` is an acquire.
+//! All of this holds lane by lane, and the histogram counts that lanes share need nothing
+//! more: a count of the old phase is written only by writers counted in some lane's entries,
+//! the reader reads it only after every lane's wait, and every lane's swap releases the
+//! zeroing to the writers entering through that lane.
 //!
 //! Costs and limits: a writer never waits for a reader. A reader waits only for writers that
 //! were already inside the old phase when it swapped (a few instructions each), so a writer
@@ -103,9 +113,35 @@ struct CompletionCell {
     clamped: AtomicU64,
 }
 
-/// What one phase accumulates between two snapshots.
-struct PhaseData {
-    cells: [CachePadded<CompletionCell>; COMPLETION_LABELS],
+/// The words of one *lane* of a stripe: a group of its writers with a phaser, counters and
+/// sums of its own. The histogram counts, which hold nearly all of a stripe's memory, are
+/// shared by its lanes.
+///
+/// Why lanes: the words every call touches (the phase word and exit counts, a runner's
+/// `started`, a label's sum) would otherwise be the same few lines for every writer of a
+/// shared stripe, and two threads running at once on one shared stripe (more busy threads
+/// than leases) would pass those lines between their cores on every call. Threads spread
+/// over the lanes ([`SHARED_LANES`] per shared stripe) and so meet only on histogram counts,
+/// which the durations spread over thousands of lines. A lane costs about 6 KiB; the
+/// protocol is unchanged, with every lane flipped and waited for (see `flip`).
+struct Lane {
+    /// Used on shared stripes.
+    phaser: CachePadded<Phaser>,
+    started: [CachePadded<AtomicU64>; RunnerType::COUNT],
+    errors: [CachePadded<AtomicU64>; ERROR_LABELS],
+    /// Per phase, per label.
+    cells: [[CachePadded<CompletionCell>; COMPLETION_LABELS]; 2],
+}
+
+/// Lanes per shared stripe; a leased stripe has one (its one writer). Threads beyond the
+/// leases spread over shared stripes first, then over lanes.
+#[cfg(not(loom))]
+pub(crate) const SHARED_LANES: usize = 8;
+#[cfg(loom)]
+pub(crate) const SHARED_LANES: usize = 2;
+
+/// What one phase's histograms accumulate between two snapshots.
+struct PhaseCounts {
     /// `COMPLETION_LABELS` histograms of `slots_per_histogram` counts each, label-major:
     /// 64-bit counts on a shared stripe (`narrow` is empty)...
     wide: Box<[AtomicU64]>,
@@ -118,17 +154,19 @@ struct PhaseData {
 
 /// One stripe of recording state.
 pub(crate) struct Stripe {
-    /// Used on shared stripes.
-    phaser: CachePadded<Phaser>,
     /// Used on leased stripes.
     pub(crate) lease: CachePadded<Lease>,
-    started: [CachePadded<AtomicU64>; RunnerType::COUNT],
-    errors: [CachePadded<AtomicU64>; ERROR_LABELS],
-    phases: [PhaseData; 2],
+    /// The one lane of a leased stripe, the first of a shared one: inline, so that a leased
+    /// call reaches its counters without a pointer to follow.
+    first_lane: Lane,
+    /// A shared stripe's other `SHARED_LANES - 1` lanes; empty on a leased stripe.
+    more_lanes: Box<[Lane]>,
+    phases: [PhaseCounts; 2],
     slots_per_histogram: usize,
 }
 
-/// The result of [`Stripe::flip`]: which phase to drain and how many writers entered it.
+/// The result of [`Stripe::flip`]: which phase to drain and how many writers entered it,
+/// over all lanes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flipped {
     old_phase: usize,
@@ -215,14 +253,28 @@ fn zeroed<const N: usize>() -> [CachePadded<AtomicU64>; N] {
     std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0)))
 }
 
-impl PhaseData {
+impl Lane {
+    fn new() -> Self {
+        let cells = || std::array::from_fn(|_| CachePadded::new(CompletionCell::default()));
+        Lane {
+            phaser: CachePadded::new(Phaser {
+                phase: AtomicU64::new(0),
+                exited: [AtomicU64::new(0), AtomicU64::new(0)],
+            }),
+            started: zeroed(),
+            errors: zeroed(),
+            cells: [cells(), cells()],
+        }
+    }
+}
+
+impl PhaseCounts {
     fn new(slots_per_histogram: usize, leased: bool) -> Self {
         let (wide, narrow) = match leased {
             false => (COMPLETION_LABELS * slots_per_histogram, 0),
             true => (0, COMPLETION_LABELS * slots_per_histogram),
         };
-        PhaseData {
-            cells: std::array::from_fn(|_| CachePadded::new(CompletionCell::default())),
+        PhaseCounts {
             wide: (0..wide).map(|_| AtomicU64::new(0)).collect(),
             narrow: (0..narrow).map(|_| AtomicU32::new(0)).collect(),
         }
@@ -230,22 +282,36 @@ impl PhaseData {
 }
 
 impl Stripe {
-    /// A shared stripe, or a `leased` one (32-bit histogram counts).
+    /// A shared stripe, or a `leased` one (32-bit histogram counts, one lane).
     pub(crate) fn new(slots_per_histogram: usize, leased: bool) -> Self {
         Stripe {
-            phaser: CachePadded::new(Phaser {
-                phase: AtomicU64::new(0),
-                exited: [AtomicU64::new(0), AtomicU64::new(0)],
-            }),
             lease: CachePadded::new(Lease::new()),
-            started: zeroed(),
-            errors: zeroed(),
+            first_lane: Lane::new(),
+            more_lanes: (1..Self::lane_count(leased)).map(|_| Lane::new()).collect(),
             phases: [
-                PhaseData::new(slots_per_histogram, leased),
-                PhaseData::new(slots_per_histogram, leased),
+                PhaseCounts::new(slots_per_histogram, leased),
+                PhaseCounts::new(slots_per_histogram, leased),
             ],
             slots_per_histogram,
         }
+    }
+
+    fn lane_count(leased: bool) -> usize {
+        if leased { 1 } else { SHARED_LANES }
+    }
+
+    /// Lane `index` (`< SHARED_LANES` on a shared stripe, 0 on a leased one).
+    #[inline(always)]
+    fn lane(&self, index: usize) -> &Lane {
+        match index {
+            0 => &self.first_lane,
+            _ => &self.more_lanes[index - 1],
+        }
+    }
+
+    /// Every lane, the reader's way round.
+    fn lanes(&self) -> impl Iterator<Item = &Lane> {
+        std::iter::once(&self.first_lane).chain(self.more_lanes.iter())
     }
 
     /// Heap and inline bytes of one stripe with `slots_per_histogram` slots per histogram.
@@ -254,41 +320,47 @@ impl Stripe {
             false => std::mem::size_of::<AtomicU64>(),
             true => std::mem::size_of::<AtomicU32>(),
         };
-        std::mem::size_of::<Stripe>() + 2 * COMPLETION_LABELS * slots_per_histogram * count_bytes
+        std::mem::size_of::<Stripe>()
+            + (Self::lane_count(leased) - 1) * std::mem::size_of::<Lane>()
+            + 2 * COMPLETION_LABELS * slots_per_histogram * count_bytes
     }
 
+    /// On a shared stripe, records a start in `lane` (`< SHARED_LANES`).
     #[inline]
-    pub(crate) fn record_started(&self, runner: RunnerType) {
+    pub(crate) fn record_started(&self, lane: usize, runner: RunnerType) {
         // Relaxed: the reader orders this through the completion that follows it (module docs).
-        self.started[runner.index()].fetch_add(1, Ordering::Relaxed);
+        self.lane(lane).started[runner.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// On a shared stripe, records an error in `lane`.
     #[inline]
-    pub(crate) fn record_error(&self, label: usize) {
+    pub(crate) fn record_error(&self, lane: usize, label: usize) {
         // Relaxed: a lone counter, read whole whenever it is read.
-        self.errors[label].fetch_add(1, Ordering::Relaxed);
+        self.lane(lane).errors[label].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one completion: `slot` is the bucket of the (clamped) value, `duration_ms` the
-    /// true value for the sum.
+    /// On a shared stripe, records one completion through `lane`'s phaser: `slot` is the
+    /// bucket of the (clamped) value, `duration_ms` the true value for the sum.
     #[inline]
     pub(crate) fn record_completion(
         &self,
+        lane: usize,
         label: usize,
         slot: usize,
         duration_ms: u64,
         clamped: bool,
     ) {
+        let lane = self.lane(lane);
         // Acquire: our writes below must not be seen before we are counted in this phase, and
         // we must see the reader's zeroing of this phase's data (released by its swap).
         // Release: whatever this thread did before (the task's start) is visible to the
         // reader once its swap reads past our entry; that keeps in-flight from going negative.
-        let entered = self.phaser.phase.fetch_add(1, Ordering::AcqRel);
+        let entered = lane.phaser.phase.fetch_add(1, Ordering::AcqRel);
         let phase = (entered >> 63) as usize;
-        let data = &self.phases[phase];
         // Relaxed: published to the reader by the release on `exited` below.
-        data.wide[label * self.slots_per_histogram + slot].fetch_add(1, Ordering::Relaxed);
-        let cell = &data.cells[label];
+        self.phases[phase].wide[label * self.slots_per_histogram + slot]
+            .fetch_add(1, Ordering::Relaxed);
+        let cell = &lane.cells[phase][label];
         let previous = cell.sum_low.fetch_add(duration_ms, Ordering::Relaxed);
         if previous.checked_add(duration_ms).is_none() {
             cell.sum_high.fetch_add(1, Ordering::Relaxed);
@@ -297,19 +369,19 @@ impl Stripe {
             cell.clamped.fetch_add(1, Ordering::Relaxed);
         }
         // Release: hands everything above to the reader that waits for this count.
-        self.phaser.exited[phase].fetch_add(1, Ordering::Release);
+        lane.phaser.exited[phase].fetch_add(1, Ordering::Release);
     }
 
     /// [`record_started`](Self::record_started) by the lease holder, inside its call.
     #[inline]
     pub(crate) fn record_started_leased(&self, runner: RunnerType) {
-        add_single_writer(&self.started[runner.index()], 1);
+        add_single_writer(&self.first_lane.started[runner.index()], 1);
     }
 
     /// [`record_error`](Self::record_error) by the lease holder, inside its call.
     #[inline]
     pub(crate) fn record_error_leased(&self, label: usize) {
-        add_single_writer(&self.errors[label], 1);
+        add_single_writer(&self.first_lane.errors[label], 1);
     }
 
     /// Whether the count [`record_completion_leased`](Self::record_completion_leased) would
@@ -335,14 +407,13 @@ impl Stripe {
         duration_ms: u64,
         clamped: bool,
     ) -> bool {
-        let data = &self.phases[phase];
-        let count = &data.narrow[label * self.slots_per_histogram + slot];
+        let count = &self.phases[phase].narrow[label * self.slots_per_histogram + slot];
         // Relaxed: the holder is the only writer (see `add_single_writer`).
         let Some(incremented) = count.load(Ordering::Relaxed).checked_add(1) else {
             return false;
         };
         count.store(incremented, Ordering::Relaxed);
-        let cell = &data.cells[label];
+        let cell = &self.first_lane.cells[phase][label];
         // Relaxed: the holder is the only writer; the reader gets these through its sequence.
         let (sum_low, wrapped) = cell
             .sum_low
@@ -396,29 +467,45 @@ impl Stripe {
         }
     }
 
-    /// Switches the stripe to its other phase and returns what [`drain`](Self::drain) needs to
-    /// collect the old one. Callers serialize on the engine's reader lock: two concurrent
-    /// flips or drains of one stripe would break the protocol.
+    /// Switches every lane of the stripe to the other phase and returns what
+    /// [`drain`](Self::drain) needs to collect the old one. Callers serialize on the engine's
+    /// reader lock: two concurrent flips or drains of one stripe would break the protocol.
+    ///
+    /// The lanes are switched one after another, so for a moment some writers enter the new
+    /// phase while others (through lanes not yet switched) still enter the old one. That is
+    /// harmless: each completion is counted in the entries of the phase it writes, and the
+    /// old phase is read only once every lane's exits match its entries.
     pub(crate) fn flip(&self) -> Flipped {
-        // Relaxed: only flips change the phase bit, and they are serialized by the reader lock.
-        let active = self.phaser.phase.load(Ordering::Relaxed) & PHASE_BIT;
-        // AcqRel: release publishes our last zeroing of the phase we now activate to the
-        // writers who enter it; acquire synchronizes with every entry so far (each is a
-        // release), so whatever a counted writer did before entering, a task's start
-        // included, is visible to us from here on.
-        let old = self.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
+        // Relaxed: only flips change the phase bit, and they are serialized by the reader lock;
+        // every lane carries the same bit.
+        let active = self.first_lane.phaser.phase.load(Ordering::Relaxed) & PHASE_BIT;
+        let mut entered = 0;
+        for lane in self.lanes() {
+            // AcqRel: release publishes our last zeroing of the phase we now activate to the
+            // writers who enter it through this lane; acquire synchronizes with every entry
+            // so far (each is a release), so whatever a counted writer did before entering, a
+            // task's start included, is visible to us from here on.
+            let old = lane.phaser.phase.swap(active ^ PHASE_BIT, Ordering::AcqRel);
+            entered += old & ENTERED_MASK;
+        }
         Flipped {
-            old_phase: (old >> 63) as usize,
-            entered: old & ENTERED_MASK,
+            old_phase: (active >> 63) as usize,
+            entered,
         }
     }
 
     /// Whether the writers counted in `flipped` have left the old phase, so that
     /// [`drain`](Self::drain) may read it.
     pub(crate) fn shared_ready(&self, flipped: &Flipped) -> bool {
-        // Acquire: synchronizes with every counted writer's release increment.
+        // A lane's exits never exceed its entries (a writer leaves the phase it entered), so
+        // the totals match only when every lane's do.
         flipped.entered == 0
-            || self.phaser.exited[flipped.old_phase].load(Ordering::Acquire) == flipped.entered
+            || self
+                .lanes()
+                // Acquire: synchronizes with every counted writer's release increment.
+                .map(|lane| lane.phaser.exited[flipped.old_phase].load(Ordering::Acquire))
+                .sum::<u64>()
+                == flipped.entered
     }
 
     /// Hands each label's old-phase content to `visit`, leaving that phase zeroed. Only once
@@ -432,12 +519,14 @@ impl Stripe {
         let Flipped { old_phase, entered } = flipped;
         if entered == 0 {
             // No completion in the old phase: its data is still all zero from the last drain,
-            // so an idle stripe costs one swap instead of a scan.
+            // so an idle stripe costs one swap per lane instead of a scan.
             return;
         }
         self.drain_phase(old_phase, buffer, visit);
-        // Relaxed: published to the next writers of this phase by our next swap's release.
-        self.phaser.exited[old_phase].store(0, Ordering::Relaxed);
+        for lane in self.lanes() {
+            // Relaxed: published to the next writers of this phase by our next swap's release.
+            lane.phaser.exited[old_phase].store(0, Ordering::Relaxed);
+        }
     }
 
     /// Hands each label's content in `phase` to `visit` and zeroes it. Nobody may write that
@@ -448,26 +537,33 @@ impl Stripe {
         buffer: &mut Vec<(u32, u64)>,
         mut visit: impl FnMut(DrainedCompletions<'_>),
     ) {
-        let data = &self.phases[phase];
+        let counts = &self.phases[phase];
         buffer.resize(self.slots_per_histogram, (0, 0));
-        for (label, cell) in data.cells.iter().enumerate() {
-            // Relaxed loads and stores: no writer touches this phase until the reader hands it
-            // back (its next swap on a shared stripe, its reopening of a leased one).
-            let sum_low = cell.sum_low.load(Ordering::Relaxed);
-            let sum_high = cell.sum_high.load(Ordering::Relaxed);
-            let clamped = cell.clamped.load(Ordering::Relaxed);
-            cell.sum_low.store(0, Ordering::Relaxed);
-            cell.sum_high.store(0, Ordering::Relaxed);
-            cell.clamped.store(0, Ordering::Relaxed);
+        for label in 0..COMPLETION_LABELS {
+            let (mut sum, mut clamped) = (0_u128, 0_u64);
+            for lane in self.lanes() {
+                let cell = &lane.cells[phase][label];
+                // Relaxed loads and stores: no writer touches this phase until the reader
+                // hands it back (its next swap on a shared stripe, its reopening of a leased
+                // one).
+                let sum_low = cell.sum_low.load(Ordering::Relaxed);
+                let sum_high = cell.sum_high.load(Ordering::Relaxed);
+                // Saturating: lane sums add past 2^128 ms only beyond any real run.
+                sum = sum.saturating_add((u128::from(sum_high) << 64) | u128::from(sum_low));
+                clamped += cell.clamped.load(Ordering::Relaxed);
+                cell.sum_low.store(0, Ordering::Relaxed);
+                cell.sum_high.store(0, Ordering::Relaxed);
+                cell.clamped.store(0, Ordering::Relaxed);
+            }
             let range = label * self.slots_per_histogram..(label + 1) * self.slots_per_histogram;
             // One of the two is empty.
-            let found = match data.wide.get(range.clone()) {
+            let found = match counts.wide.get(range.clone()) {
                 Some(wide) => take_non_zero(wide, buffer),
-                None => take_non_zero(&data.narrow[range], buffer),
+                None => take_non_zero(&counts.narrow[range], buffer),
             };
             visit(DrainedCompletions {
                 label,
-                sum: (u128::from(sum_high) << 64) | u128::from(sum_low),
+                sum,
                 clamped,
                 slots: &buffer[..found],
             });
@@ -476,12 +572,17 @@ impl Stripe {
 
     /// Tasks started so far on this stripe, per runner. Call after flipping every stripe.
     pub(crate) fn started(&self, runner: usize) -> u64 {
-        // Relaxed: ordered after the flips' acquire, which is what in-flight needs.
-        self.started[runner].load(Ordering::Relaxed)
+        self.lanes()
+            // Relaxed: ordered after the flips' acquire, which is what in-flight needs.
+            .map(|lane| lane.started[runner].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Errors so far on this stripe, for one `(runner, kind)` label.
     pub(crate) fn errors(&self, label: usize) -> u64 {
-        self.errors[label].load(Ordering::Relaxed)
+        self.lanes()
+            // Relaxed: lone counters, each read whole.
+            .map(|lane| lane.errors[label].load(Ordering::Relaxed))
+            .sum()
     }
 }
