@@ -12,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::lease::Closed;
-use crate::lease::{LeasedCall, Route, remember_route, route, thread_identity};
+use crate::lease::{Holder, LeasedCall, Route, phase_of, remember_route, route, thread_identity};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::Flipped;
 use crate::stripe::{DrainedCompletions, SHARED_LANES, Stripe, completion_label, error_label};
-use crate::sync::{Mutex, Spin, heavy_barrier, lock};
+use crate::sync::{AtomicU32, Mutex, Ordering, Spin, heavy_barrier, lock};
 
 /// The lock-free metrics engine.
 ///
@@ -210,18 +210,19 @@ impl AtomicMetrics {
             + config.layout.len() // the slot-to-default-bucket table
     }
 
-    /// Where this thread's call records. The common cases cost one thread-local read: the
-    /// thread's leased stripe (plus a load of its lease word), or the shared stripe it was
-    /// sent to in the current reader epoch.
+    /// The hot path of every call: this thread's leased stripe and a call opened on it, if
+    /// `route` says the thread holds a lease and it still does. Otherwise the caller takes
+    /// its out-of-line unleased path, so that the leased path stays short (a call through
+    /// `MetricsHandle` is not inlined, and each call's prologue saves only what it uses).
     #[inline(always)]
-    fn writer(&self) -> Writer<'_> {
-        let route = route(self.id);
-        if let Route::Leased { stripe, token } = route
-            && let Some(call) = self.stripes[stripe].lease.enter(token)
-        {
-            return Writer::Leased(&self.stripes[stripe], call);
+    fn leased_call(&self, route: Route) -> Option<(&Stripe, LeasedCall)> {
+        if let Route::Leased { stripe, holder } = route {
+            let stripe = &self.stripes[stripe];
+            if let Some(call) = stripe.lease.enter(holder) {
+                return Some((stripe, call));
+            }
         }
-        self.unleased_writer(route)
+        None
     }
 
     /// Where a call goes without a (valid) lease: the cached shared stripe, or the slow path.
@@ -253,8 +254,9 @@ impl AtomicMetrics {
                 let stripe = (first + offset) % self.leased;
                 match self.stripes[stripe].lease.try_claim(token) {
                     Ok(true) => {
-                        remember_route(self.id, Route::Leased { stripe, token });
-                        if let Some(call) = self.stripes[stripe].lease.enter(token) {
+                        let holder = Holder::new(token);
+                        remember_route(self.id, Route::Leased { stripe, holder });
+                        if let Some(call) = self.stripes[stripe].lease.enter(holder) {
                             return Writer::Leased(&self.stripes[stripe], call);
                         }
                         // The reader took it back already: the shared path, this once.
@@ -293,17 +295,24 @@ impl AtomicMetrics {
         )
     }
 
-    /// Records `completion` inside the holder's `call`, or, if its count is full, ends the call
-    /// and records it on a shared stripe instead.
+    /// Records `completion` inside the holder's `call`, or, if its `count` (the stripe's
+    /// `leased_count` in the call's phase) is full, ends the call and records it on a shared
+    /// stripe instead.
     #[inline(always)]
-    fn complete_leased(&self, stripe: &Stripe, call: LeasedCall, completion: Completion) {
+    fn complete_leased(
+        &self,
+        stripe: &Stripe,
+        call: LeasedCall,
+        count: &AtomicU32,
+        completion: Completion,
+    ) {
         let Completion {
             label,
             slot,
             duration_ms,
             clamped,
         } = completion;
-        if !stripe.record_completion_leased(call.phase, label, slot, duration_ms, clamped) {
+        if !stripe.record_completion_leased(call.phase, count, label, duration_ms, clamped) {
             drop(call);
             let (stripe, lane) = self.give_up_lease();
             stripe.record_completion(lane, label, slot, duration_ms, clamped);
@@ -477,10 +486,11 @@ impl fmt::Debug for AtomicMetrics {
 impl MetricsBackend for AtomicMetrics {
     #[inline]
     fn record_task_started(&self, runner_type: RunnerType) {
-        match self.writer() {
-            Writer::Leased(stripe, _call) => stripe.record_started_leased(runner_type),
-            Writer::Shared(stripe, lane) => stripe.record_started(lane, runner_type),
+        let route = route(self.id);
+        if let Some((stripe, _call)) = self.leased_call(route) {
+            return stripe.record_started_leased(runner_type);
         }
+        self.record_started_unleased(runner_type);
     }
 
     #[inline]
@@ -501,33 +511,74 @@ impl MetricsBackend for AtomicMetrics {
             clamped,
         };
         let route = route(self.id);
-        if let Route::Leased { stripe, token } = route {
+        if let Route::Leased { stripe, holder } = route {
             let stripe = &self.stripes[stripe];
-            // Touch the count before the call begins, so that its cache miss falls outside
-            // the call: a thread preempted inside a call makes the reader wait for it, and that
-            // miss is where one mostly is. No cost per call in an interleaved A/B; cuts the
-            // reader's waits with two threads recording on two cores from 0.9 to 0.1 ms
-            // (README, "Where taskmeter leads").
-            if stripe.likely_full(label, slot) {
-                let (stripe, lane) = self.give_up_lease();
-                return stripe.record_completion(lane, label, slot, duration_ms, clamped);
-            }
-            if let Some(call) = stripe.lease.enter(token) {
-                return self.complete_leased(stripe, call, completion);
+            if let Some(expected) = stripe.lease.control_if_held(holder) {
+                // The count's address is found, and the count touched, before the call
+                // begins, so that its cache miss falls outside the call: a thread preempted
+                // inside a call makes the reader wait for it, and that miss is where one
+                // mostly is (this cut the reader's waits with two threads recording on two
+                // cores from 0.9 to 0.1 ms; README, "Where taskmeter leads"). The call
+                // begins only if the lease word is still `expected`, so the address holds.
+                let count = stripe.leased_count(phase_of(expected), label, slot);
+                // Relaxed: a guess; the call reads the count again.
+                if count.load(Ordering::Relaxed) == u32::MAX {
+                    let (stripe, lane) = self.give_up_lease();
+                    return stripe.record_completion(lane, label, slot, duration_ms, clamped);
+                }
+                if let Some(call) = stripe.lease.enter_unchanged(holder, expected) {
+                    return self.complete_leased(stripe, call, count, completion);
+                }
             }
         }
-        match self.unleased_writer(route) {
-            Writer::Leased(stripe, call) => self.complete_leased(stripe, call, completion),
+        self.complete_unleased(label, slot, duration_ms, clamped);
+    }
+
+    #[inline]
+    fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
+        let label = error_label(runner_type, error_kind);
+        let route = route(self.id);
+        if let Some((stripe, _call)) = self.leased_call(route) {
+            return stripe.record_error_leased(label);
+        }
+        self.record_error_unleased(label);
+    }
+}
+
+/// The record paths of a thread without a (valid) lease, out of line: see `leased_call`.
+/// Each reads the thread's route again rather than take it as an argument, which would make
+/// the leased path keep it on the stack.
+impl AtomicMetrics {
+    #[inline(never)]
+    fn record_started_unleased(&self, runner: RunnerType) {
+        match self.unleased_writer(route(self.id)) {
+            Writer::Leased(stripe, _call) => stripe.record_started_leased(runner),
+            Writer::Shared(stripe, lane) => stripe.record_started(lane, runner),
+        }
+    }
+
+    #[inline(never)]
+    fn complete_unleased(&self, label: usize, slot: usize, duration_ms: u64, clamped: bool) {
+        match self.unleased_writer(route(self.id)) {
+            Writer::Leased(stripe, call) => {
+                let completion = Completion {
+                    label,
+                    slot,
+                    duration_ms,
+                    clamped,
+                };
+                let count = stripe.leased_count(call.phase, label, slot);
+                self.complete_leased(stripe, call, count, completion)
+            }
             Writer::Shared(stripe, lane) => {
                 stripe.record_completion(lane, label, slot, duration_ms, clamped)
             }
         }
     }
 
-    #[inline]
-    fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
-        let label = error_label(runner_type, error_kind);
-        match self.writer() {
+    #[inline(never)]
+    fn record_error_unleased(&self, label: usize) {
+        match self.unleased_writer(route(self.id)) {
             Writer::Leased(stripe, _call) => stripe.record_error_leased(label),
             Writer::Shared(stripe, lane) => stripe.record_error(lane, label),
         }

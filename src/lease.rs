@@ -122,6 +122,29 @@ pub(crate) fn sequence_of(token: u64) -> &'static AtomicU64 {
     &SEQUENCES[(token - FIRST_TOKEN) as usize]
 }
 
+/// The phase a `control` word activates.
+#[inline(always)]
+pub(crate) fn phase_of(control: u64) -> usize {
+    (control >> 63) as usize
+}
+
+/// A leasing thread's credentials, as its thread-local route keeps them: its token and its
+/// sequence word (found once, so that a call need not index the table).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Holder {
+    pub(crate) token: u64,
+    sequence: &'static AtomicU64,
+}
+
+impl Holder {
+    pub(crate) fn new(token: u64) -> Self {
+        Holder {
+            token,
+            sequence: sequence_of(token),
+        }
+    }
+}
+
 /// The `control` word and what the reader needs to take a lease back.
 pub(crate) struct Lease {
     control: AtomicU64,
@@ -186,16 +209,35 @@ impl Lease {
         }
     }
 
-    /// The active phase, as a guess (no ordering): for warming caches only.
+    /// The `control` word if `holder` holds the lease, as a guess (no ordering): what a call
+    /// expects to find once inside (see [`enter_unchanged`](Self::enter_unchanged)), so that
+    /// it can compute and warm its addresses before it begins.
     #[inline(always)]
-    pub(crate) fn likely_phase(&self) -> usize {
-        (self.control.load(Ordering::Relaxed) >> 63) as usize
+    pub(crate) fn control_if_held(&self, holder: Holder) -> Option<u64> {
+        let control = self.control.load(Ordering::Relaxed);
+        (control & HOLDER_MASK == holder.token).then_some(control)
     }
 
-    /// Starts a call by the thread holding `token`, if it still holds the lease.
+    /// Starts a call by `holder`, if it still holds the lease.
     #[inline(always)]
-    pub(crate) fn enter(&self, token: u64) -> Option<LeasedCall> {
-        let sequence = sequence_of(token);
+    pub(crate) fn enter(&self, holder: Holder) -> Option<LeasedCall> {
+        self.enter_if(holder, |control| control & HOLDER_MASK == holder.token)
+    }
+
+    /// Starts a call by `holder` if `control` is still `expected` (taken from
+    /// [`control_if_held`](Self::control_if_held)): the same holder, in the same phase. The
+    /// decision rests on the load after the barrier, as in [`enter`](Self::enter); only the
+    /// phase's addresses were computed earlier.
+    #[inline(always)]
+    pub(crate) fn enter_unchanged(&self, holder: Holder, expected: u64) -> Option<LeasedCall> {
+        self.enter_if(holder, |control| control == expected)
+    }
+
+    /// The writer's side of the handshake: `holder`'s sequence goes odd, then `control` is
+    /// read; the call begins if `accept` likes it.
+    #[inline(always)]
+    fn enter_if(&self, holder: Holder, accept: impl Fn(u64) -> bool) -> Option<LeasedCall> {
+        let sequence = holder.sequence;
         // Relaxed: only this thread writes its sequence word.
         let before = sequence.load(Ordering::Relaxed);
         // Release: a reader that waits past this value sees all our earlier calls' writes.
@@ -206,9 +248,9 @@ impl Lease {
         // Acquire: the reader's zeroing of the phase we are about to write (released by its
         // swap or by its store of FREE).
         let control = self.control.load(Ordering::Acquire);
-        if control & HOLDER_MASK == token {
+        if accept(control) {
             Some(LeasedCall {
-                phase: (control >> 63) as usize,
+                phase: phase_of(control),
                 sequence,
                 after: before + 2,
             })
@@ -252,7 +294,7 @@ impl Lease {
                     self.holder_sequence_at_close.store(now, Ordering::Relaxed);
                 }
                 return Closed {
-                    old_phase: (current >> 63) as usize,
+                    old_phase: phase_of(current),
                     holder,
                     kept,
                     seen: None,
@@ -283,7 +325,7 @@ impl Lease {
     /// The phase a holder writes now (for tests).
     #[cfg(test)]
     pub(crate) fn active_phase(&self) -> usize {
-        (self.control.load(Ordering::Relaxed) >> 63) as usize
+        phase_of(self.control.load(Ordering::Relaxed))
     }
 
     /// The reader's last step: anyone may claim the lease again.
@@ -314,12 +356,12 @@ impl Drop for LeasedCall {
 }
 
 /// Where a thread's calls into one engine go, remembered between calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Route {
     /// Nothing remembered for this engine.
     Unknown,
-    /// The thread leases `stripe` under `token`.
-    Leased { stripe: usize, token: u64 },
+    /// The thread leases `stripe` as `holder`.
+    Leased { stripe: usize, holder: Holder },
     /// The thread records on shared `stripe`, in `lane`: it found no lease free (or gave its
     /// lease up) in the engine's reader `epoch`, and will not look again before the next.
     Shared {

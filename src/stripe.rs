@@ -384,30 +384,28 @@ impl Stripe {
         add_single_writer(&self.first_lane.errors[label], 1);
     }
 
-    /// Whether the count [`record_completion_leased`](Self::record_completion_leased) would
-    /// raise is full, in the phase that is probably active: read before the call, so that the
-    /// count's cache miss falls outside it. A guess; the call checks again.
+    /// On a leased stripe, the count of `(label, slot)` in `phase`: found before the call
+    /// begins (see `AtomicMetrics::record_task_completed`), raised inside it by
+    /// [`record_completion_leased`](Self::record_completion_leased).
     #[inline(always)]
-    pub(crate) fn likely_full(&self, label: usize, slot: usize) -> bool {
-        let data = &self.phases[self.lease.likely_phase()];
-        // Relaxed: a guess.
-        data.narrow[label * self.slots_per_histogram + slot].load(Ordering::Relaxed) == u32::MAX
+    pub(crate) fn leased_count(&self, phase: usize, label: usize, slot: usize) -> &AtomicU32 {
+        &self.phases[phase].narrow[label * self.slots_per_histogram + slot]
     }
 
     /// [`record_completion`](Self::record_completion) by the lease holder, into the phase its
-    /// call read from the lease. Returns `false`, having written nothing, if the slot's
-    /// 32-bit count is full: the caller must record the completion elsewhere.
+    /// call read from the lease: `count` is [`leased_count`](Self::leased_count) of that
+    /// phase. Returns `false`, having written nothing, if the 32-bit count is full: the caller
+    /// must record the completion elsewhere.
     #[inline]
     #[must_use]
     pub(crate) fn record_completion_leased(
         &self,
         phase: usize,
+        count: &AtomicU32,
         label: usize,
-        slot: usize,
         duration_ms: u64,
         clamped: bool,
     ) -> bool {
-        let count = &self.phases[phase].narrow[label * self.slots_per_histogram + slot];
         // Relaxed: the holder is the only writer (see `add_single_writer`).
         let Some(incremented) = count.load(Ordering::Relaxed).checked_add(1) else {
             return false;
