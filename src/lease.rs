@@ -34,7 +34,10 @@
 //!
 //! - writer: `seq = odd` (store); `light_barrier()`; load `control`; if the holder is still
 //!   this thread, write the data of the phase in `control` with plain loads and stores; `seq =
-//!   even` (store). If not, `seq = even` and take the shared path.
+//!   even` (store). If not, `seq = even` and take the shared path. (A completion reads
+//!   `control` once more *before* the odd store, as a guess, to compute and touch its count's
+//!   address early; it then begins only if the load after the barrier finds `control`
+//!   unchanged, so the decision still rests on that load: [`Lease::enter_unchanged`].)
 //! - reader: CAS `control` to (the other phase, the same holder or `CLOSED`);
 //!   `heavy_barrier()`; load the old holder's `seq`; if odd, wait until it changes; if the
 //!   lease was taken back, store (new phase, `FREE`); drain the old phase.
@@ -70,7 +73,9 @@
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
-//!   increments. A completion also reads its histogram count just *before* its call, so that
+//!   increments (about 24 instructions for a start on x86-64, 75 for a completion, the HDR
+//!   slot's computation included). A completion also reads its histogram count just *before*
+//!   its call, so that
 //!   the count's cache miss, where a preempted thread is most often caught, falls outside the
 //!   call and the reader need not wait for it. Taking a lease: one CAS, on the first call and
 //!   again only after the lease was taken back.
