@@ -73,7 +73,8 @@ pub struct AtomicMetrics {
     leased: usize,
     /// Names this engine in the threads' lease memory.
     id: u64,
-    /// Snapshots taken; every one frees all leases, so threads that found none free try again.
+    /// Snapshots taken; each may free the leases of idle holders, so threads that found none
+    /// free look again after it.
     /// A `std` atomic under loom too: only a hint.
     epoch: std::sync::atomic::AtomicU64,
     reader: Mutex<ReaderState>,
