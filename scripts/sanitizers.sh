@@ -13,7 +13,7 @@ fi
 echo "== Miri: unit tests that fit its speed, and the small-thread tests"
 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --no-default-features \
     --target-dir target/miri --lib -- \
-    --skip layout::tests --skip engine::tests::fastmod --skip engine::tests::clocks
+    --skip layout::tests --skip engine::tests::clocks
 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --no-default-features \
     --target-dir target/miri --test small_threads
 

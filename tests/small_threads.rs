@@ -18,14 +18,16 @@ fn tiny_engine(stripes: usize) -> AtomicMetrics {
 
 #[test]
 fn writers_and_readers_on_shared_and_separate_stripes() {
-    const TASKS: u64 = 200;
-    for stripes in [1, 2] {
+    // (stripes, writers, tasks per writer): two writers on the lanes of one shared stripe;
+    // one leased writer and one on the shared stripe; nine writers on one shared stripe of 8
+    // lanes, so that at least two share a lane (fewer tasks, to stay quick under Miri).
+    for (stripes, writers, tasks) in [(1, 2, 200), (2, 2, 200), (1, 9, 30)] {
         let metrics = Arc::new(tiny_engine(stripes));
         std::thread::scope(|scope| {
-            for writer in 0..2_u64 {
+            for writer in 0..writers {
                 let metrics = &metrics;
                 scope.spawn(move || {
-                    for task in 0..TASKS {
+                    for task in 0..tasks {
                         metrics.record_task_started(RunnerType::Wasm);
                         // Beyond the 100 ms range every 7th time: clamped, still counted.
                         let duration = if task % 7 == 0 {
@@ -58,18 +60,18 @@ fn writers_and_readers_on_shared_and_separate_stripes() {
         });
         let last = metrics.snapshot();
         let view = last.cumulative();
-        assert_eq!(view.started(RunnerType::Wasm), 2 * TASKS);
+        assert_eq!(view.started(RunnerType::Wasm), writers * tasks);
         assert_eq!(
             view.completed(RunnerType::Wasm, TaskOutcome::Success),
-            2 * TASKS
+            writers * tasks
         );
         assert_eq!(
             view.errors(RunnerType::Wasm, RunnerErrorKind::SpawnFailed),
-            2 * TASKS
+            writers * tasks
         );
         assert_eq!(
             view.clamped(RunnerType::Wasm, TaskOutcome::Success),
-            2 * TASKS.div_ceil(7)
+            writers * tasks.div_ceil(7)
         );
         assert_eq!(last.in_flight(RunnerType::Wasm), 0);
     }
