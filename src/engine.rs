@@ -272,14 +272,7 @@ impl AtomicMetrics {
         let (stripe, lane) = self.shared_lane_of(ordinal);
         if !closed_seen {
             // Every lease is taken (or none is for us): stop looking until the next snapshot.
-            remember_route(
-                self.id,
-                Route::Shared {
-                    stripe,
-                    lane,
-                    epoch,
-                },
-            );
+            self.remember_shared(stripe, lane, epoch);
         }
         Writer::Shared(&self.stripes[stripe], lane)
     }
@@ -326,16 +319,23 @@ impl AtomicMetrics {
     fn give_up_lease(&self) -> (&Stripe, usize) {
         let (ordinal, _) = thread_identity();
         let (stripe, lane) = self.shared_lane_of(ordinal);
-        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
-        remember_route(
-            self.id,
-            Route::Shared {
-                stripe,
-                lane,
-                epoch,
-            },
+        self.remember_shared(
+            stripe,
+            lane,
+            self.epoch.load(std::sync::atomic::Ordering::Relaxed),
         );
         (&self.stripes[stripe], lane)
+    }
+
+    /// Sends this thread's later calls to shared `stripe`, in `lane`, until the reader's epoch
+    /// moves past `epoch`.
+    fn remember_shared(&self, stripe: usize, lane: usize, epoch: u64) {
+        let route = Route::Shared {
+            stripe,
+            lane,
+            epoch,
+        };
+        remember_route(self.id, route);
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
