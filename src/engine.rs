@@ -560,14 +560,22 @@ impl AtomicMetrics {
 
     #[inline(never)]
     fn complete_unleased(&self, label: usize, slot: usize, duration_ms: u64, clamped: bool) {
-        match self.unleased_writer(route(self.id)) {
+        let completion = Completion {
+            label,
+            slot,
+            duration_ms,
+            clamped,
+        };
+        let route = route(self.id);
+        // Also reached by a holder whose early read of the lease word went stale (a snapshot
+        // switched the phase in between): it still holds its lease, and records there rather
+        // than look for another.
+        let writer = match self.leased_call(route) {
+            Some((stripe, call)) => Writer::Leased(stripe, call),
+            None => self.unleased_writer(route),
+        };
+        match writer {
             Writer::Leased(stripe, call) => {
-                let completion = Completion {
-                    label,
-                    slot,
-                    duration_ms,
-                    clamped,
-                };
                 let count = stripe.leased_count(call.phase, label, slot);
                 self.complete_leased(stripe, call, count, completion)
             }

@@ -73,8 +73,8 @@
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
-//!   increments (about 24 instructions for a start on x86-64, 75 for a completion, the HDR
-//!   slot's computation included). A completion also reads its histogram count just *before*
+//!   increments (callgrind counts about 30 instructions for a start on x86-64 and 90 for a
+//!   completion, the HDR slot's computation included). A completion also reads its histogram count just *before*
 //!   its call, so that
 //!   the count's cache miss, where a preempted thread is most often caught, falls outside the
 //!   call and the reader need not wait for it. Taking a lease: one CAS, on the first call and

@@ -122,7 +122,7 @@ struct CompletionCell {
 /// shared stripe, and two threads running at once on one shared stripe (more busy threads
 /// than leases) would pass those lines between their cores on every call. Threads spread
 /// over the lanes ([`SHARED_LANES`] per shared stripe) and so meet only on histogram counts,
-/// which the durations spread over thousands of lines. A lane costs about 6 KiB; the
+/// which the durations spread over thousands of lines. A lane costs 5 KiB; the
 /// protocol is unchanged, with every lane flipped and waited for (see `flip`).
 struct Lane {
     /// Used on shared stripes.
