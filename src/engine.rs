@@ -558,6 +558,8 @@ impl AtomicMetrics {
         }
     }
 
+    /// Takes the completion's fields, not a `Completion`: passing the struct made the leased
+    /// path build it on the stack (callgrind: 89 → 105 instructions per completion).
     #[inline(never)]
     fn complete_unleased(&self, label: usize, slot: usize, duration_ms: u64, clamped: bool) {
         let completion = Completion {
