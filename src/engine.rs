@@ -12,12 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::lease::Closed;
-use crate::lease::{Holder, LeasedCall, Route, phase_of, remember_route, route, thread_identity};
+use crate::lease::{
+    Holder, LeasedCall, Route, phase_of, remember_route, remembered_lease, route, thread_identity,
+};
 use crate::publish::Published;
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::Flipped;
 use crate::stripe::{DrainedCompletions, SHARED_LANES, Stripe, completion_label, error_label};
-use crate::sync::{AtomicU32, Mutex, Ordering, Spin, heavy_barrier, lock};
+use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 
 /// The lock-free metrics engine.
 ///
@@ -119,12 +121,11 @@ enum Pending<'a> {
     Shared(&'a Stripe, Flipped),
 }
 
-/// One completion, as the stripes record it.
+/// Where a duration goes in a histogram: the slot of the duration clamped to the highest
+/// trackable value, and whether it was clamped. (The exact duration goes into the sum.)
 #[derive(Clone, Copy)]
-struct Completion {
-    label: usize,
+struct Placement {
     slot: usize,
-    duration_ms: u64,
     clamped: bool,
 }
 
@@ -211,19 +212,25 @@ impl AtomicMetrics {
             + config.layout.len() // the slot-to-default-bucket table
     }
 
+    /// The lease this thread remembers holding: that stripe of this engine, and the holder's
+    /// credentials. The memory may be another engine's: which engine it came from is not
+    /// checked, to keep the hot path short, because the lease word is what a call checks
+    /// (see `Lease::enter`), and a stripe of this engine carries this thread's token only if
+    /// the thread holds that stripe here too. A stripe index this engine lacks is no lease.
+    #[inline(always)]
+    fn remembered_lease(&self) -> Option<(&Stripe, Holder)> {
+        let (stripe, holder) = remembered_lease()?;
+        Some((self.stripes.get(stripe)?, holder))
+    }
+
     /// The hot path of every call: this thread's leased stripe and a call opened on it, if
-    /// `route` says the thread holds a lease and it still does. Otherwise the caller takes
-    /// its out-of-line unleased path, so that the leased path stays short (a call through
+    /// the thread holds a lease and it still does. Otherwise the caller takes its
+    /// out-of-line unleased path, so that the leased path stays short (a call through
     /// `MetricsHandle` is not inlined, and each call's prologue saves only what it uses).
     #[inline(always)]
-    fn leased_call(&self, route: Route) -> Option<(&Stripe, LeasedCall)> {
-        if let Route::Leased { stripe, holder } = route {
-            let stripe = &self.stripes[stripe];
-            if let Some(call) = stripe.lease.enter(holder) {
-                return Some((stripe, call));
-            }
-        }
-        None
+    fn leased_call(&self) -> Option<(&Stripe, LeasedCall)> {
+        let (stripe, holder) = self.remembered_lease()?;
+        Some((stripe, stripe.lease.enter(holder)?))
     }
 
     /// Where a call goes without a (valid) lease: the cached shared stripe, or the slow path.
@@ -289,34 +296,11 @@ impl AtomicMetrics {
         )
     }
 
-    /// Records `completion` inside the holder's `call`, or, if its `count` (the stripe's
-    /// `leased_count` in the call's phase) is full, ends the call and records it on a shared
-    /// stripe instead.
-    #[inline(always)]
-    fn complete_leased(
-        &self,
-        stripe: &Stripe,
-        call: LeasedCall,
-        count: &AtomicU32,
-        completion: Completion,
-    ) {
-        let Completion {
-            label,
-            slot,
-            duration_ms,
-            clamped,
-        } = completion;
-        if !stripe.record_completion_leased(call.phase, count, label, duration_ms, clamped) {
-            drop(call);
-            let (stripe, lane) = self.give_up_lease();
-            stripe.record_completion(lane, label, slot, duration_ms, clamped);
-        }
-    }
-
     /// Gives this thread's lease up until the next snapshot (a histogram slot of its stripe
-    /// is full): later calls go to a shared stripe, whose lane is returned with it.
+    /// is full), and records the completion on the shared stripe its later calls go to.
     #[cold]
-    fn give_up_lease(&self) -> (&Stripe, usize) {
+    #[inline(never)]
+    fn complete_giving_up_lease(&self, label: usize, duration_ms: u64) {
         let (ordinal, _) = thread_identity();
         let (stripe, lane) = self.shared_lane_of(ordinal);
         self.remember_shared(
@@ -324,7 +308,18 @@ impl AtomicMetrics {
             lane,
             self.epoch.load(std::sync::atomic::Ordering::Relaxed),
         );
-        (&self.stripes[stripe], lane)
+        let Placement { slot, clamped } = self.placement(duration_ms);
+        self.stripes[stripe].record_completion(lane, label, slot, duration_ms, clamped);
+    }
+
+    /// Where `duration_ms` goes in the histograms.
+    #[inline(always)]
+    fn placement(&self, duration_ms: u64) -> Placement {
+        let layout = &self.config.layout;
+        Placement {
+            slot: layout.index_of(duration_ms.min(layout.highest())),
+            clamped: duration_ms > layout.highest(),
+        }
     }
 
     /// Sends this thread's later calls to shared `stripe`, in `lane`, until the reader's epoch
@@ -487,8 +482,7 @@ impl fmt::Debug for AtomicMetrics {
 impl MetricsBackend for AtomicMetrics {
     #[inline]
     fn record_task_started(&self, runner_type: RunnerType) {
-        let route = route(self.id);
-        if let Some((stripe, _call)) = self.leased_call(route) {
+        if let Some((stripe, _call)) = self.leased_call() {
             return stripe.record_started_leased(runner_type);
         }
         self.record_started_unleased(runner_type);
@@ -501,45 +495,35 @@ impl MetricsBackend for AtomicMetrics {
         outcome: TaskOutcome,
         duration_ms: u64,
     ) {
-        let layout = &self.config.layout;
-        let clamped = duration_ms > layout.highest();
-        let slot = layout.index_of(duration_ms.min(layout.highest()));
         let label = completion_label(runner_type, outcome);
-        let completion = Completion {
-            label,
-            slot,
-            duration_ms,
-            clamped,
-        };
-        let route = route(self.id);
-        if let Route::Leased { stripe, holder } = route {
-            let stripe = &self.stripes[stripe];
-            if let Some(expected) = stripe.lease.control_if_held(holder) {
-                // The count's address is found, and the count touched, before the call
-                // begins, so that its cache miss falls outside the call: a thread preempted
-                // inside a call makes the reader wait for it, and that miss is where one
-                // mostly is (this cut the reader's waits with two threads recording on two
-                // cores from 0.9 to 0.1 ms; README, "Where taskmeter leads"). The call
-                // begins only if the lease word is still `expected`, so the address holds.
-                let count = stripe.leased_count(phase_of(expected), label, slot);
-                // Relaxed: a guess; the call reads the count again.
-                if count.load(Ordering::Relaxed) == u32::MAX {
-                    let (stripe, lane) = self.give_up_lease();
-                    return stripe.record_completion(lane, label, slot, duration_ms, clamped);
-                }
-                if let Some(call) = stripe.lease.enter_unchanged(holder, expected) {
-                    return self.complete_leased(stripe, call, count, completion);
-                }
+        let Placement { slot, clamped } = self.placement(duration_ms);
+        if let Some((stripe, holder)) = self.remembered_lease()
+            && let Some(expected) = stripe.lease.control_if_held(holder)
+        {
+            // The completion's target (its count's address above all) is found, and the count
+            // read, before the call begins, so that its cache miss falls outside the call: a
+            // thread preempted inside a call makes the reader wait for it, and that miss is
+            // where one mostly is (this cut the reader's waits with two threads recording on
+            // two cores from 0.9 to 0.1 ms; README, "Where taskmeter leads"). The call begins
+            // only if the lease word is still `expected`, so the target holds.
+            let target = stripe.leased_target(phase_of(expected), label, slot);
+            if target.is_full() {
+                return self.complete_giving_up_lease(label, duration_ms);
+            }
+            if let Some(_call) = stripe.lease.enter_unchanged(holder, expected) {
+                return target.record(duration_ms, clamped);
             }
         }
-        self.complete_unleased(label, slot, duration_ms, clamped);
+        // The cold paths take only the label and the duration, and work the rest out again:
+        // then nothing else must outlive the leased path, whose prologue saves fewer
+        // registers.
+        self.complete_unleased(label, duration_ms);
     }
 
     #[inline]
     fn record_runner_error(&self, runner_type: RunnerType, error_kind: RunnerErrorKind) {
         let label = error_label(runner_type, error_kind);
-        let route = route(self.id);
-        if let Some((stripe, _call)) = self.leased_call(route) {
+        if let Some((stripe, _call)) = self.leased_call() {
             return stripe.record_error_leased(label);
         }
         self.record_error_unleased(label);
@@ -558,28 +542,24 @@ impl AtomicMetrics {
         }
     }
 
-    /// Takes the completion's fields, not a `Completion`: passing the struct made the leased
-    /// path build it on the stack (callgrind: 89 → 105 instructions per completion).
     #[inline(never)]
-    fn complete_unleased(&self, label: usize, slot: usize, duration_ms: u64, clamped: bool) {
-        let completion = Completion {
-            label,
-            slot,
-            duration_ms,
-            clamped,
-        };
-        let route = route(self.id);
+    fn complete_unleased(&self, label: usize, duration_ms: u64) {
+        let Placement { slot, clamped } = self.placement(duration_ms);
         // Also reached by a holder whose early read of the lease word went stale (a snapshot
         // switched the phase in between): it still holds its lease, and records there rather
         // than look for another.
-        let writer = match self.leased_call(route) {
+        let writer = match self.leased_call() {
             Some((stripe, call)) => Writer::Leased(stripe, call),
-            None => self.unleased_writer(route),
+            None => self.unleased_writer(route(self.id)),
         };
         match writer {
             Writer::Leased(stripe, call) => {
-                let count = stripe.leased_count(call.phase, label, slot);
-                self.complete_leased(stripe, call, count, completion)
+                let target = stripe.leased_target(call.phase, label, slot);
+                if target.is_full() {
+                    drop(call);
+                    return self.complete_giving_up_lease(label, duration_ms);
+                }
+                target.record(duration_ms, clamped)
             }
             Writer::Shared(stripe, lane) => {
                 stripe.record_completion(lane, label, slot, duration_ms, clamped)

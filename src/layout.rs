@@ -14,16 +14,19 @@
 //! it covers `[2^(m-1+b), 2^(m+b))` with `2^(m-1)` slots of width `2^b`, the top half of a bucket
 //! of `2^m` slots (the bottom half is already covered by the buckets below). So:
 //!
-//! - `bucket(v) = (64 - m) - leading_zeros(v | (2^m - 1))`: how many doublings above bucket 0;
+//! - `bucket(v) = floor(log2(v | (2^m - 1))) - (m - 1)`: how many doublings above bucket 0;
 //!   the mask sends every value of bucket 0 to 0;
 //! - `sub(v) = v >> bucket(v)`, in `[2^(m-1), 2^m)` for every bucket but 0;
-//! - `index(v) = (bucket(v) + 1) * 2^(m-1) + sub(v) - 2^(m-1)`, so bucket 0 takes slots
-//!   `[0, 2^m)` and bucket `b > 0` takes `[(b + 1) * 2^(m-1), (b + 2) * 2^(m-1))`;
+//! - `index(v) = (bucket(v) + 1) * 2^(m-1) + sub(v) - 2^(m-1) = bucket(v) * 2^(m-1) + sub(v)`,
+//!   so bucket 0 takes slots `[0, 2^m)` and bucket `b > 0` takes
+//!   `[(b + 1) * 2^(m-1), (b + 2) * 2^(m-1))`;
 //! - with `B` buckets needed to reach `highest`, the array has `(B + 1) * 2^(m-1)` slots.
 //!
 //! At 1 ms to 24 h and 3 digits: `m = 11` (2048 ≥ 2000), `B = 17` (`2048 * 2^16 > 86.4e6`),
 //! `18 * 1024 = 18,432` slots, 144 KiB of `u64` per histogram. The lowest discernible value is
 //! fixed at 1 ms (hdrhistogram's `unit_magnitude` is then 0, which this module relies on).
+
+use std::num::NonZeroU64;
 
 use hdrhistogram::Histogram;
 
@@ -38,10 +41,9 @@ pub(crate) struct HdrLayout {
     significant_digits: u8,
     /// `m - 1`: log2 of the slots per bucket above bucket 0.
     half_count_magnitude: u32,
-    /// `2^m - 1`: maps every value of bucket 0 to the same leading-zero count.
-    sub_bucket_mask: u64,
-    /// `64 - m`.
-    leading_zero_count_base: u32,
+    /// `2^m - 1`: maps every value of bucket 0 to the same logarithm. Non-zero, so that the
+    /// compiler knows `v | mask` is too, and `ilog2` needs no check: one `bsr` on x86-64.
+    sub_bucket_mask: NonZeroU64,
     len: usize,
 }
 
@@ -64,8 +66,8 @@ impl HdrLayout {
             highest,
             significant_digits,
             half_count_magnitude,
-            sub_bucket_mask: sub_bucket_count - 1,
-            leading_zero_count_base: u64::BITS - sub_bucket_count_magnitude,
+            sub_bucket_mask: NonZeroU64::new(sub_bucket_count - 1)
+                .expect("at least 2 slots per bucket: 2 * 10^d > 2"),
             len: ((buckets as usize) + 1) << half_count_magnitude,
         }
     }
@@ -88,10 +90,9 @@ impl HdrLayout {
     /// branch, no division.
     #[inline]
     pub(crate) fn index_of(&self, value: u64) -> usize {
-        let bucket = self.leading_zero_count_base - (value | self.sub_bucket_mask).leading_zeros();
+        let bucket = (self.sub_bucket_mask | value).ilog2() - self.half_count_magnitude;
         let sub_bucket = value >> bucket;
-        let half_count = 1_u64 << self.half_count_magnitude;
-        (((u64::from(bucket) + 1) << self.half_count_magnitude) + sub_bucket - half_count) as usize
+        ((u64::from(bucket) << self.half_count_magnitude) + sub_bucket) as usize
     }
 
     /// The lowest value that falls in slot `index`: the inverse of [`index_of`](Self::index_of).

@@ -429,6 +429,20 @@ pub(crate) fn route(engine: u64) -> Route {
         .unwrap_or(Route::Unknown)
 }
 
+/// The lease this thread remembers holding, in whichever engine: the stripe's index there
+/// and the holder's credentials. See `AtomicMetrics::remembered_lease` for why the engine
+/// need not be checked.
+#[inline(always)]
+pub(crate) fn remembered_lease() -> Option<(usize, Holder)> {
+    WRITER
+        .try_with(|cell| match cell.get().route {
+            Route::Leased { stripe, holder } => Some((stripe, holder)),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+}
+
 /// This thread's ordinal (assigned on first use) and lease token, if it is one of the first
 /// [`LEASE_THREADS`] to record.
 pub(crate) fn thread_identity() -> (u32, Option<u64>) {

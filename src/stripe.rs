@@ -148,7 +148,7 @@ struct PhaseCounts {
     /// ...32-bit counts on a leased one (`wide` is empty). Half the memory, so that a
     /// 2-core machine gets two leased stripes within the default 8 MiB. A holder that finds
     /// a count at `u32::MAX` gives its lease up and records on a shared stripe instead, so a
-    /// count never wraps (see `record_completion_leased`).
+    /// count never wraps (see `LeasedTarget`).
     narrow: Box<[AtomicU32]>,
 }
 
@@ -181,6 +181,55 @@ pub(crate) struct DrainedCompletions<'a> {
     /// `(slot, count)` for every non-zero slot, in slot order; the counts have been reset to
     /// zero.
     pub(crate) slots: &'a [(u32, u64)],
+}
+
+/// Where one completion goes on a leased stripe, in one phase: its histogram count and its
+/// label's sum and clamped count. Found before the holder's call begins, so that the call
+/// itself is a handful of plain loads and stores.
+pub(crate) struct LeasedTarget<'a> {
+    count: &'a AtomicU32,
+    cell: &'a CompletionCell,
+}
+
+impl LeasedTarget<'_> {
+    /// Whether the 32-bit count is full: the completion must go elsewhere (a shared stripe),
+    /// so that the count never wraps. Read before the call, as a guess at first; see
+    /// [`record`](Self::record) for why the guess is enough.
+    #[inline(always)]
+    pub(crate) fn is_full(&self) -> bool {
+        // Relaxed: the holder is the only writer of the count.
+        self.count.load(Ordering::Relaxed) == u32::MAX
+    }
+
+    /// Records one completion, inside the holder's call into this target's phase, once
+    /// [`is_full`](Self::is_full) said no, whether before the call or inside it.
+    ///
+    /// No second check for a full count: between that look and this call the count can only
+    /// have been zeroed, never raised. The holder is its only writer while it holds the lease
+    /// (a holder that loses the lease cannot get it back while it is inside this completion:
+    /// only it claims with its token, and the call checked that the lease word is the one it
+    /// read before); the reader only zeroes a phase, and read-read coherence forbids seeing
+    /// the zero and then the older value.
+    #[inline(always)]
+    pub(crate) fn record(&self, duration_ms: u64, clamped: bool) {
+        // Relaxed: the holder is the only writer (see `add_single_writer`); never wraps, as
+        // argued above.
+        let count = self.count.load(Ordering::Relaxed);
+        self.count.store(count.wrapping_add(1), Ordering::Relaxed);
+        let cell = self.cell;
+        // Relaxed: the holder is the only writer; the reader gets these through its sequence.
+        let (sum_low, wrapped) = cell
+            .sum_low
+            .load(Ordering::Relaxed)
+            .overflowing_add(duration_ms);
+        cell.sum_low.store(sum_low, Ordering::Relaxed);
+        if wrapped {
+            add_single_writer(&cell.sum_high, 1);
+        }
+        if clamped {
+            add_single_writer(&cell.clamped, 1);
+        }
+    }
 }
 
 /// A histogram count of either width, as the drain reads it.
@@ -384,47 +433,20 @@ impl Stripe {
         add_single_writer(&self.first_lane.errors[label], 1);
     }
 
-    /// On a leased stripe, the count of `(label, slot)` in `phase`: found before the call
-    /// begins (see `AtomicMetrics::record_task_completed`), raised inside it by
-    /// [`record_completion_leased`](Self::record_completion_leased).
+    /// On a leased stripe, where a completion of `(label, slot)` goes in `phase`: found
+    /// before the holder's call begins (see `AtomicMetrics::record_task_completed`), written
+    /// inside it.
     #[inline(always)]
-    pub(crate) fn leased_count(&self, phase: usize, label: usize, slot: usize) -> &AtomicU32 {
-        &self.phases[phase].narrow[label * self.slots_per_histogram + slot]
-    }
-
-    /// [`record_completion`](Self::record_completion) by the lease holder, into the phase its
-    /// call read from the lease: `count` is [`leased_count`](Self::leased_count) of that
-    /// phase. Returns `false`, having written nothing, if the 32-bit count is full: the caller
-    /// must record the completion elsewhere.
-    #[inline]
-    #[must_use]
-    pub(crate) fn record_completion_leased(
+    pub(crate) fn leased_target(
         &self,
         phase: usize,
-        count: &AtomicU32,
         label: usize,
-        duration_ms: u64,
-        clamped: bool,
-    ) -> bool {
-        // Relaxed: the holder is the only writer (see `add_single_writer`).
-        let Some(incremented) = count.load(Ordering::Relaxed).checked_add(1) else {
-            return false;
-        };
-        count.store(incremented, Ordering::Relaxed);
-        let cell = &self.first_lane.cells[phase][label];
-        // Relaxed: the holder is the only writer; the reader gets these through its sequence.
-        let (sum_low, wrapped) = cell
-            .sum_low
-            .load(Ordering::Relaxed)
-            .overflowing_add(duration_ms);
-        cell.sum_low.store(sum_low, Ordering::Relaxed);
-        if wrapped {
-            add_single_writer(&cell.sum_high, 1);
+        slot: usize,
+    ) -> LeasedTarget<'_> {
+        LeasedTarget {
+            count: &self.phases[phase].narrow[label * self.slots_per_histogram + slot],
+            cell: &self.first_lane.cells[phase][label],
         }
-        if clamped {
-            add_single_writer(&cell.clamped, 1);
-        }
-        true
     }
 
     /// Sets a leased stripe's count of `(label, slot)` in the holder's phase (for tests: a

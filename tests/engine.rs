@@ -97,6 +97,47 @@ fn the_mix_is_conserved_across_snapshots() {
     }
 }
 
+/// A thread remembers one engine's route at a time, and the hot path trusts the lease word
+/// rather than checking which engine the memory came from: threads that alternate between
+/// engines of different sizes (a remembered stripe may not exist in the other engine, or be
+/// a shared one there, or be leased there by the same thread) must still count every call
+/// exactly once, in the engine it was made on.
+#[test]
+fn threads_alternating_between_engines_lose_nothing() {
+    let engines = [
+        AtomicMetrics::builder().stripes(2).build().unwrap(),
+        AtomicMetrics::builder().stripes(8).build().unwrap(),
+        AtomicMetrics::builder().stripes(5).build().unwrap(),
+    ];
+    let totals = std::sync::Mutex::new(vec![Totals::default(); engines.len()]);
+    std::thread::scope(|scope| {
+        for seed in 0..4 {
+            let (engines, totals) = (&engines, &totals);
+            scope.spawn(move || {
+                let calls = task_mix(3_000, seed);
+                let mut mine = vec![Vec::new(); engines.len()];
+                for (turn, chunk) in calls.chunks(97).enumerate() {
+                    let engine = (turn * (seed as usize + 1)) % engines.len();
+                    replay(&engines[engine], chunk);
+                    mine[engine].extend_from_slice(chunk);
+                    if turn % 7 == 0 {
+                        engines[turn % engines.len()].snapshot();
+                    }
+                }
+                let mut totals = totals.lock().unwrap();
+                for (total, mine) in totals.iter_mut().zip(&mine) {
+                    total.add(mine);
+                }
+            });
+        }
+    });
+    let totals = totals.into_inner().unwrap();
+    for (engine, expected) in engines.iter().zip(&totals) {
+        assert!(expected.calls() > 0);
+        assert_view_equals(engine.snapshot().cumulative(), expected);
+    }
+}
+
 #[test]
 fn in_flight_counts_started_minus_completed() {
     let metrics = AtomicMetrics::new();
