@@ -11,11 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::lease::Closed;
-use crate::lease::{
-    Holder, LeasedCall, Route, phase_of, remember_route, remembered_lease, route, thread_identity,
-};
+use crate::lease::{Closed, Holder, LeasedCall};
 use crate::publish::Published;
+use crate::route::{self, SharedRoute, thread_identity};
 use crate::snapshot::{Snapshot, View};
 use crate::stripe::Flipped;
 use crate::stripe::{DrainedCompletions, SHARED_LANES, Stripe, completion_label, error_label};
@@ -41,8 +39,9 @@ use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 ///
 /// A thread that holds a *leased* stripe (see [`Builder::stripes`]; the first threads to
 /// record get one each, one per CPU by default) records with plain loads and stores and no
-/// locked instruction: two stores of its own sequence word, a load of the lease word, and the
-/// increments. Other threads record on *shared* stripes (spread over their lanes, so that
+/// locked instruction: two increments of its own sequence word, a load of the lease word,
+/// and the increments of the data (18 instructions for a start, 66 for a completion with
+/// its HDR slot, on x86-64). Other threads record on *shared* stripes (spread over their lanes, so that
 /// they rarely share a cache line), with atomic read-modify-writes:
 /// `record_task_started` and `record_runner_error` one uncontended `fetch_add`,
 /// `record_task_completed` four (enter the phase, bucket, sum, leave the phase), plus one when
@@ -219,7 +218,8 @@ impl AtomicMetrics {
     /// the thread holds that stripe here too. A stripe index this engine lacks is no lease.
     #[inline(always)]
     fn remembered_lease(&self) -> Option<(&Stripe, Holder)> {
-        let (stripe, holder) = remembered_lease()?;
+        let (stripe, holder) = route::remembered_lease();
+        // `NO_LEASE` fails this lookup too: one comparison for both.
         Some((self.stripes.get(stripe)?, holder))
     }
 
@@ -233,16 +233,24 @@ impl AtomicMetrics {
         Some((stripe, stripe.lease.enter(holder)?))
     }
 
-    /// Where a call goes without a (valid) lease: the cached shared stripe, or the slow path.
+    /// Where a call goes when the leased path did not take it: the thread's lease still, in
+    /// a new phase (it learns the new lease word, once per snapshot); else its remembered
+    /// shared stripe; else the slow path.
     #[inline(always)]
-    fn unleased_writer(&self, route: Route) -> Writer<'_> {
-        match route {
+    fn unleased_writer(&self) -> Writer<'_> {
+        if let Some((stripe, holder)) = self.remembered_lease()
+            && let Some((call, holder)) = stripe.lease.enter_relearning(holder)
+        {
+            route::remember_holder(holder);
+            return Writer::Leased(stripe, call);
+        }
+        match route::shared_route(self.id) {
             // Relaxed: a hint; a stale epoch only delays a claim to a later call.
-            Route::Shared {
+            Some(SharedRoute {
                 stripe,
                 lane,
                 epoch,
-            } if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) => {
+            }) if epoch == self.epoch.load(std::sync::atomic::Ordering::Relaxed) => {
                 Writer::Shared(&self.stripes[stripe], lane)
             }
             _ => self.find_route(),
@@ -260,18 +268,19 @@ impl AtomicMetrics {
             let first = ordinal as usize % self.leased;
             for offset in 0..self.leased {
                 let stripe = (first + offset) % self.leased;
-                match self.stripes[stripe].lease.try_claim(token) {
-                    Ok(true) => {
-                        let holder = Holder::new(token);
-                        remember_route(self.id, Route::Leased { stripe, holder });
-                        if let Some(call) = self.stripes[stripe].lease.enter(holder) {
+                let lease = &self.stripes[stripe].lease;
+                match lease.try_claim(token) {
+                    Ok(Some(holder)) => {
+                        route::remember_lease(stripe, holder);
+                        if let Some((call, holder)) = lease.enter_relearning(holder) {
+                            route::remember_holder(holder);
                             return Writer::Leased(&self.stripes[stripe], call);
                         }
                         // The reader took it back already: the shared path, this once.
                         closed_seen = true;
                         break;
                     }
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(()) => closed_seen = true,
                 }
             }
@@ -325,12 +334,12 @@ impl AtomicMetrics {
     /// Sends this thread's later calls to shared `stripe`, in `lane`, until the reader's epoch
     /// moves past `epoch`.
     fn remember_shared(&self, stripe: usize, lane: usize, epoch: u64) {
-        let route = Route::Shared {
+        let route = SharedRoute {
             stripe,
             lane,
             epoch,
         };
-        remember_route(self.id, route);
+        route::remember_shared(self.id, route);
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and
@@ -497,21 +506,20 @@ impl MetricsBackend for AtomicMetrics {
     ) {
         let label = completion_label(runner_type, outcome);
         let Placement { slot, clamped } = self.placement(duration_ms);
-        if let Some((stripe, holder)) = self.remembered_lease()
-            && let Some(expected) = stripe.lease.control_if_held(holder)
-        {
+        if let Some((stripe, holder)) = self.remembered_lease() {
             // The completion's target (its count's address above all) is found, and the count
             // read, before the call begins, so that its cache miss falls outside the call: a
             // thread preempted inside a call makes the reader wait for it, and that miss is
             // where one mostly is (this cut the reader's waits with two threads recording on
-            // two cores from 0.9 to 0.1 ms; README, "Where taskmeter leads"). The call begins
-            // only if the lease word is still `expected`, so the target holds.
-            let target = stripe.leased_target(phase_of(expected), label, slot);
-            if target.is_full() {
-                return self.complete_giving_up_lease(label, duration_ms);
-            }
-            if let Some(_call) = stripe.lease.enter_unchanged(holder, expected) {
-                return target.record(duration_ms, clamped);
+            // two cores from 0.9 to 0.1 ms; README, "Where taskmeter leads"). The phase is the
+            // one the holder expects; the call begins only in that phase, so the target holds.
+            if let Some(target) = stripe.leased_target(holder.phase(), label, slot) {
+                if target.is_full() {
+                    return self.complete_giving_up_lease(label, duration_ms);
+                }
+                if let Some(_call) = stripe.lease.enter(holder) {
+                    return target.record(duration_ms, clamped);
+                }
             }
         }
         // The cold paths take only the label and the duration, and work the rest out again:
@@ -536,7 +544,7 @@ impl MetricsBackend for AtomicMetrics {
 impl AtomicMetrics {
     #[inline(never)]
     fn record_started_unleased(&self, runner: RunnerType) {
-        match self.unleased_writer(route(self.id)) {
+        match self.unleased_writer() {
             Writer::Leased(stripe, _call) => stripe.record_started_leased(runner),
             Writer::Shared(stripe, lane) => stripe.record_started(lane, runner),
         }
@@ -545,22 +553,16 @@ impl AtomicMetrics {
     #[inline(never)]
     fn complete_unleased(&self, label: usize, duration_ms: u64) {
         let Placement { slot, clamped } = self.placement(duration_ms);
-        // Also reached by a holder whose early read of the lease word went stale (a snapshot
-        // switched the phase in between): it still holds its lease, and records there rather
-        // than look for another.
-        let writer = match self.leased_call() {
-            Some((stripe, call)) => Writer::Leased(stripe, call),
-            None => self.unleased_writer(route(self.id)),
-        };
-        match writer {
-            Writer::Leased(stripe, call) => {
-                let target = stripe.leased_target(call.phase, label, slot);
-                if target.is_full() {
+        match self.unleased_writer() {
+            Writer::Leased(stripe, call) => match stripe.leased_target(call.phase, label, slot) {
+                Some(target) if !target.is_full() => target.record(duration_ms, clamped),
+                // Full (or, were a leased stripe ever without 32-bit counts, missing): a
+                // shared stripe takes it.
+                _ => {
                     drop(call);
-                    return self.complete_giving_up_lease(label, duration_ms);
+                    self.complete_giving_up_lease(label, duration_ms)
                 }
-                target.record(duration_ms, clamped)
-            }
+            },
             Writer::Shared(stripe, lane) => {
                 stripe.record_completion(lane, label, slot, duration_ms, clamped)
             }
@@ -569,7 +571,7 @@ impl AtomicMetrics {
 
     #[inline(never)]
     fn record_error_unleased(&self, label: usize) {
-        match self.unleased_writer(route(self.id)) {
+        match self.unleased_writer() {
             Writer::Leased(stripe, _call) => stripe.record_error_leased(label),
             Writer::Shared(stripe, lane) => stripe.record_error(lane, label),
         }

@@ -32,12 +32,14 @@
 //!
 //! Each leasing thread owns one word of [`SEQUENCES`]: odd while it is inside a call.
 //!
-//! - writer: `seq = odd` (store); `light_barrier()`; load `control`; if the holder is still
-//!   this thread, write the data of the phase in `control` with plain loads and stores; `seq =
-//!   even` (store). If not, `seq = even` and take the shared path. (A completion reads
-//!   `control` once more *before* the odd store, as a guess, to compute and touch its count's
-//!   address early; it then begins only if the load after the barrier finds `control`
-//!   unchanged, so the decision still rests on that load: [`Lease::enter_unchanged`].)
+//! - writer: `seq = odd` (store); `light_barrier()`; load `control`; if it is exactly the
+//!   word the thread remembers (its token, in the phase it last saw: see [`Holder`]), write
+//!   that phase's data with plain loads and stores; `seq = even` (store). If not, `seq =
+//!   even` and take the slow path, which begins the call again if the thread still holds the
+//!   lease in a new phase (and remembers that phase), and else goes to a shared stripe.
+//!   Because the phase is known before `control` is loaded, a completion computes and touches
+//!   its count's address before the odd store; the decision still rests on the load after
+//!   the barrier.
 //! - reader: CAS `control` to (the other phase, the same holder or `CLOSED`);
 //!   `heavy_barrier()`; load the old holder's `seq`; if odd, wait until it changes; if the
 //!   lease was taken back, store (new phase, `FREE`); drain the old phase.
@@ -73,12 +75,13 @@
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
-//!   increments (callgrind counts about 30 instructions for a start on x86-64 and 90 for a
-//!   completion, the HDR slot's computation included). A completion also reads its histogram count just *before*
-//!   its call, so that
-//!   the count's cache miss, where a preempted thread is most often caught, falls outside the
-//!   call and the reader need not wait for it. Taking a lease: one CAS, on the first call and
-//!   again only after the lease was taken back.
+//!   increments (callgrind counts 18 instructions for a start on x86-64 and 66 for a
+//!   completion, the HDR slot's computation included). A completion also reads its histogram
+//!   count just *before* its call, so that the count's cache miss, where a preempted thread is
+//!   most often caught, falls outside the call and the reader need not wait for it. After
+//!   each snapshot, each holder's first call takes the slow path once to learn the new
+//!   phase. Taking a lease: one CAS, on the first call and again only after the lease was
+//!   taken back.
 //! - A snapshot with leases: one `membarrier` system call (about 0.3 µs here), and a wait
 //!   only for holders inside a call at that moment. The reader's CAS on `control` retries
 //!   only if a thread claimed the lease in between. Without `membarrier` (not Linux, or an
@@ -86,8 +89,6 @@
 //! - Only the first [`LEASE_THREADS`] threads of the process to record can ever lease (their
 //!   words are a fixed 2 MiB static table, touched 128 bytes per leasing thread). Later
 //!   threads always record on shared stripes: correct, just with locked instructions.
-
-use std::cell::Cell;
 
 use crossbeam_utils::CachePadded;
 
@@ -133,20 +134,60 @@ pub(crate) fn phase_of(control: u64) -> usize {
     (control >> 63) as usize
 }
 
-/// A leasing thread's credentials, as its thread-local route keeps them: its token and its
-/// sequence word (found once, so that a call need not index the table).
+/// A leasing thread's credentials, as its thread-local memory keeps them: the lease word as
+/// the thread last saw it while holding the lease (its token, and the phase then active), and
+/// its sequence word (found once, so that a call need not index the table).
+///
+/// A call begins only if the lease word is exactly `control` ([`Lease::enter`]): one
+/// comparison, and the phase, hence every address the call writes, is known before the lease
+/// word is even loaded. After each snapshot flips the phase, the holder's next call finds the
+/// word changed and takes the slow path once, which learns the new word
+/// ([`Lease::enter_relearning`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Holder {
-    pub(crate) token: u64,
+    control: u64,
     sequence: &'static AtomicU64,
 }
 
 impl Holder {
-    pub(crate) fn new(token: u64) -> Self {
+    /// The credentials of the thread whose token is in `control`'s holder bits, expecting
+    /// that lease word.
+    fn expecting(control: u64) -> Self {
         Holder {
-            token,
-            sequence: sequence_of(token),
+            control,
+            sequence: sequence_of(control & HOLDER_MASK),
         }
+    }
+
+    /// Stands where a thread remembers no lease; never enters a call (its `control` is
+    /// `FREE`, which names no holder, and the memory pairs it with no stripe).
+    #[cfg(not(loom))]
+    pub(crate) const fn none() -> Holder {
+        /// Never written: no call begins with `none`.
+        static NO_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        Holder {
+            control: FREE,
+            sequence: &NO_SEQUENCE,
+        }
+    }
+
+    /// See the other `none`; under loom the table is built at first use.
+    #[cfg(loom)]
+    pub(crate) fn none() -> Holder {
+        Holder {
+            control: FREE,
+            sequence: &SEQUENCES[0],
+        }
+    }
+
+    /// The phase this holder expects to write.
+    #[inline(always)]
+    pub(crate) fn phase(&self) -> usize {
+        phase_of(self.control)
+    }
+
+    fn token(&self) -> u64 {
+        self.control & HOLDER_MASK
     }
 }
 
@@ -191,51 +232,42 @@ impl Lease {
         }
     }
 
-    /// Tries to make `token` the holder. `Ok(true)`: it holds the lease (perhaps already did);
-    /// `Ok(false)`: another thread does; `Err(())`: the reader is switching holders.
-    pub(crate) fn try_claim(&self, token: u64) -> Result<bool, ()> {
+    /// Tries to make `token` the holder. `Ok(Some(holder))`: it holds the lease (perhaps
+    /// already did), with these credentials; `Ok(None)`: another thread does; `Err(())`: the
+    /// reader is switching holders.
+    pub(crate) fn try_claim(&self, token: u64) -> Result<Option<Holder>, ()> {
         // Relaxed: only a hint for the CAS below, which carries the ordering.
         let control = self.control.load(Ordering::Relaxed);
         match control & HOLDER_MASK {
-            holder if holder == token => Ok(true),
+            holder if holder == token => Ok(Some(Holder::expecting(control))),
             CLOSED => Err(()),
-            FREE => Ok(self
-                .control
-                // Acquire: the reader's release store of FREE carries the old holder's
-                // counters and the zeroed phase to us (module docs, "Handing over").
-                .compare_exchange(
-                    control,
-                    (control & PHASE_BIT) | token,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()),
-            _ => Ok(false),
+            FREE => {
+                let claimed = (control & PHASE_BIT) | token;
+                Ok(self
+                    .control
+                    // Acquire: the reader's release store of FREE carries the old holder's
+                    // counters and the zeroed phase to us (module docs, "Handing over").
+                    .compare_exchange(control, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    .ok()
+                    .map(|_| Holder::expecting(claimed)))
+            }
+            _ => Ok(None),
         }
     }
 
-    /// The `control` word if `holder` holds the lease, as a guess (no ordering): what a call
-    /// expects to find once inside (see [`enter_unchanged`](Self::enter_unchanged)), so that
-    /// it can compute and warm its addresses before it begins.
-    #[inline(always)]
-    pub(crate) fn control_if_held(&self, holder: Holder) -> Option<u64> {
-        let control = self.control.load(Ordering::Relaxed);
-        (control & HOLDER_MASK == holder.token).then_some(control)
-    }
-
-    /// Starts a call by `holder`, if it still holds the lease.
+    /// Starts a call by `holder` if the lease word is still the one it expects: it holds the
+    /// lease, in the phase it remembers (see [`Holder`]).
     #[inline(always)]
     pub(crate) fn enter(&self, holder: Holder) -> Option<LeasedCall> {
-        self.enter_if(holder, |control| control & HOLDER_MASK == holder.token)
+        self.enter_if(holder, |control| control == holder.control)
     }
 
-    /// Starts a call by `holder` if `control` is still `expected` (taken from
-    /// [`control_if_held`](Self::control_if_held)): the same holder, in the same phase. The
-    /// decision rests on the load after the barrier, as in [`enter`](Self::enter); only the
-    /// phase's addresses were computed earlier.
-    #[inline(always)]
-    pub(crate) fn enter_unchanged(&self, holder: Holder, expected: u64) -> Option<LeasedCall> {
-        self.enter_if(holder, |control| control == expected)
+    /// Starts a call by `holder` if it still holds the lease, in whichever phase; returns the
+    /// credentials to remember for the next calls, which expect this phase.
+    pub(crate) fn enter_relearning(&self, holder: Holder) -> Option<(LeasedCall, Holder)> {
+        let call = self.enter_if(holder, |control| control & HOLDER_MASK == holder.token())?;
+        let control = call.control;
+        Some((call, Holder { control, ..holder }))
     }
 
     /// The writer's side of the handshake: `holder`'s sequence goes odd, then `control` is
@@ -243,10 +275,8 @@ impl Lease {
     #[inline(always)]
     fn enter_if(&self, holder: Holder, accept: impl Fn(u64) -> bool) -> Option<LeasedCall> {
         let sequence = holder.sequence;
-        // Relaxed: only this thread writes its sequence word.
-        let before = sequence.load(Ordering::Relaxed);
         // Release: a reader that waits past this value sees all our earlier calls' writes.
-        sequence.store(before + 1, Ordering::Release);
+        step(sequence);
         // The writer's half of the Dekker handshake: our odd store is ordered before the load
         // below, against the reader's heavy barrier (module docs).
         light_barrier();
@@ -256,12 +286,12 @@ impl Lease {
         if accept(control) {
             Some(LeasedCall {
                 phase: phase_of(control),
+                control,
                 sequence,
-                after: before + 2,
             })
         } else {
-            // Release: as at the end of a call; we wrote nothing in between.
-            sequence.store(before + 2, Ordering::Release);
+            // As at the end of a call; we wrote nothing in between.
+            step(sequence);
             None
         }
     }
@@ -348,128 +378,25 @@ impl Lease {
 pub(crate) struct LeasedCall {
     /// The phase whose data this call writes.
     pub(crate) phase: usize,
+    /// The lease word the call began under.
+    control: u64,
     sequence: &'static AtomicU64,
-    after: u64,
 }
 
 impl Drop for LeasedCall {
     #[inline]
     fn drop(&mut self) {
-        // Release: hands the call's plain stores to the reader that waits on this word.
-        self.sequence.store(self.after, Ordering::Release);
+        // Hands the call's plain stores to the reader that waits on this word.
+        step(self.sequence);
     }
 }
 
-/// Where a thread's calls into one engine go, remembered between calls.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Route {
-    /// Nothing remembered for this engine.
-    Unknown,
-    /// The thread leases `stripe` as `holder`.
-    Leased { stripe: usize, holder: Holder },
-    /// The thread records on shared `stripe`, in `lane`: it found no lease free (or gave its
-    /// lease up) in the engine's reader `epoch`, and will not look again before the next.
-    Shared {
-        stripe: usize,
-        lane: usize,
-        epoch: u64,
-    },
-}
-
-/// What a thread remembers between calls. `Copy`, no destructor: the first access registers
-/// nothing and allocates nothing. One engine at a time: a thread that alternates between
-/// engines finds its way again through the slow path (its lease, if any, is still its own).
-#[derive(Debug, Clone, Copy)]
-struct WriterState {
-    /// The thread's ordinal plus one; 0 until the thread first records.
-    ordinal_plus_one: u64,
-    /// The engine `route` is for (0: none).
-    engine: u64,
-    route: Route,
-}
-
-impl WriterState {
-    const NEW: WriterState = WriterState {
-        ordinal_plus_one: 0,
-        engine: 0,
-        route: Route::Unknown,
-    };
-}
-
-/// Hands out thread ordinals, which also index [`SEQUENCES`]: each is given once.
-#[cfg(not(loom))]
-static NEXT_ORDINAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-#[cfg(loom)]
-loom::lazy_static! {
-    static ref NEXT_ORDINAL: AtomicU64 = AtomicU64::new(0);
-}
-
-#[cfg(not(loom))]
-std::thread_local! {
-    static WRITER: Cell<WriterState> = const { Cell::new(WriterState::NEW) };
-}
-#[cfg(loom)]
-loom::thread_local! {
-    static WRITER: Cell<WriterState> = Cell::new(WriterState::NEW);
-}
-
-/// The hot path's question: where do this thread's calls into `engine` go?
+/// Moves this thread's `sequence` word on by one (into or out of a call), with a plain load
+/// and store: only this thread writes it. Reading it again rather than carrying the value
+/// through the call lets x86-64 do it in one instruction (`inc` on memory, not locked).
 #[inline(always)]
-pub(crate) fn route(engine: u64) -> Route {
-    WRITER
-        .try_with(|cell| {
-            // `Cell::get` copies the struct; the optimizer keeps only the fields read here.
-            let state = cell.get();
-            if state.engine == engine {
-                state.route
-            } else {
-                Route::Unknown
-            }
-        })
-        .unwrap_or(Route::Unknown)
-}
-
-/// The lease this thread remembers holding, in whichever engine: the stripe's index there
-/// and the holder's credentials. See `AtomicMetrics::remembered_lease` for why the engine
-/// need not be checked.
-#[inline(always)]
-pub(crate) fn remembered_lease() -> Option<(usize, Holder)> {
-    WRITER
-        .try_with(|cell| match cell.get().route {
-            Route::Leased { stripe, holder } => Some((stripe, holder)),
-            _ => None,
-        })
-        .ok()
-        .flatten()
-}
-
-/// This thread's ordinal (assigned on first use) and lease token, if it is one of the first
-/// [`LEASE_THREADS`] to record.
-pub(crate) fn thread_identity() -> (u32, Option<u64>) {
-    let ordinal = WRITER
-        .try_with(|cell| {
-            let mut state = cell.get();
-            if state.ordinal_plus_one == 0 {
-                // Relaxed: a unique number is all we need; nothing is published through it.
-                state.ordinal_plus_one = NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed) + 1;
-                cell.set(state);
-            }
-            state.ordinal_plus_one - 1
-        })
-        // Only while the thread's TLS is torn down: no lease, any shared stripe.
-        .unwrap_or(u64::MAX);
-    let token = (ordinal < LEASE_THREADS as u64).then_some(ordinal + FIRST_TOKEN);
-    (ordinal as u32, token)
-}
-
-/// Remembers `route` for this thread's next call into `engine` (ignored during TLS teardown).
-pub(crate) fn remember_route(engine: u64, route: Route) {
-    let _ = WRITER.try_with(|cell| {
-        let state = cell.get();
-        cell.set(WriterState {
-            engine,
-            route,
-            ..state
-        });
-    });
+fn step(sequence: &AtomicU64) {
+    // Relaxed load: only this thread writes the word. Release store: a reader that acquires
+    // this value (or a later one) sees every write this thread made before it.
+    sequence.store(sequence.load(Ordering::Relaxed) + 1, Ordering::Release);
 }

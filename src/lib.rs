@@ -45,6 +45,7 @@ pub mod export;
 mod layout;
 mod lease;
 mod publish;
+mod route;
 #[cfg(all(feature = "server", not(loom)))]
 pub mod server;
 #[cfg(not(loom))]

@@ -435,18 +435,21 @@ impl Stripe {
 
     /// On a leased stripe, where a completion of `(label, slot)` goes in `phase`: found
     /// before the holder's call begins (see `AtomicMetrics::record_task_completed`), written
-    /// inside it.
+    /// inside it. `None` on a shared stripe (it has no 32-bit counts): the hot path may look
+    /// before it knows whether it holds the stripe.
     #[inline(always)]
     pub(crate) fn leased_target(
         &self,
         phase: usize,
         label: usize,
         slot: usize,
-    ) -> LeasedTarget<'_> {
-        LeasedTarget {
-            count: &self.phases[phase].narrow[label * self.slots_per_histogram + slot],
+    ) -> Option<LeasedTarget<'_>> {
+        Some(LeasedTarget {
+            count: self.phases[phase]
+                .narrow
+                .get(label * self.slots_per_histogram + slot)?,
             cell: &self.first_lane.cells[phase][label],
-        }
+        })
     }
 
     /// Sets a leased stripe's count of `(label, slot)` in the holder's phase (for tests: a
