@@ -40,7 +40,7 @@ use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 /// A thread that holds a *leased* stripe (see [`Builder::stripes`]; the first threads to
 /// record get one each, one per CPU by default) records with plain loads and stores and no
 /// locked instruction: two increments of its own sequence word, a load of the lease word,
-/// and the increments of the data (18 instructions for a start, 66 for a completion with
+/// and the increments of the data (18 instructions for a start, 65 for a completion with
 /// its HDR slot, on x86-64). Other threads record on *shared* stripes (spread over their lanes, so that
 /// they rarely share a cache line), with atomic read-modify-writes:
 /// `record_task_started` and `record_runner_error` one uncontended `fetch_add`,

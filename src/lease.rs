@@ -75,7 +75,7 @@
 //! # Costs and limits
 //!
 //! - A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
-//!   increments (callgrind counts 18 instructions for a start on x86-64 and 66 for a
+//!   increments (callgrind counts 18 instructions for a start on x86-64 and 65 for a
 //!   completion, the HDR slot's computation included). A completion also reads its histogram
 //!   count just *before* its call, so that the count's cache miss, where a preempted thread is
 //!   most often caught, falls outside the call and the reader need not wait for it. After
