@@ -41,8 +41,8 @@ use crate::sync::{Mutex, Spin, heavy_barrier, lock};
 /// record get one each, one per CPU by default) records with plain loads and stores and no
 /// locked instruction: two increments of its own sequence word, a load of the lease word,
 /// and the increments of the data (18 instructions for a start, 65 for a completion with
-/// its HDR slot, on x86-64). Other threads record on *shared* stripes (spread over their lanes, so that
-/// they rarely share a cache line), with atomic read-modify-writes:
+/// its HDR slot, on x86-64). Other threads record on *shared* stripes (spread over their
+/// lanes, so that they rarely share a cache line), with atomic read-modify-writes:
 /// `record_task_started` and `record_runner_error` one uncontended `fetch_add`,
 /// `record_task_completed` four (enter the phase, bucket, sum, leave the phase), plus one when
 /// clamped. Leases of threads that exited or went idle are freed by the next snapshot.
