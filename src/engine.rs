@@ -271,9 +271,8 @@ impl AtomicMetrics {
                 let lease = &self.stripes[stripe].lease;
                 match lease.try_claim(token) {
                     Ok(Some(holder)) => {
-                        route::remember_lease(stripe, holder);
                         if let Some((call, holder)) = lease.enter_relearning(holder) {
-                            route::remember_holder(holder);
+                            route::remember_lease(stripe, holder);
                             return Writer::Leased(&self.stripes[stripe], call);
                         }
                         // The reader took it back already: the shared path, this once.

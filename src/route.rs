@@ -13,7 +13,7 @@ use std::cell::Cell;
 use crate::lease::{FIRST_TOKEN, Holder, LEASE_THREADS};
 
 /// The stripe index of "no lease": no engine has that many stripes.
-pub(crate) const NO_LEASE: usize = usize::MAX;
+const NO_LEASE: usize = usize::MAX;
 
 /// A shared stripe and lane to record on: the thread found no lease free (or gave its lease
 /// up) in the engine's reader `epoch`, and will not look again before the next.
