@@ -207,9 +207,9 @@ impl LeasedTarget<'_> {
     /// No second check for a full count: between that look and this call the count can only
     /// have been zeroed, never raised. The holder is its only writer while it holds the lease
     /// (a holder that loses the lease cannot get it back while it is inside this completion:
-    /// only it claims with its token, and the call checked that the lease word is the one it
-    /// read before); the reader only zeroes a phase, and read-read coherence forbids seeing
-    /// the zero and then the older value.
+    /// only it claims with its token, and the call checked that the lease word is still the
+    /// one it remembers, so it held the lease since before its look); the reader only zeroes
+    /// a phase, and read-read coherence forbids seeing the zero and then the older value.
     #[inline(always)]
     pub(crate) fn record(&self, duration_ms: u64, clamped: bool) {
         // Relaxed: the holder is the only writer (see `add_single_writer`); never wraps, as
