@@ -69,6 +69,19 @@ pub(crate) struct Config {
     pub(crate) stripes: usize,
 }
 
+impl Config {
+    /// How many stripes are shared: a fifth, at least one, so that threads beyond the leases
+    /// still spread over several stripes on a big machine.
+    pub(crate) fn shared(&self) -> usize {
+        self.stripes.div_ceil(5)
+    }
+
+    /// How many stripes are leased to one writer at a time: the rest.
+    pub(crate) fn leased(&self) -> usize {
+        self.stripes - self.shared()
+    }
+}
+
 /// Configures an [`AtomicMetrics`]; made by [`AtomicMetrics::builder`].
 ///
 /// Every value is checked by [`build`](Self::build), which names the first one that is wrong:
@@ -122,13 +135,17 @@ impl Builder {
         self
     }
 
-    /// How many independent copies of the recording state threads spread over (default: the
-    /// number of CPUs this process may run on, plus a quarter). Four in five (rounded down)
-    /// are *leased*: one thread at a time records there without any locked instruction, with
-    /// 32-bit histogram counts (half the memory). The rest are *shared* by the threads
-    /// without a lease. Threads on different stripes never share a cache line; more stripes
-    /// than recording threads only costs memory and snapshot time. Accepted: 1 to 1024 (one
-    /// stripe is shared, with no lease).
+    /// How many independent copies of the recording state threads spread over. Four in five
+    /// (rounded down) are *leased*: one thread at a time records there without any locked
+    /// instruction, with 32-bit histogram counts. The rest are *shared* by the threads beyond
+    /// the leases, with atomic read-modify-writes. Accepted: 1 to 1024 (one stripe is
+    /// shared, with no lease).
+    ///
+    /// Default: enough leased stripes for two recording threads per CPU this process may run
+    /// on, and at least 16, within the memory limit. A stripe nobody writes costs a few KiB
+    /// resident and a CAS per snapshot; its counts are only reserved (see
+    /// [`AtomicMetrics`](crate::AtomicMetrics#memory)), so a default sized for the threads
+    /// that may record costs little where fewer do.
     pub fn stripes(mut self, stripes: usize) -> Self {
         self.stripes = Some(stripes);
         self
@@ -159,7 +176,10 @@ impl Builder {
             1,
             5,
         )?;
-        let stripes = self.stripes.unwrap_or_else(default_stripes);
+        let stripes = match self.stripes {
+            Some(stripes) => stripes,
+            None => self.default_stripes(),
+        };
         check("stripes", stripes as u64, 1, MAX_STRIPES as u64)?;
         let config = Config {
             layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
@@ -189,11 +209,25 @@ fn check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), Conf
     }
 }
 
-/// One leased stripe per CPU, plus shared ones for threads beyond them (a fifth of the
-/// total: see `engine::shared_stripes`).
-fn default_stripes() -> usize {
-    let cpus = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1);
-    (cpus + cpus.div_ceil(4)).min(MAX_STRIPES)
+impl Builder {
+    /// Two leased stripes per CPU and at least 16, with a shared one per four leased (see
+    /// [`Builder::stripes`]); fewer where the memory limit asks for it, never under one.
+    fn default_stripes(&self) -> usize {
+        let cpus = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
+        let leased = (2 * cpus).max(16);
+        let mut stripes = (leased + leased.div_ceil(4)).min(MAX_STRIPES);
+        while stripes > 1 {
+            let config = Config {
+                layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
+                stripes,
+            };
+            if AtomicMetrics::recording_memory_for(&config) <= self.memory_limit_bytes {
+                break;
+            }
+            stripes -= 1;
+        }
+        stripes
+    }
 }

@@ -1,4 +1,5 @@
-//! The HDR bucket layout: which slot of a counts array a duration falls in.
+//! The layout of the recording arrays: which label a call counts under, and which slot of a
+//! label's HDR counts array a duration falls in.
 //!
 //! `hdrhistogram::Histogram::record` needs `&mut self`, so the hot path cannot share one. It
 //! keeps arrays of atomic counts instead, laid out slot for slot like
@@ -29,6 +30,25 @@
 use std::num::NonZeroU64;
 
 use hdrhistogram::Histogram;
+
+use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+
+/// Labels of a completion: one per `(runner, outcome)`, each with a histogram of its own.
+pub(crate) const COMPLETION_LABELS: usize = RunnerType::COUNT * TaskOutcome::COUNT;
+/// Labels of an error: one per `(runner, kind)`.
+pub(crate) const ERROR_LABELS: usize = RunnerType::COUNT * RunnerErrorKind::COUNT;
+
+/// The array index of a completion's label.
+#[inline]
+pub(crate) fn completion_label(runner: RunnerType, outcome: TaskOutcome) -> usize {
+    runner.index() * TaskOutcome::COUNT + outcome.index()
+}
+
+/// The array index of an error's label.
+#[inline]
+pub(crate) fn error_label(runner: RunnerType, kind: RunnerErrorKind) -> usize {
+    runner.index() * RunnerErrorKind::COUNT + kind.index()
+}
 
 /// The smallest duration, in ms, that has a slot of its own. 0 ms shares slot 0 with nothing
 /// else, as in hdrhistogram.

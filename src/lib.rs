@@ -43,9 +43,9 @@ mod contract;
 mod engine;
 pub mod export;
 mod layout;
-mod lease;
 mod publish;
-mod route;
+mod reader;
+mod recording;
 #[cfg(all(feature = "server", not(loom)))]
 pub mod server;
 #[cfg(not(loom))]
@@ -55,7 +55,6 @@ mod snapshot;
 mod snapshotter;
 #[cfg(feature = "solti")]
 pub mod solti;
-mod stripe;
 mod sync;
 mod table;
 pub mod workload;

@@ -8,14 +8,33 @@
 //! add up to the cumulative view, and a cumulative value never decreases.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::export::SOLTI_BUCKETS_SECONDS;
-use crate::layout::HdrLayout;
-use crate::stripe::{COMPLETION_LABELS, ERROR_LABELS, completion_label, error_label};
+use crate::layout::{COMPLETION_LABELS, ERROR_LABELS, HdrLayout, completion_label, error_label};
+use crate::recording::counts::Drained;
+
+/// Histogram buckets of `solti-prometheus` 0.0.2, in seconds: the default of the exports, so
+/// that dashboards built on it keep working.
+pub const SOLTI_BUCKETS_SECONDS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+
+/// For each HDR slot of `layout`, the first of [`SOLTI_BUCKETS_SECONDS`] it counts in (its
+/// lowest value is at most the bound, in whole ms), or `SOLTI_BUCKETS_SECONDS.len()` when it
+/// is above them all.
+fn solti_bucket_of_slots(layout: &HdrLayout) -> Arc<[u8]> {
+    let bounds_ms = SOLTI_BUCKETS_SECONDS.map(|bound| (bound * 1e3).floor() as u64);
+    (0..layout.len())
+        .map(|slot| {
+            let lowest = layout.value_at(slot);
+            bounds_ms.partition_point(|&bound| bound < lowest) as u8
+        })
+        .collect()
+}
 
 /// Counts and duration histograms over one span of time; part of a [`Snapshot`].
 ///
@@ -30,6 +49,8 @@ pub struct View {
     /// those above the last bound are the rest. Kept by the reader as it drains, so that the
     /// default exposition reads 15 numbers instead of scanning 18,432 slots.
     pub(crate) solti_buckets: [[u64; SOLTI_BUCKETS_SECONDS.len()]; COMPLETION_LABELS],
+    /// Per HDR slot, its default bucket: shared by every view of one engine.
+    solti_bucket_of_slot: Arc<[u8]>,
     pub(crate) layout: HdrLayout,
     pub(crate) sums: [u128; COMPLETION_LABELS],
     pub(crate) clamped: [u64; COMPLETION_LABELS],
@@ -37,7 +58,17 @@ pub struct View {
 
 impl View {
     pub(crate) fn empty(layout: &HdrLayout) -> Self {
+        Self::with_table(layout, solti_bucket_of_slots(layout))
+    }
+
+    /// An empty view of the same engine as `other`.
+    pub(crate) fn empty_like(other: &View) -> Self {
+        Self::with_table(&other.layout, Arc::clone(&other.solti_bucket_of_slot))
+    }
+
+    fn with_table(layout: &HdrLayout, solti_bucket_of_slot: Arc<[u8]>) -> Self {
         View {
+            solti_bucket_of_slot,
             started: [0; RunnerType::COUNT],
             errors: [0; ERROR_LABELS],
             durations: (0..COMPLETION_LABELS)
@@ -50,15 +81,21 @@ impl View {
         }
     }
 
-    /// Adds `count` completions in `slot` of `label`'s histogram; `solti_bucket` is the
-    /// slot's default bucket (`crate::export::solti_bucket_of_slots`).
-    pub(crate) fn record_slot(&mut self, label: usize, slot: usize, count: u64, solti_bucket: u8) {
-        if let Some(bucket) = self.solti_buckets[label].get_mut(usize::from(solti_bucket)) {
-            *bucket += count;
+    /// Adds what the reader drained from one stripe for one label.
+    pub(crate) fn add_drained(&mut self, drained: Drained<'_>) {
+        let label = drained.label;
+        self.sums[label] = self.sums[label].saturating_add(drained.sum);
+        self.clamped[label] += drained.clamped;
+        for &(slot, count) in drained.slots {
+            let slot = slot as usize;
+            let solti_bucket = usize::from(self.solti_bucket_of_slot[slot]);
+            if let Some(bucket) = self.solti_buckets[label].get_mut(solti_bucket) {
+                *bucket += count;
+            }
+            self.durations[label]
+                .record_n(self.layout.value_at(slot), count)
+                .expect("a slot's value lies within the layout's range");
         }
-        self.durations[label]
-            .record_n(self.layout.value_at(slot), count)
-            .expect("a slot's value lies within the layout's range");
     }
 
     /// Tasks started on `runner`.

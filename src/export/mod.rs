@@ -15,25 +15,7 @@ pub mod json;
 #[cfg(feature = "hlog")]
 pub mod interval_log;
 
-/// Histogram buckets of `solti-prometheus` 0.0.2, in seconds: the default, so that dashboards
-/// built on it keep working.
-pub const SOLTI_BUCKETS_SECONDS: [f64; 15] = [
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
-];
-
-/// For each HDR slot of `layout`, the first of [`SOLTI_BUCKETS_SECONDS`] it counts in (its
-/// lowest value is at most the bound, in whole ms), or `SOLTI_BUCKETS_SECONDS.len()` when it
-/// is above them all. The reader uses it to keep every snapshot's counts in the default
-/// buckets as it drains, so that the default exposition needs no scan of the histograms.
-pub(crate) fn solti_bucket_of_slots(layout: &crate::layout::HdrLayout) -> Box<[u8]> {
-    let bounds_ms = SOLTI_BUCKETS_SECONDS.map(|bound| (bound * 1e3).floor() as u64);
-    (0..layout.len())
-        .map(|slot| {
-            let lowest = layout.value_at(slot);
-            bounds_ms.partition_point(|&bound| bound < lowest) as u8
-        })
-        .collect()
-}
+pub use crate::snapshot::SOLTI_BUCKETS_SECONDS;
 
 /// Quantiles exported from the HDR data by default.
 pub const DEFAULT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];

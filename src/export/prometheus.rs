@@ -28,8 +28,8 @@ use hdrhistogram::Histogram;
 
 use super::{ExportConfig, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::layout::completion_label;
 use crate::snapshot::{Snapshot, View};
-use crate::stripe::completion_label;
 
 /// `Content-Type` of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

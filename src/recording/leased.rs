@@ -1,0 +1,575 @@
+//! A leased stripe: one thread at a time (the lease's *holder*) records into it with plain
+//! loads and stores, no locked instruction at all, and the reader still takes a consistent
+//! cut.
+//!
+//! # Why
+//!
+//! On a shared stripe every update is a locked read-modify-write, and the first locked
+//! instruction of a call is what costs: it drains the store buffer. Dropping the locks needs
+//! two things: exactly one writer per stripe (the lease), and a way for the reader to know
+//! that writer is not halfway through a call when it takes its cut, without the writer paying
+//! for a fence.
+//!
+//! # The lease
+//!
+//! A leased stripe has a `control` word: its active phase in the top bit ([`Phase::BIT`]) and,
+//! in the other 63, who may write: [`FREE`], [`CLOSED`] (the reader is taking the lease back),
+//! or the holder's *token* (its thread ordinal + [`FIRST_TOKEN`]; see `route`). A thread takes
+//! a `FREE` stripe by CAS and remembers it; from then on it writes that stripe with plain
+//! loads and stores, until:
+//!
+//! - **its thread exits**: the thread's ordinal, hence its token, goes back to the pool (see
+//!   `route`), and the next thread to start takes that token over *with its leases*: a token
+//!   names a writer, and a thread that inherits it finds its stripe already claimed for it.
+//!   Its first call's claim acquires the exited thread's release of the ordinal, so the old
+//!   holder's plain stores happen before the new holder's.
+//! - **it makes no call for a whole snapshot period**: at each snapshot the reader looks at the
+//!   holder's sequence word; if it has not moved since the last snapshot, the reader takes the
+//!   lease back: `CLOSED`, wait for the holder's last call, `FREE`. An active holder never
+//!   loses its lease.
+//!
+//! # The writer's call and the reader's cut (an asymmetric Dekker handshake)
+//!
+//! Each token owns one word of [`SEQUENCES`]: odd while its thread is inside a call.
+//!
+//! - writer ([`LeasedStripe::enter`]): `seq = odd` (store); `light_barrier()`; load `control`;
+//!   if it is exactly the word the thread remembers (its token, in the phase it last saw: see
+//!   [`Holder`]), write that phase's data with plain loads and stores; `seq = even` (store,
+//!   when the [`LeasedCall`] drops). If not, `seq = even` and take the slow path, which begins
+//!   the call again if the thread still holds the lease in a new phase, and else goes to a
+//!   shared stripe. Because the phase is known before `control` is loaded, a completion finds
+//!   and reads its count before the odd store ([`LeasedTarget`]); the decision still rests on
+//!   the load after the barrier.
+//! - reader ([`LeasedStripe::close`], [`LeasedStripe::is_still`], [`LeasedStripe::drain`]):
+//!   CAS `control` to (the other phase, the same holder or `CLOSED`); `heavy_barrier()`; load
+//!   the old holder's `seq`; if odd, wait until it changes; if the lease was taken back, store
+//!   (new phase, `FREE`); drain the old phase.
+//!
+//! `light_barrier` is a compiler fence and `heavy_barrier` is `membarrier(2)`
+//! (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`), which runs a full memory barrier on every CPU running
+//! a thread of this process. Together they act as a `SeqCst` fence on both sides (that is how
+//! the loom models check them): if the writer's load of `control` did not see the reader's
+//! CAS, the writer's barrier precedes the reader's, so everything the writer stored before its
+//! barrier (its odd `seq`, and every earlier call's data) is visible to the reader's loads
+//! after its barrier. So the reader either sees the writer inside (odd) and waits for the call
+//! to end, or the call loaded the new `control` and writes nothing old. Both `seq` stores are
+//! releases and the reader's loads acquires: the value that ends its wait carries the call's
+//! data writes with it.
+//!
+//! Why a word per *token*, not per stripe: the writer stores `seq` before it learns whether it
+//! still holds the lease. A thread whose lease was taken back while it slept does that one
+//! store late, maybe while a new holder is recording on the same stripe; with a word per
+//! stripe it would clobber the new holder's odd value. Its own word it may write whenever it
+//! likes.
+//!
+//! Handing over by the reader: only the reader moves a stripe out of `CLOSED`, and only after
+//! the old holder's last call ended; the old holder's plain stores (its release on `seq`, the
+//! reader's acquire, the reader's release store of `FREE`, the new holder's acquire CAS) happen
+//! before the new holder's (later flips are read-modify-writes, so a claim that reads their
+//! value still synchronizes with that `FREE` store). The reader reopens before it drains: the
+//! new holder writes the other phase.
+//!
+//! # Costs
+//!
+//! A leased call: two plain stores of the thread's `seq`, one load of `control`, and plain
+//! increments of the data. A completion whose count was zero in this phase also sets its
+//! block's bit (see `counts`), out of line. After each snapshot, each holder's first call
+//! takes the slow path once to learn the new phase. Taking a lease: one CAS, on a thread's
+//! first call and again only after the lease was taken back. A snapshot with leases held: one
+//! `membarrier` system call, and a wait only for holders inside a call at that moment.
+
+use crossbeam_utils::CachePadded;
+
+use super::counts::{Drained, HistogramCounts, Phase, Tallies};
+use crate::layout::COMPLETION_LABELS;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, light_barrier};
+
+/// `control`'s low 63 bits: who may write.
+const HOLDER_MASK: u64 = Phase::BIT - 1;
+/// No holder: the next thread to CAS its token in gets the stripe.
+pub(crate) const FREE: u64 = 0;
+/// The reader is taking the lease back; nobody may claim it until the reader reopens it.
+pub(crate) const CLOSED: u64 = 1;
+/// Tokens are thread ordinals plus this.
+pub(crate) const FIRST_TOKEN: u64 = 2;
+
+/// How many threads can hold tokens at once; threads beyond them record on shared stripes.
+#[cfg(not(loom))]
+pub(crate) const TOKENS: usize = 16_384;
+#[cfg(loom)]
+pub(crate) const TOKENS: usize = 4;
+
+/// Per token, its call sequence: odd while inside a leased call. Each word is written by the
+/// thread holding the token only, so plain stores suffice; padded so that threads never
+/// share a line. A static of 2 MiB, made resident 128 bytes per token used.
+#[cfg(not(loom))]
+static SEQUENCES: [CachePadded<AtomicU64>; TOKENS] =
+    [const { CachePadded::new(AtomicU64::new(0)) }; TOKENS];
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref SEQUENCES: Vec<CachePadded<AtomicU64>> =
+        (0..TOKENS).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
+}
+
+/// The sequence word of `token`.
+fn sequence_of(token: u64) -> &'static AtomicU64 {
+    &SEQUENCES[(token - FIRST_TOKEN) as usize]
+}
+
+/// A leasing thread's credentials, as its memory keeps them: the lease word as the thread last
+/// saw it while holding the lease (its token, and the phase then active), and its sequence
+/// word (found once, so that a call need not index the table).
+///
+/// A call begins only if the lease word is exactly `control` ([`LeasedStripe::enter`]): one
+/// comparison, and the phase, hence every address the call writes, is known before the lease
+/// word is even loaded. After each snapshot flips the phase, the holder's next call finds the
+/// word changed and takes the slow path once, which learns the new word
+/// ([`LeasedStripe::enter_relearning`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Holder {
+    control: u64,
+    sequence: &'static AtomicU64,
+}
+
+impl Holder {
+    /// The credentials of the thread whose token is in `control`'s holder bits, expecting
+    /// that lease word.
+    fn expecting(control: u64) -> Self {
+        Holder {
+            control,
+            sequence: sequence_of(control & HOLDER_MASK),
+        }
+    }
+
+    /// Stands where a thread remembers no lease; never enters a call (its `control` is
+    /// `FREE`, which names no holder, and the memory pairs it with no stripe).
+    #[cfg(not(loom))]
+    pub(crate) const fn none() -> Holder {
+        /// Never written: no call begins with `none`.
+        static NO_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        Holder {
+            control: FREE,
+            sequence: &NO_SEQUENCE,
+        }
+    }
+
+    /// See the other `none`; under loom the table is built at first use.
+    #[cfg(loom)]
+    pub(crate) fn none() -> Holder {
+        Holder {
+            control: FREE,
+            sequence: &SEQUENCES[0],
+        }
+    }
+
+    /// The phase this holder expects to write.
+    #[inline(always)]
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::of_word(self.control)
+    }
+
+    fn token(&self) -> u64 {
+        self.control & HOLDER_MASK
+    }
+}
+
+/// A stripe one thread at a time records on, with plain loads and stores.
+pub(crate) struct LeasedStripe {
+    control: CachePadded<AtomicU64>,
+    /// The holder's sequence word at the last close: if it has not moved by the next one, the
+    /// holder made no call for a whole snapshot period and loses the lease. Only the reader
+    /// touches it, under its lock.
+    holder_sequence_at_close: AtomicU64,
+    tallies: Tallies,
+    /// 32-bit counts: half the memory of a shared stripe's. A holder that finds a count full
+    /// gives its lease up and records on a shared stripe instead, so a count never wraps.
+    counts: [HistogramCounts<AtomicU32>; 2],
+}
+
+/// What [`LeasedStripe::close`] found: the phase to drain and the holder to wait for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closed {
+    old: Phase,
+    /// The holder's token, or `FREE`: nobody held it, so nobody wrote the old phase.
+    holder: u64,
+    /// Whether the holder keeps the lease (it made a call since the last close).
+    kept: bool,
+    /// The holder's sequence at the reader's first look after its barrier.
+    seen: Option<u64>,
+}
+
+impl Closed {
+    /// Whether anyone may have written the old phase.
+    pub(crate) fn was_held(&self) -> bool {
+        self.holder >= FIRST_TOKEN
+    }
+}
+
+/// A call in progress by the holder: the only way to write a leased stripe. Ends (the
+/// sequence goes even) when dropped, so that even an unexpected unwind cannot leave a reader
+/// waiting forever.
+pub(crate) struct LeasedCall<'a> {
+    stripe: &'a LeasedStripe,
+    /// The phase whose data this call writes.
+    phase: Phase,
+    /// The lease word the call began under.
+    control: u64,
+    sequence: &'static AtomicU64,
+}
+
+/// Where one completion goes on a leased stripe, in the phase its holder expects: its count
+/// and its label's cell. Found, and its count read, before the call begins, so that the
+/// count's cache miss falls outside the call (a thread preempted inside a call makes the
+/// reader wait for it, and that miss is where one mostly is).
+pub(crate) struct LeasedTarget<'a> {
+    phase: Phase,
+    count: &'a AtomicU32,
+    cell: &'a super::counts::CompletionCell,
+}
+
+impl LeasedTarget<'_> {
+    /// Whether the count is neither zero nor full, so [`LeasedCall::complete`] may take it:
+    /// one comparison. A zero count needs its block marked and a full one a shared stripe;
+    /// both go to [`LeasedCall::complete_checked`], out of line.
+    #[inline(always)]
+    pub(crate) fn is_usual(&self) -> bool {
+        // Relaxed: the holder is the only writer of the count.
+        self.count.load(Ordering::Relaxed).wrapping_sub(1) < u32::MAX - 1
+    }
+}
+
+/// A completion [`LeasedCall::complete_checked`] did not record: its count is full.
+pub(crate) struct CountFull;
+
+impl LeasedStripe {
+    pub(crate) fn new(slots_per_histogram: usize) -> Self {
+        LeasedStripe {
+            control: CachePadded::new(AtomicU64::new(FREE)),
+            holder_sequence_at_close: AtomicU64::new(0),
+            tallies: Tallies::new(),
+            counts: [
+                HistogramCounts::new(slots_per_histogram),
+                HistogramCounts::new(slots_per_histogram),
+            ],
+        }
+    }
+
+    /// Bytes one leased stripe reserves.
+    pub(crate) fn reserved_bytes(slots_per_histogram: usize) -> usize {
+        std::mem::size_of::<Self>()
+            + 2 * HistogramCounts::<AtomicU32>::reserved_bytes(slots_per_histogram)
+    }
+
+    /// Whom the lease names: `Ok(true)` this `token` (it may have inherited the lease), `Ok(false)`
+    /// another thread or nobody, `Err(())` the reader is taking it back. A look, no claim.
+    pub(crate) fn is_held_by(&self, token: u64) -> Result<bool, ()> {
+        // Relaxed: a look; `try_claim` carries the ordering.
+        match self.control.load(Ordering::Relaxed) & HOLDER_MASK {
+            CLOSED => Err(()),
+            holder => Ok(holder == token),
+        }
+    }
+
+    /// Tries to make `token` the holder. `Ok(Some(holder))`: it holds the lease (perhaps
+    /// already did), with these credentials; `Ok(None)`: another thread does; `Err(())`: the
+    /// reader is switching holders.
+    pub(crate) fn try_claim(&self, token: u64) -> Result<Option<Holder>, ()> {
+        // Acquire: a token inherited from an exited thread was acquired with its ordinal,
+        // which the old holder released after its last call (`route`); this load adds nothing
+        // to that, but costs nothing on x86 and keeps the case of our own token simple.
+        let control = self.control.load(Ordering::Acquire);
+        match control & HOLDER_MASK {
+            holder if holder == token => Ok(Some(Holder::expecting(control))),
+            CLOSED => Err(()),
+            FREE => {
+                let claimed = (control & Phase::BIT) | token;
+                Ok(self
+                    .control
+                    // Acquire: the reader's release store of FREE carries the old holder's
+                    // counters and the zeroed phase to us (module docs, "Handing over").
+                    .compare_exchange(control, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    .ok()
+                    .map(|_| Holder::expecting(claimed)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Where a completion of `(label, slot)` goes in `phase`: found before the holder's call
+    /// begins, written inside it.
+    #[inline(always)]
+    pub(crate) fn target(&self, phase: Phase, label: usize, slot: usize) -> LeasedTarget<'_> {
+        LeasedTarget {
+            phase,
+            count: self.counts[phase.index()].count(label, slot),
+            cell: self.tallies.cell(phase, label),
+        }
+    }
+
+    /// Starts a call by `holder` if the lease word is still the one it expects: it holds the
+    /// lease, in the phase it remembers (see [`Holder`]).
+    #[inline(always)]
+    pub(crate) fn enter(&self, holder: Holder) -> Option<LeasedCall<'_>> {
+        self.enter_if(holder, |control| control == holder.control)
+    }
+
+    /// Starts a call by `holder` if it still holds the lease, in whichever phase; returns the
+    /// credentials to remember for the next calls, which expect this phase.
+    pub(crate) fn enter_relearning(&self, holder: Holder) -> Option<(LeasedCall<'_>, Holder)> {
+        let call = self.enter_if(holder, |control| control & HOLDER_MASK == holder.token())?;
+        let control = call.control;
+        Some((call, Holder { control, ..holder }))
+    }
+
+    /// The writer's side of the handshake: `holder`'s sequence goes odd, then `control` is
+    /// read; the call begins if `accept` likes it.
+    #[inline(always)]
+    fn enter_if(&self, holder: Holder, accept: impl Fn(u64) -> bool) -> Option<LeasedCall<'_>> {
+        let sequence = holder.sequence;
+        // Release: a reader that waits past this value sees all our earlier calls' writes.
+        step(sequence);
+        // The writer's half of the Dekker handshake: our odd store is ordered before the load
+        // below, against the reader's heavy barrier (module docs).
+        light_barrier();
+        // Acquire: the reader's zeroing of the phase we are about to write (released by its
+        // CAS or by its store of FREE).
+        let control = self.control.load(Ordering::Acquire);
+        if accept(control) {
+            Some(LeasedCall {
+                stripe: self,
+                phase: Phase::of_word(control),
+                control,
+                sequence,
+            })
+        } else {
+            // As at the end of a call; we wrote nothing in between.
+            step(sequence);
+            None
+        }
+    }
+
+    /// The reader's first step: switches the phase, and takes the lease back from a holder
+    /// that made no call since the last close (it exited, or went idle). A holder that did
+    /// keeps it and goes on in the new phase. Callers serialize on the reader's lock, then
+    /// issue one `heavy_barrier` for all stripes before [`is_still`](Self::is_still).
+    pub(crate) fn close(&self) -> Closed {
+        loop {
+            // Relaxed: a guess for the CAS below, which carries the ordering.
+            let current = self.control.load(Ordering::Relaxed);
+            let holder = current & HOLDER_MASK;
+            let new_phase = Phase::of_word(current).other().bit();
+            // Relaxed: the sequence is only a sign of life here, not a synchronization.
+            let sequence =
+                (holder >= FIRST_TOKEN).then(|| sequence_of(holder).load(Ordering::Relaxed));
+            let kept = sequence
+                .is_some_and(|now| now != self.holder_sequence_at_close.load(Ordering::Relaxed));
+            let next = match (holder >= FIRST_TOKEN, kept) {
+                (false, _) => new_phase | FREE,
+                (true, true) => new_phase | holder,
+                (true, false) => new_phase | CLOSED,
+            };
+            // AcqRel: acquire a claim CAS that came first (and what its thread did before);
+            // release our last zeroing of the phase we now activate. Fails only when a thread
+            // claimed the FREE lease meanwhile: then decide again.
+            if self
+                .control
+                .compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if let Some(now) = sequence {
+                    self.holder_sequence_at_close.store(now, Ordering::Relaxed);
+                }
+                return Closed {
+                    old: Phase::of_word(current),
+                    holder,
+                    kept,
+                    seen: None,
+                };
+            }
+        }
+    }
+
+    /// Whether the old holder is no longer inside a call that writes the old phase; if so,
+    /// the old phase's data is complete and still. Call after `heavy_barrier`; the first call
+    /// notes the holder's sequence, later ones look for a change.
+    pub(crate) fn is_still(&self, closed: &mut Closed) -> bool {
+        if !closed.was_held() {
+            return true;
+        }
+        // Acquire: synchronizes with the holder's release stores (see `enter`).
+        let now = sequence_of(closed.holder).load(Ordering::Acquire);
+        let seen = *closed.seen.get_or_insert(now);
+        seen.is_multiple_of(2) || now != seen
+    }
+
+    /// Once [`is_still`](Self::is_still): reopens the lease if it was taken back, then hands
+    /// each written label's old-phase content to `visit`, leaving that phase zeroed.
+    pub(crate) fn drain(
+        &self,
+        closed: Closed,
+        buffer: &mut Vec<(u32, u64)>,
+        mut visit: impl FnMut(Drained<'_>),
+    ) {
+        if !closed.was_held() {
+            // Nobody wrote the old phase since its last drain.
+            return;
+        }
+        if !closed.kept {
+            // Before the drain: the old holder is out, and a new one writes the other phase.
+            // Relaxed load: only the reader changes a CLOSED control word. Release: the old
+            // holder's writes (acquired through its sequence word) and our zeroing of the old
+            // phase, for whoever claims next.
+            let active = self.control.load(Ordering::Relaxed) & Phase::BIT;
+            self.control.store(active | FREE, Ordering::Release);
+        }
+        let counts = &self.counts[closed.old.index()];
+        for label in 0..COMPLETION_LABELS {
+            let found = counts.take_label(label, buffer);
+            if found == 0 {
+                continue;
+            }
+            let (sum, clamped) = self.tallies.cell(closed.old, label).take();
+            visit(Drained {
+                label,
+                sum,
+                clamped,
+                slots: &buffer[..found],
+            });
+        }
+    }
+
+    /// Tasks started on this stripe so far, per runner: written by its successive holders
+    /// only, and handed from one to the next with the lease.
+    pub(crate) fn started(&self, runner: usize) -> u64 {
+        // Relaxed: ordered after the closes and the barrier (see `reader`).
+        self.tallies.started[runner].load(Ordering::Relaxed)
+    }
+
+    /// Errors so far on this stripe, for one `(runner, kind)` label.
+    pub(crate) fn errors(&self, label: usize) -> u64 {
+        // Relaxed: lone counters, each read whole.
+        self.tallies.errors[label].load(Ordering::Relaxed)
+    }
+
+    /// The holder bits: `FREE`, `CLOSED` or a token (for tests).
+    #[cfg(test)]
+    pub(crate) fn holder(&self) -> u64 {
+        self.control.load(Ordering::Relaxed) & HOLDER_MASK
+    }
+
+    /// Sets the count of `(label, slot)` in the active phase, marking its block (for tests: a
+    /// full 32-bit count takes four billion calls to reach).
+    #[cfg(test)]
+    pub(crate) fn set_count(&self, label: usize, slot: usize, count: u32) {
+        let phase = Phase::of_word(self.control.load(Ordering::Relaxed));
+        let counts = &self.counts[phase.index()];
+        counts.count(label, slot).store(count, Ordering::Relaxed);
+        counts.mark_written_single_writer(label, slot);
+    }
+}
+
+impl LeasedCall<'_> {
+    /// Records a start.
+    #[inline(always)]
+    pub(crate) fn record_started(&self, runner: usize) {
+        add_single_writer(&self.stripe.tallies.started[runner], 1);
+    }
+
+    /// Records an error.
+    #[inline(always)]
+    pub(crate) fn record_error(&self, label: usize) {
+        add_single_writer(&self.stripe.tallies.errors[label], 1);
+    }
+
+    /// Records one completion at `target`, which [`LeasedTarget::is_usual`] found neither
+    /// zero nor full before this call began, in this call's phase.
+    ///
+    /// No second check: the count is as it was at that look. The holder is its only writer,
+    /// and the reader zeroes it only in a drain of this phase, which needs a flip away from
+    /// it and, for this call to have begun, a flip back with the lease kept. A lease is kept
+    /// at a flip only if its holder's sequence moved since the flip before, and it did not:
+    /// the holder was between its look and this call. So the reader did not touch the count.
+    #[inline(always)]
+    pub(crate) fn complete(self, target: LeasedTarget<'_>, duration_ms: u64, clamped: bool) {
+        debug_assert_eq!(target.phase, self.phase);
+        // Relaxed: the holder is the only writer; the reader gets these through its sequence.
+        let count = target.count.load(Ordering::Relaxed);
+        target.count.store(count + 1, Ordering::Relaxed);
+        add_duration(target.cell, duration_ms, clamped);
+    }
+
+    /// Records one completion of `(label, slot)`, looking at its count first: a zero count
+    /// marks its block, a full one refuses ([`CountFull`]: the caller records elsewhere).
+    #[cold]
+    pub(crate) fn complete_checked(
+        self,
+        label: usize,
+        slot: usize,
+        duration_ms: u64,
+        clamped: bool,
+    ) -> Result<(), CountFull> {
+        let counts = &self.stripe.counts[self.phase.index()];
+        let count = counts.count(label, slot);
+        // Relaxed: the holder is the only writer.
+        let before = count.load(Ordering::Relaxed);
+        if before == u32::MAX {
+            return Err(CountFull);
+        }
+        count.store(before + 1, Ordering::Relaxed);
+        if before == 0 {
+            counts.mark_written_single_writer(label, slot);
+        }
+        add_duration(
+            self.stripe.tallies.cell(self.phase, label),
+            duration_ms,
+            clamped,
+        );
+        Ok(())
+    }
+}
+
+impl Drop for LeasedCall<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Hands the call's plain stores to the reader that waits on this word.
+        step(self.sequence);
+    }
+}
+
+/// Adds a duration to a completion's cell, by its one writer.
+#[inline(always)]
+fn add_duration(cell: &super::counts::CompletionCell, duration_ms: u64, clamped: bool) {
+    // Relaxed: the holder is the only writer; the reader gets these through its sequence.
+    let (sum_low, wrapped) = cell
+        .sum_low
+        .load(Ordering::Relaxed)
+        .overflowing_add(duration_ms);
+    cell.sum_low.store(sum_low, Ordering::Relaxed);
+    if wrapped {
+        add_single_writer(&cell.sum_high, 1);
+    }
+    if clamped {
+        add_single_writer(&cell.clamped, 1);
+    }
+}
+
+/// `counter += by` for a counter with one writer: a plain load and store, no locked
+/// instruction. Relaxed: the lease protocol orders it.
+#[inline(always)]
+fn add_single_writer(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// Moves this thread's `sequence` word on by one (into or out of a call), with a plain load
+/// and store: only this thread writes it. Reading it again rather than carrying the value
+/// through the call lets x86-64 do it in one instruction (`inc` on memory, not locked).
+#[inline(always)]
+fn step(sequence: &AtomicU64) {
+    // Relaxed load: only this thread writes the word. Release store: a reader that acquires
+    // this value (or a later one) sees every write this thread made before it.
+    sequence.store(sequence.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
