@@ -14,11 +14,17 @@ mod harness;
 #[path = "common/peers.rs"]
 mod peers;
 
-use harness::{TASKS_PER_LIST, replay_on_threads, scenarios};
+use harness::{TASKS_PER_LIST, oversubscribed, replay_churning, replay_on_threads, scenarios};
 
 fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("peers");
-    for (scenario, lists) in scenarios() {
+    let churn = ("churn", scenarios().swap_remove(1).1);
+    let all = scenarios()
+        .into_iter()
+        .chain([oversubscribed()])
+        .map(|scenario| (scenario, false))
+        .chain([(churn, true)]);
+    for ((scenario, lists), churning) in all {
         group.throughput(Throughput::Elements(lists[0].len() as u64));
         let list_calls: u64 = lists.iter().map(|l| Totals::of(l).calls()).sum();
         for (name, peer) in peers::all() {
@@ -27,7 +33,11 @@ fn record(c: &mut Criterion) {
                 ran = true;
                 b.iter_custom(|iters| {
                     peer.between_batches();
-                    replay_on_threads(&peer, &lists, iters, |p| p.end_of_thread())
+                    if churning {
+                        replay_churning(&peer, &lists, iters, |p| p.end_of_thread())
+                    } else {
+                        replay_on_threads(&peer, &lists, iters, |p| p.end_of_thread())
+                    }
                 })
             });
             let counted = peer.calls_counted();

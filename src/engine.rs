@@ -335,4 +335,79 @@ mod tests {
         assert!(metrics.recording.leased[0].holder() >= crate::recording::leased::FIRST_TOKEN);
         assert_eq!(metrics.snapshot().interval().completed(runner, outcome), 1);
     }
+
+    /// The token, hence the lease, of a thread that exited passes to the next thread, with
+    /// no snapshot in between; what both recorded is all there.
+    #[test]
+    fn an_exited_threads_lease_passes_to_the_next_thread_at_once() {
+        use crate::recording::leased::FIRST_TOKEN;
+        let metrics = small_engine_with_one_lease();
+        let lease = &metrics.recording.leased[0];
+        let task_on_a_new_thread = || {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        metrics.record_task_started(RunnerType::Wasm);
+                        metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 7);
+                        // Still inside the thread: its token names the lease.
+                        let identity = crate::recording::route::identity();
+                        (lease.holder(), identity.token)
+                    })
+                    .join()
+                    .unwrap()
+            })
+        };
+        let (first_holder, first_token) = task_on_a_new_thread();
+        assert_eq!(Some(first_holder), first_token);
+        assert!(first_holder >= FIRST_TOKEN);
+        let (second_holder, second_token) = task_on_a_new_thread();
+        assert_eq!(
+            second_token, first_token,
+            "the next thread took the freed ordinal"
+        );
+        assert_eq!(second_holder, first_holder, "and with it, the lease");
+        let snapshot = metrics.snapshot();
+        let view = snapshot.cumulative();
+        assert_eq!(view.started(RunnerType::Wasm), 2);
+        assert_eq!(
+            view.duration_sum_ms(RunnerType::Wasm, TaskOutcome::Success),
+            14
+        );
+        assert_eq!(snapshot.in_flight(RunnerType::Wasm), 0);
+    }
+
+    /// More threads than the pool has ordinals run one after another, and the last still
+    /// leases: ordinals are recycled.
+    #[test]
+    fn ordinals_are_recycled_so_the_thread_after_the_pool_size_still_leases() {
+        use crate::recording::leased::TOKENS;
+        if cfg!(miri) {
+            return;
+        }
+        let metrics = small_engine_with_one_lease();
+        let threads = TOKENS as u64 + 600;
+        for _ in 0..threads {
+            std::thread::scope(|scope| {
+                scope.spawn(|| metrics.record_task_started(RunnerType::Subprocess));
+            });
+        }
+        let token = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    metrics.record_task_started(RunnerType::Subprocess);
+                    crate::recording::route::identity().token
+                })
+                .join()
+                .unwrap()
+        });
+        assert!(token.is_some(), "thread {} got no token", threads + 1);
+        assert_eq!(metrics.recording.leased[0].holder(), token.unwrap());
+        assert_eq!(
+            metrics
+                .snapshot()
+                .cumulative()
+                .started(RunnerType::Subprocess),
+            threads + 1
+        );
+    }
 }

@@ -69,6 +69,9 @@ pub use contract::{
 };
 pub use engine::AtomicMetrics;
 pub use hdrhistogram::Histogram;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use recording::route::exit_thread as loom_exit_thread;
 #[cfg(not(loom))]
 pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};

@@ -28,6 +28,68 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Vec<Call>>)> {
     ]
 }
 
+/// `8 threads`: more recording threads than this 2-core machine's CPUs, each replaying its own
+/// list (the shape of a runner with a thread per task slot).
+pub fn oversubscribed() -> (&'static str, Vec<Vec<Call>>) {
+    (
+        "8 threads",
+        (0..8)
+            .map(|seed| task_mix(TASKS_PER_LIST, 10 + seed))
+            .collect(),
+    )
+}
+
+/// Threads per lane in [`replay_churning`].
+pub const CHURN_THREADS: usize = 64;
+
+/// `churn`: each list's lane runs [`CHURN_THREADS`] short-lived threads one after the other,
+/// each replaying its share of the list once, `iters` times over (the shape of a blocking
+/// pool or a thread per task). Returns the slowest lane's time inside its threads, from
+/// each thread's first call to its last: spawning and joining are not timed, a thread's
+/// first call (its claims) is, and so is nothing else. `end_of_thread` runs untimed.
+pub fn replay_churning<B: MetricsBackend + ?Sized>(
+    backend: &Arc<B>,
+    lists: &[Vec<Call>],
+    iters: u64,
+    end_of_thread: impl Fn(&B) + Sync,
+) -> Duration {
+    let end_of_thread = &end_of_thread;
+    std::thread::scope(|scope| {
+        let lanes: Vec<_> = lists
+            .iter()
+            .map(|calls| {
+                let backend = &**backend;
+                scope.spawn(move || {
+                    let share = calls.len().div_ceil(CHURN_THREADS);
+                    let mut inside = Duration::ZERO;
+                    for _ in 0..iters {
+                        for part in calls.chunks(share) {
+                            inside += std::thread::scope(|scope| {
+                                scope
+                                    .spawn(move || {
+                                        let started = Instant::now();
+                                        replay(backend, part);
+                                        let inside = started.elapsed();
+                                        end_of_thread(backend);
+                                        inside
+                                    })
+                                    .join()
+                                    .unwrap()
+                            });
+                        }
+                    }
+                    inside
+                })
+            })
+            .collect();
+        lanes
+            .into_iter()
+            .map(|lane| lane.join().unwrap())
+            .max()
+            .unwrap_or_default()
+    })
+}
+
 /// Replays `lists[t]` `iters` times on thread `t`, all threads released together; returns the
 /// wall time until the last is done. Each thread's first call and `end_of_thread` are outside
 /// the timing.

@@ -124,6 +124,7 @@ impl OrdinalGuard {
                 ) {
                     Ok(_) => {
                         let ordinal = (index * 64) as u64 + u64::from(bit);
+
                         let token = (ordinal < TOKENS as u64).then_some(ordinal + FIRST_TOKEN);
                         return OrdinalGuard {
                             identity: Identity { ordinal, token },
@@ -144,8 +145,31 @@ impl OrdinalGuard {
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for OrdinalGuard {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What the thread-exit destructor does, for loom models to call at the end of a thread:
+/// loom's thread-locals cannot make atomic operations in their destructors (tokio-rs/loom
+/// issue 290), so the models run the same step explicitly.
+#[cfg(loom)]
+pub fn exit_thread() {
+    let _ = ORDINAL.try_with(|guard| {
+        if !matches!(
+            WRITER.try_with(|cell| cell.get().identity),
+            Ok(Some(Identity { token: None, .. }))
+        ) {
+            guard.release();
+        }
+    });
+}
+
+impl OrdinalGuard {
+    /// Gives the ordinal back: once, when its thread exits.
+    fn release(&self) {
         // First forget the lease, so that no later call of this thread (from another
         // destructor) writes under the token once it is free; such calls find no identity
         // (this thread-local is gone) and go to a shared stripe.
