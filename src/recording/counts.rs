@@ -90,7 +90,9 @@ count!(AtomicU32);
 count!(AtomicU64);
 
 /// One phase's histogram counts for every completion label, label-major, and the bitmap of
-/// the blocks written since the last drain (module docs).
+/// the blocks written since the last drain (module docs). Aligned to 64 bytes, so that a
+/// stripe's two phases are a shift apart: one instruction fewer on the hot path.
+#[repr(align(64))]
 pub(crate) struct HistogramCounts<C> {
     counts: Box<[C]>,
     /// Per label, `words_per_label` words; bit `b` of the label's word `w` covers the slots
@@ -125,6 +127,14 @@ impl<C: Count> HistogramCounts<C> {
     #[inline(always)]
     pub(crate) fn count(&self, label: usize, slot: usize) -> &C {
         &self.counts[label * self.slots_per_histogram + slot]
+    }
+
+    /// [`count`](Self::count), or `None` for a slot out of range (never, from a layout's
+    /// `index_of`): the hot path sends that to its cold path rather than to a panic, which
+    /// compiles to fewer instructions.
+    #[inline(always)]
+    pub(crate) fn get(&self, label: usize, slot: usize) -> Option<&C> {
+        self.counts.get(label * self.slots_per_histogram + slot)
     }
 
     /// The bitmap word and bit of the block holding `slot` of `label`'s histogram.
@@ -226,10 +236,12 @@ impl CompletionCell {
 /// The small words of one writer group (a leased stripe, or a lane of a shared one): its
 /// monotonic start and error counters and, per phase and completion label, a
 /// [`CompletionCell`]. Each word on a line of its own: a writer touches a few of them per call.
+/// `repr(C)`, cells first (see `LeasedStripe`).
+#[repr(C)]
 pub(crate) struct Tallies {
+    pub(crate) cells: [[CachePadded<CompletionCell>; COMPLETION_LABELS]; 2],
     pub(crate) started: [CachePadded<AtomicU64>; RunnerType::COUNT],
     pub(crate) errors: [CachePadded<AtomicU64>; ERROR_LABELS],
-    pub(crate) cells: [[CachePadded<CompletionCell>; COMPLETION_LABELS]; 2],
 }
 
 impl Tallies {

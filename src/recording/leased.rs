@@ -175,16 +175,20 @@ impl Holder {
 }
 
 /// A stripe one thread at a time records on, with plain loads and stores.
+///
+/// `repr(C)`, tallies first: a completion's cell is then at the stripe's address plus an
+/// offset computed from the label alone, with no constant to add on the hot path.
+#[repr(C)]
 pub(crate) struct LeasedStripe {
+    tallies: Tallies,
+    /// 32-bit counts: half the memory of a shared stripe's. A holder that finds a count full
+    /// gives its lease up and records on a shared stripe instead, so a count never wraps.
+    counts: [HistogramCounts<AtomicU32>; 2],
     control: CachePadded<AtomicU64>,
     /// The holder's sequence word at the last close: if it has not moved by the next one, the
     /// holder made no call for a whole snapshot period and loses the lease. Only the reader
     /// touches it, under its lock.
     holder_sequence_at_close: AtomicU64,
-    tallies: Tallies,
-    /// 32-bit counts: half the memory of a shared stripe's. A holder that finds a count full
-    /// gives its lease up and records on a shared stripe instead, so a count never wraps.
-    counts: [HistogramCounts<AtomicU32>; 2],
 }
 
 /// What [`LeasedStripe::close`] found: the phase to drain and the holder to wait for.
@@ -299,12 +303,17 @@ impl LeasedStripe {
     /// Where a completion of `(label, slot)` goes in `phase`: found before the holder's call
     /// begins, written inside it.
     #[inline(always)]
-    pub(crate) fn target(&self, phase: Phase, label: usize, slot: usize) -> LeasedTarget<'_> {
-        LeasedTarget {
+    pub(crate) fn target(
+        &self,
+        phase: Phase,
+        label: usize,
+        slot: usize,
+    ) -> Option<LeasedTarget<'_>> {
+        Some(LeasedTarget {
             phase,
-            count: self.counts[phase.index()].count(label, slot),
+            count: self.counts[phase.index()].get(label, slot)?,
             cell: self.tallies.cell(phase, label),
-        }
+        })
     }
 
     /// Starts a call by `holder` if the lease word is still the one it expects: it holds the

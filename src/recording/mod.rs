@@ -133,8 +133,8 @@ impl Recording {
             // The target is found, and its count read, before the call begins (see
             // `LeasedTarget`). The phase is the one the holder expects; the call begins only in
             // that phase, so the target holds.
-            let target = stripe.target(holder.phase(), label, slot);
-            if target.is_usual()
+            if let Some(target) = stripe.target(holder.phase(), label, slot)
+                && target.is_usual()
                 && let Some(call) = stripe.enter(holder)
             {
                 return call.complete(target, ms, clamped);
