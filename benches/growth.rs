@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use taskmeter::AtomicMetrics;
-use taskmeter::workload::{Totals, replay, task_mix};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 #[path = "common/harness.rs"]
 mod harness;

@@ -7,7 +7,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use taskmeter::export::ExportConfig;
-use taskmeter::workload::{Totals, replay, task_mix};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 #[path = "common/harness.rs"]
 mod harness;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use taskmeter::AtomicMetrics;
-use taskmeter::workload::{Totals, replay, task_mix};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 #[path = "common/harness.rs"]
 mod harness;
@@ -63,6 +63,15 @@ fn reader(c: &mut Criterion) {
     let metrics = Arc::new(AtomicMetrics::new());
     replay(&*metrics, &task_mix(TASKS_PER_LIST, 9));
     group.bench_function("snapshot/idle", |b| b.iter(|| metrics.snapshot()));
+    // Idle snapshots of engines with few and many stripes (80: what the default gives a
+    // 32-CPU host), each after the mix was recorded once: the cut follows what was written.
+    for stripes in [3, 80] {
+        let sized = AtomicMetrics::builder().stripes(stripes).build().unwrap();
+        replay(&sized, &task_mix(TASKS_PER_LIST, 9));
+        group.bench_function(format!("snapshot/idle, {stripes} stripes"), |b| {
+            b.iter(|| sized.snapshot())
+        });
+    }
     // A snapshot that drains 10,000 tasks of the mix (recorded outside the timing).
     let ten_thousand = task_mix(10_000, 11);
     group.bench_function("snapshot/after 10k tasks", |b| {
@@ -102,7 +111,7 @@ fn reader(c: &mut Criterion) {
 #[cfg(feature = "solti")]
 fn solti(c: &mut Criterion) {
     use taskmeter::MetricsHandle;
-    use taskmeter::workload::Call;
+    use taskmeter_workload::Call;
     let calls = task_mix(TASKS_PER_LIST, 1);
     // Converted up front, so the loop measures only the calls.
     enum Upstream {

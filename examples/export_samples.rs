@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use taskmeter::export::interval_log::IntervalLogSink;
-use taskmeter::workload::{replay, task_mix};
 use taskmeter::{AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
+use taskmeter_workload::{replay, task_mix};
 
 fn main() -> Result<(), taskmeter::SinkError> {
     let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: export_samples DIR")?);

@@ -3,7 +3,7 @@
 //! only the families solti-prometheus exports.
 use taskmeter::AtomicMetrics;
 use taskmeter::export::ExportConfig;
-use taskmeter::workload::{replay, task_mix};
+use taskmeter_workload::{replay, task_mix};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -2,8 +2,8 @@
 //! on the record path. Prints ns per call.
 use std::sync::Arc;
 
-use taskmeter::workload::{hot_label, replay, task_mix};
 use taskmeter::{AtomicMetrics, MetricsHandle};
+use taskmeter_workload::{hot_label, replay, task_mix};
 
 fn main() {
     let rounds: u32 = std::env::args().nth(1).map_or(200, |a| a.parse().unwrap());

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use taskmeter::AtomicMetrics;
-use taskmeter::workload::{replay, task_mix};
+use taskmeter_workload::{replay, task_mix};
 
 fn main() {
     let metrics = Arc::new(AtomicMetrics::new());

@@ -56,8 +56,6 @@ mod snapshotter;
 #[cfg(feature = "solti")]
 pub mod solti;
 mod sync;
-mod table;
-pub mod workload;
 
 pub use config::{
     Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MEMORY_LIMIT_BYTES,
@@ -77,7 +75,6 @@ pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
 pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder};
-pub use table::{live_line, summary_table};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -2,11 +2,11 @@
 #![cfg(not(loom))]
 
 use proptest::prelude::*;
-use taskmeter::workload::{Call, Totals, replay, task_mix};
 use taskmeter::{
     AtomicMetrics, ConfigError, MetricsBackend, MetricsHandle, RunnerErrorKind, RunnerType,
     Snapshot, TaskOutcome, View,
 };
+use taskmeter_workload::{Call, Totals, replay, task_mix};
 
 /// Every count and sum of `view` equals the reference totals exactly, and every histogram
 /// holds as many values as its completed count.

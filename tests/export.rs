@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use prometheus_parse::{Scrape, Value};
 use taskmeter::export::ExportConfig;
-use taskmeter::workload::{Call, Totals, replay, task_mix};
 use taskmeter::{AtomicMetrics, RunnerErrorKind, RunnerType, Snapshot, TaskOutcome};
+use taskmeter_workload::{Call, Totals, replay, task_mix};
 
 fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("parses")

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use taskmeter::workload::{Totals, replay, task_mix};
 use taskmeter::{AtomicMetrics, SinkError, Snapshot, SnapshotterBuilder};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 fn assert_exact(snapshot: &Snapshot, expected: &Totals) {
     assert_eq!(expected.first_difference(snapshot.cumulative()), None);

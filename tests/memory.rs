@@ -31,7 +31,7 @@ fn realistic_duration(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     let unit = (*state >> 11) as f64 / (1_u64 << 53) as f64;
-    let (low, high): (f64, f64) = if *state % 10 == 0 {
+    let (low, high): (f64, f64) = if state.is_multiple_of(10) {
         (1.0, 300_000.0)
     } else {
         (50.0, 2_000.0)

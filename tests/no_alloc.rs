@@ -9,8 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use taskmeter::workload::{replay, task_mix};
 use taskmeter::{AtomicMetrics, MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome};
+use taskmeter_workload::{replay, task_mix};
 
 struct CountingAllocator;
 

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use taskmeter::export::interval_log::IntervalLogSink;
-use taskmeter::workload::{Totals, replay, task_mix};
 use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder, TaskOutcome};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 /// A sink that records which snapshots it saw.
 fn recorder(

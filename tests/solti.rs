@@ -10,7 +10,7 @@ use solti_runner::{BuildContext, MetricsHandle};
 use taskmeter::AtomicMetrics;
 use taskmeter::export::ExportConfig;
 use taskmeter::solti::{error_kind_from_solti, outcome_from_solti, runner_from_solti};
-use taskmeter::workload::{Call, Totals, task_mix};
+use taskmeter_workload::{Call, Totals, task_mix};
 
 const RUNNERS: [solti_runner::RunnerType; 3] = [
     solti_runner::RunnerType::Subprocess,

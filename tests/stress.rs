@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use taskmeter::workload::{Totals, replay, task_mix};
 use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, Snapshot, TaskOutcome};
+use taskmeter_workload::{Totals, replay, task_mix};
 
 /// Writers record (runner, outcome) with the fixed duration `duration_of(runner, outcome)`, so
 /// a snapshot whose sum is not `count × duration` has cut a completion in half.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 
 use taskmeter::MetricsBackend;
-use taskmeter::workload::{Call, hot_label, replay, task_mix};
+use taskmeter_workload::{Call, hot_label, replay, task_mix};
 
 /// Tasks per list: about 100,000 calls, long enough to hide the thread start.
 pub const TASKS_PER_LIST: usize = 50_000;

@@ -1,5 +1,6 @@
 //! A synthetic task mix, shared by the benchmarks, the demo binary and the tests, so that
-//! all of them measure and check the same load.
+//! all of them measure and check the same load. Not part of taskmeter's API: a workspace
+//! member that is never published (the demo includes this file as a module of its own).
 //!
 //! Per task: `record_task_started`, then `record_task_completed`. Runners are 60/30/10 %
 //! subprocess/container/wasm; outcomes 90/5/3/2 % success/failure/timeout/canceled; durations
@@ -7,7 +8,7 @@
 //! generated up front, from a seed, so replaying it costs only the calls themselves.
 //!
 //! ```
-//! use taskmeter::workload::{Totals, replay, task_mix};
+//! use taskmeter_workload::{Totals, replay, task_mix};
 //! use taskmeter::{AtomicMetrics, RunnerType};
 //!
 //! let calls = task_mix(1_000, 7);
@@ -21,8 +22,9 @@
 //! );
 //! ```
 
-use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::snapshot::View;
+#![allow(dead_code)] // the demo includes this file and uses a part of it
+
+use taskmeter::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome, View};
 
 /// One call of the [`MetricsBackend`] contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,10 +13,14 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use taskmeter::export::interval_log::IntervalLogSink;
 use taskmeter::server::{MetricsServer, ServerConfig};
-use taskmeter::workload::{replay, task_mix};
-use taskmeter::{
-    AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder, live_line, summary_table,
-};
+use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder};
+
+mod table;
+#[path = "../../../workload/src/lib.rs"]
+mod workload;
+
+use table::{live_line, summary_table};
+use workload::{replay, task_mix};
 
 /// Runs a synthetic task-runner load against taskmeter and prints the figures.
 #[derive(Debug, Parser)]

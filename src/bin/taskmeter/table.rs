@@ -3,24 +3,11 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::contract::{RunnerType, TaskOutcome};
-use crate::snapshot::{Snapshot, View};
+use taskmeter::{RunnerErrorKind, RunnerType, Snapshot, TaskOutcome, View};
 
 /// One row per `(runner, outcome)` with completions in `view`: count, rate over `over`, and
 /// p50, p99 and max of the durations in ms; then started, in-flight and errors per runner.
-///
-/// ```
-/// use std::time::Duration;
-/// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome, summary_table};
-///
-/// let metrics = AtomicMetrics::new();
-/// metrics.record_task_started(RunnerType::Wasm);
-/// metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 12);
-/// let snapshot = metrics.snapshot();
-/// let table = summary_table(&snapshot, snapshot.cumulative(), Duration::from_secs(1));
-/// assert!(table.contains("wasm"));
-/// ```
-pub fn summary_table(snapshot: &Snapshot, view: &View, over: Duration) -> String {
+pub(crate) fn summary_table(snapshot: &Snapshot, view: &View, over: Duration) -> String {
     let seconds = over.as_secs_f64().max(f64::MIN_POSITIVE);
     let mut out = String::new();
     let _ = writeln!(
@@ -53,7 +40,7 @@ pub fn summary_table(snapshot: &Snapshot, view: &View, over: Duration) -> String
         "runner", "started", "in flight", "errors"
     );
     for runner in RunnerType::ALL {
-        let errors: u64 = crate::RunnerErrorKind::ALL
+        let errors: u64 = RunnerErrorKind::ALL
             .iter()
             .map(|&kind| view.errors(runner, kind))
             .sum();
@@ -71,7 +58,7 @@ pub fn summary_table(snapshot: &Snapshot, view: &View, over: Duration) -> String
 
 /// One line on a snapshot's interval: calls per second, in flight, and p50/p99 (ms) of each
 /// runner's completions of any outcome. For a live display, one line per snapshot.
-pub fn live_line(snapshot: &Snapshot) -> String {
+pub(crate) fn live_line(snapshot: &Snapshot) -> String {
     let view = snapshot.interval();
     let seconds = snapshot.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
     let calls: u64 = RunnerType::ALL
@@ -99,4 +86,28 @@ pub fn live_line(snapshot: &Snapshot) -> String {
         );
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskmeter::{AtomicMetrics, MetricsBackend};
+
+    #[test]
+    fn the_table_has_a_row_per_label_recorded_and_the_line_its_totals() {
+        let metrics = AtomicMetrics::new();
+        metrics.record_task_started(RunnerType::Wasm);
+        metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 12);
+        let snapshot = metrics.snapshot();
+        let table = summary_table(&snapshot, snapshot.cumulative(), Duration::from_secs(1));
+        // The completions section: a header and one row, for the one label recorded.
+        let completions: Vec<&str> = table.lines().take_while(|l| !l.is_empty()).collect();
+        assert_eq!(completions.len(), 2, "{table}");
+        let row: Vec<&str> = completions[1].split_whitespace().collect();
+        assert_eq!(row[..3], ["wasm", "success", "1"], "{table}");
+        // The runners section: every runner, the one task started and none in flight.
+        let wasm = table.lines().filter(|l| l.starts_with("wasm")).nth(1).unwrap();
+        assert_eq!(wasm.split_whitespace().collect::<Vec<_>>(), ["wasm", "1", "0", "0"]);
+        assert!(!live_line(&snapshot).is_empty());
+    }
 }
