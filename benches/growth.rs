@@ -24,8 +24,7 @@ fn threads(c: &mut Criterion) {
         let metrics = Arc::new(AtomicMetrics::new());
         group.bench_function(format!("{threads} threads"), |b| {
             b.iter_custom(|iters| {
-                // The snapshotter's turns: the second frees the leases of the last batch's
-                // exited threads (see `Peer::between_batches`).
+                // The snapshotter's turns between batches (see `Peer::between_batches`).
                 metrics.snapshot();
                 metrics.snapshot();
                 replay_on_threads(&metrics, &lists, iters, |_| {})

@@ -106,14 +106,17 @@ fn a_snapshot_during_recording_sees_whole_completions() {
     model(|| snapshot_during_recording(tiny_engine()));
 }
 
-/// A writer records two tasks (one clamped) while a snapshot is taken: each snapshot is
-/// consistent, and the two intervals hold both tasks exactly once.
+/// A writer records three tasks (the second clamped, the third in the first's slot, so that
+/// on a leased stripe it takes the hot path with the phase its holder remembers) while a
+/// snapshot is taken: each snapshot is consistent, and the two intervals hold every task
+/// exactly once.
 fn snapshot_during_recording(metrics: Arc<AtomicMetrics>) {
     let writer = {
         let metrics = Arc::clone(&metrics);
         thread::spawn(move || {
             task(&metrics, DURATION_MS);
             task(&metrics, LONG_DURATION_MS);
+            task(&metrics, DURATION_MS);
             taskmeter::loom_exit_thread();
         })
     };
@@ -122,12 +125,12 @@ fn snapshot_during_recording(metrics: Arc<AtomicMetrics>) {
     writer.join().unwrap();
     let after = metrics.snapshot();
     check(&after);
-    assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
-    assert_eq!(after.cumulative().started(RUNNER), 2);
+    assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 3);
+    assert_eq!(after.cumulative().started(RUNNER), 3);
     assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
     assert_eq!(
         during.interval().completed(RUNNER, OUTCOME) + after.interval().completed(RUNNER, OUTCOME),
-        2
+        3
     );
 }
 

@@ -82,10 +82,9 @@ impl Peer for AtomicMetrics {
         Some(self.latest().to_prometheus())
     }
 
-    /// The snapshotter's turns: each batch runs on fresh threads, and a lease whose holder
-    /// made no call for a whole snapshot period is freed by the next snapshot, so two
-    /// snapshots free the leases of the last batch's (now exited) threads, as the snapshotter
-    /// does within two periods in a real process.
+    /// The snapshotter's turns between batches, as in a process with a snapshotter: each
+    /// drains what the last batch recorded. (Each batch runs on fresh threads; they inherit
+    /// the exited threads' tokens and leases without waiting for a snapshot.)
     fn between_batches(&self) {
         self.snapshot();
         self.snapshot();

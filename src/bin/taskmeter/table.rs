@@ -106,8 +106,15 @@ mod tests {
         let row: Vec<&str> = completions[1].split_whitespace().collect();
         assert_eq!(row[..3], ["wasm", "success", "1"], "{table}");
         // The runners section: every runner, the one task started and none in flight.
-        let wasm = table.lines().filter(|l| l.starts_with("wasm")).nth(1).unwrap();
-        assert_eq!(wasm.split_whitespace().collect::<Vec<_>>(), ["wasm", "1", "0", "0"]);
+        let wasm = table
+            .lines()
+            .filter(|l| l.starts_with("wasm"))
+            .nth(1)
+            .unwrap();
+        assert_eq!(
+            wasm.split_whitespace().collect::<Vec<_>>(),
+            ["wasm", "1", "0", "0"]
+        );
         assert!(!live_line(&snapshot).is_empty());
     }
 }
