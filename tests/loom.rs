@@ -246,3 +246,33 @@ fn an_exited_threads_lease_passes_to_the_next_thread_without_a_lost_update() {
         assert_eq!(after.in_flight(RUNNER), 0);
     });
 }
+
+#[test]
+fn leased_writer_against_two_snapshots_in_a_row_loses_nothing() {
+    model(|| {
+        let metrics = leased_engine();
+        // Two tasks in one slot: the second completion takes the hot path, looking at its
+        // count in the phase its holder remembers before its call begins. Two snapshots in a
+        // row may both switch the phase in between, the first while the holder is inside the
+        // second task's start; the lease must not survive the second unless the holder has
+        // learned the phase since.
+        let writer = {
+            let metrics = Arc::clone(&metrics);
+            thread::spawn(move || {
+                task(&metrics, DURATION_MS);
+                task(&metrics, DURATION_MS);
+                taskmeter::loom_exit_thread();
+            })
+        };
+        let first = metrics.snapshot();
+        check(&first);
+        let second = metrics.snapshot();
+        check(&second);
+        writer.join().unwrap();
+        let after = metrics.snapshot();
+        check(&after);
+        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+        assert_eq!(after.cumulative().started(RUNNER), 2);
+        assert_eq!(after.in_flight(RUNNER), 0);
+    });
+}

@@ -129,9 +129,9 @@ impl<C: Count> HistogramCounts<C> {
         &self.counts[label * self.slots_per_histogram + slot]
     }
 
-    /// [`count`](Self::count), or `None` for a slot out of range (never, from a layout's
-    /// `index_of`): the hot path sends that to its cold path rather than to a panic, which
-    /// compiles to fewer instructions.
+    /// [`count`](Self::count), or `None` past the end of the counts (never, for a label and
+    /// a slot of the layout): the hot path sends that to its cold path, which panics on it,
+    /// rather than checking on its own, which compiles to more instructions.
     #[inline(always)]
     pub(crate) fn get(&self, label: usize, slot: usize) -> Option<&C> {
         self.counts.get(label * self.slots_per_histogram + slot)

@@ -23,10 +23,14 @@
 //!   names a writer, and a thread that inherits it finds its stripe already claimed for it.
 //!   Its first call's claim acquires the exited thread's release of the ordinal, so the old
 //!   holder's plain stores happen before the new holder's.
-//! - **it makes no call for a whole snapshot period**: at each snapshot the reader looks at the
-//!   holder's sequence word; if it has not moved since the last snapshot, the reader takes the
-//!   lease back: `CLOSED`, wait for the holder's last call, `FREE`. An active holder never
-//!   loses its lease.
+//! - **it begins no call for a whole snapshot period**: at each snapshot the reader looks at
+//!   the holder's sequence word; if it has not moved since the reader last saw it, after the
+//!   previous snapshot's barrier, the reader takes the lease back: `CLOSED`, wait for the
+//!   holder's last call, `FREE`. An active holder never loses its lease; a holder whose only
+//!   sign of life is the end of a call the last snapshot waited for does (see
+//!   [`LeasedStripe::is_still`] for why that matters). The sequence word is the token's, not
+//!   the engine's: a thread that stops recording into one engine but goes on in another
+//!   keeps its lease in the first until it stops altogether (a missed reuse, never an error).
 //!
 //! # The writer's call and the reader's cut (an asymmetric Dekker handshake)
 //!
@@ -185,9 +189,9 @@ pub(crate) struct LeasedStripe {
     /// gives its lease up and records on a shared stripe instead, so a count never wraps.
     counts: [HistogramCounts<AtomicU32>; 2],
     control: CachePadded<AtomicU64>,
-    /// The holder's sequence word at the last close: if it has not moved by the next one, the
-    /// holder made no call for a whole snapshot period and loses the lease. Only the reader
-    /// touches it, under its lock.
+    /// The holder's sequence word as the reader last saw it after its barrier (see
+    /// [`is_still`](Self::is_still)): if it has not moved by the next close, the holder began
+    /// no call since, and loses the lease. Only the reader touches it, under its lock.
     holder_sequence_at_close: AtomicU64,
 }
 
@@ -386,9 +390,6 @@ impl LeasedStripe {
                 .compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                if let Some(now) = sequence {
-                    self.holder_sequence_at_close.store(now, Ordering::Relaxed);
-                }
                 return Closed {
                     old: Phase::of_word(current),
                     holder,
@@ -402,6 +403,13 @@ impl LeasedStripe {
     /// Whether the old holder is no longer inside a call that writes the old phase; if so,
     /// the old phase's data is complete and still. Call after `heavy_barrier`; the first call
     /// notes the holder's sequence, later ones look for a change.
+    ///
+    /// The value that ends the wait is what the next close compares with to decide whether
+    /// the holder kept its lease: a sequence past it belongs to a call that began after this
+    /// barrier, so that call saw the new lease word and taught its thread the new phase (the
+    /// handshake of the module docs). A holder that made no such call, one stopped between a
+    /// look at its count in the old phase and its call, say, loses the lease at the next
+    /// close, and that call cannot begin (see [`LeasedCall::complete`]).
     pub(crate) fn is_still(&self, closed: &mut Closed) -> bool {
         if !closed.was_held() {
             return true;
@@ -409,7 +417,12 @@ impl LeasedStripe {
         // Acquire: synchronizes with the holder's release stores (see `enter`).
         let now = sequence_of(closed.holder).load(Ordering::Acquire);
         let seen = *closed.seen.get_or_insert(now);
-        seen.is_multiple_of(2) || now != seen
+        let still = seen.is_multiple_of(2) || now != seen;
+        if still {
+            // Relaxed: only the reader reads it, under its lock.
+            self.holder_sequence_at_close.store(now, Ordering::Relaxed);
+        }
+        still
     }
 
     /// Once [`is_still`](Self::is_still): reopens the lease if it was taken back, then hands
@@ -497,8 +510,10 @@ impl LeasedCall<'_> {
     /// No second check: the count is as it was at that look. The holder is its only writer,
     /// and the reader zeroes it only in a drain of this phase, which needs a flip away from
     /// it and, for this call to have begun, a flip back with the lease kept. A lease is kept
-    /// at a flip only if its holder's sequence moved since the flip before, and it did not:
-    /// the holder was between its look and this call. So the reader did not touch the count.
+    /// at a close only if a call of its holder began after the barrier of the close before
+    /// (see [`LeasedStripe::is_still`]), and such a call would have taught the holder the new
+    /// phase; this holder still expected the old one when it looked. So the reader did not
+    /// touch the count.
     #[inline(always)]
     pub(crate) fn complete(self, target: LeasedTarget<'_>, duration_ms: u64, clamped: bool) {
         debug_assert_eq!(target.phase, self.phase);
