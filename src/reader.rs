@@ -71,30 +71,10 @@ fn cut(recording: &Recording, previous: &View, interval: &mut View, buffer: &mut
     }
     // 3. The counters: cumulative on the stripes; the interval is the growth since last time.
     for (runner, started) in interval.started.iter_mut().enumerate() {
-        let now = recording
-            .leased
-            .iter()
-            .map(|s| s.started(runner))
-            .sum::<u64>()
-            + recording
-                .shared
-                .iter()
-                .map(|s| s.started(runner))
-                .sum::<u64>();
-        *started = now - previous.started[runner];
+        *started = recording.started(runner) - previous.started[runner];
     }
     for (label, errors) in interval.errors.iter_mut().enumerate() {
-        let now = recording
-            .leased
-            .iter()
-            .map(|s| s.errors(label))
-            .sum::<u64>()
-            + recording
-                .shared
-                .iter()
-                .map(|s| s.errors(label))
-                .sum::<u64>();
-        *errors = now - previous.errors[label];
+        *errors = recording.errors(label) - previous.errors[label];
     }
     // 4. Wait and drain, whichever stripe is ready first: a writer descheduled inside a call
     // delays only its own stripe.

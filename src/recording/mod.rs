@@ -96,6 +96,19 @@ impl Recording {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Tasks of `runner` started so far, on every stripe. The reader calls it after closing and
+    /// flipping every stripe (see `reader`).
+    pub(crate) fn started(&self, runner: usize) -> u64 {
+        self.leased.iter().map(|s| s.started(runner)).sum::<u64>()
+            + self.shared.iter().map(|s| s.started(runner)).sum::<u64>()
+    }
+
+    /// Errors of one `(runner, kind)` label so far, on every stripe.
+    pub(crate) fn errors(&self, label: usize) -> u64 {
+        self.leased.iter().map(|s| s.errors(label)).sum::<u64>()
+            + self.shared.iter().map(|s| s.errors(label)).sum::<u64>()
+    }
+
     /// Where `duration_ms` goes in the histograms.
     #[inline(always)]
     fn placement(&self, duration_ms: u64) -> Placement {
