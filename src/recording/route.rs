@@ -22,8 +22,12 @@
 //! on leased stripes, and the number of threads it ever ran does not matter. Only threads
 //! beyond [`TOKENS`] alive at once go without a token, to shared stripes.
 //!
-//! Registering the destructor is the C runtime's work (glibc allocates a small node with its
-//! own `malloc`, once per thread, not through Rust's global allocator).
+//! Registering the destructor is the C runtime's work: glibc allocates a small node with its
+//! own `malloc`, once per thread, not through Rust's global allocator. On a thread started by
+//! Rust's `std`, glibc has set up the thread's allocator before the thread's code runs, so
+//! the registration makes no system call (`strace` shows none in a thread's first call); a
+//! thread started some other way whose first allocation is this one may see glibc map its
+//! allocator's arena then.
 
 use std::cell::Cell;
 
