@@ -261,6 +261,39 @@ impl Tallies {
     }
 }
 
+/// Hands each written label's content in `phase` to `visit`, leaving it zero: its counts from
+/// `counts` and its sums and clamped counts from every writer group's `tallies` (one on a
+/// leased stripe, one per lane on a shared one). Labels with no count are skipped: a
+/// completion always counts, so such a label has no sum either. Nobody may write this phase
+/// meanwhile.
+pub(crate) fn drain_phase<'t, C: Count>(
+    counts: &HistogramCounts<C>,
+    tallies: impl Iterator<Item = &'t Tallies> + Clone,
+    phase: Phase,
+    buffer: &mut Vec<(u32, u64)>,
+    mut visit: impl FnMut(Drained<'_>),
+) {
+    for label in 0..COMPLETION_LABELS {
+        let found = counts.take_label(label, buffer);
+        if found == 0 {
+            continue;
+        }
+        let (mut sum, mut clamped) = (0_u128, 0_u64);
+        for group in tallies.clone() {
+            let (group_sum, group_clamped) = group.cell(phase, label).take();
+            // Saturating: group sums add past 2^128 ms only beyond any real run.
+            sum = sum.saturating_add(group_sum);
+            clamped += group_clamped;
+        }
+        visit(Drained {
+            label,
+            sum,
+            clamped,
+            slots: &buffer[..found],
+        });
+    }
+}
+
 /// What the reader drains from one stripe for one completion label.
 pub(crate) struct Drained<'a> {
     pub(crate) label: usize,

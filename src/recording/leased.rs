@@ -84,8 +84,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use super::counts::{Drained, HistogramCounts, Phase, Tallies};
-use crate::layout::COMPLETION_LABELS;
+use super::counts::{Drained, HistogramCounts, Phase, Tallies, drain_phase};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, light_barrier};
 
 /// `control`'s low 63 bits: who may write.
@@ -431,7 +430,7 @@ impl LeasedStripe {
         &self,
         closed: Closed,
         buffer: &mut Vec<(u32, u64)>,
-        mut visit: impl FnMut(Drained<'_>),
+        visit: impl FnMut(Drained<'_>),
     ) {
         if !closed.was_held() {
             // Nobody wrote the old phase since its last drain.
@@ -445,20 +444,13 @@ impl LeasedStripe {
             let active = self.control.load(Ordering::Relaxed) & Phase::BIT;
             self.control.store(active | FREE, Ordering::Release);
         }
-        let counts = &self.counts[closed.old.index()];
-        for label in 0..COMPLETION_LABELS {
-            let found = counts.take_label(label, buffer);
-            if found == 0 {
-                continue;
-            }
-            let (sum, clamped) = self.tallies.cell(closed.old, label).take();
-            visit(Drained {
-                label,
-                sum,
-                clamped,
-                slots: &buffer[..found],
-            });
-        }
+        drain_phase(
+            &self.counts[closed.old.index()],
+            std::iter::once(&self.tallies),
+            closed.old,
+            buffer,
+            visit,
+        );
     }
 
     /// Tasks started on this stripe so far, per runner: written by its successive holders

@@ -50,8 +50,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use super::counts::{Drained, HistogramCounts, Phase, Tallies};
-use crate::layout::COMPLETION_LABELS;
+use super::counts::{Drained, HistogramCounts, Phase, Tallies, drain_phase};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Lanes per shared stripe.
@@ -239,34 +238,20 @@ impl SharedStripe {
         &self,
         flipped: Flipped,
         buffer: &mut Vec<(u32, u64)>,
-        mut visit: impl FnMut(Drained<'_>),
+        visit: impl FnMut(Drained<'_>),
     ) {
         let Flipped { old, entered } = flipped;
         if entered == 0 {
             // No completion in the old phase: its data is still all zero from the last drain.
             return;
         }
-        let counts = &self.counts[old.index()];
-        for label in 0..COMPLETION_LABELS {
-            let found = counts.take_label(label, buffer);
-            if found == 0 {
-                // No count, so no completion and no sum: a completion always counts.
-                continue;
-            }
-            let (mut sum, mut clamped) = (0_u128, 0_u64);
-            for lane in self.lanes.iter() {
-                let (lane_sum, lane_clamped) = lane.tallies.cell(old, label).take();
-                // Saturating: lane sums add past 2^128 ms only beyond any real run.
-                sum = sum.saturating_add(lane_sum);
-                clamped += lane_clamped;
-            }
-            visit(Drained {
-                label,
-                sum,
-                clamped,
-                slots: &buffer[..found],
-            });
-        }
+        drain_phase(
+            &self.counts[old.index()],
+            self.lanes.iter().map(|lane| &lane.tallies),
+            old,
+            buffer,
+            visit,
+        );
         for lane in self.lanes.iter() {
             // Relaxed: published to the next writers of this phase by our next swap's release.
             lane.phaser.exited[old.index()].store(0, Ordering::Relaxed);
