@@ -1,6 +1,7 @@
 //! Engine configuration: the builder, its defaults, and the errors it refuses bad values with.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::AtomicMetrics;
 use crate::layout::HdrLayout;
@@ -12,6 +13,8 @@ pub const DEFAULT_SIGNIFICANT_DIGITS: u8 = 3;
 /// Default cap on the recording state, so that a configuration cannot quietly ask for
 /// gigabytes.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
+/// Default bound on a snapshot's wait for writers inside a call.
+pub const DEFAULT_MAX_SNAPSHOT_WAIT: Duration = Duration::from_millis(5);
 /// The most stripes an engine accepts.
 pub const MAX_STRIPES: usize = 1024;
 
@@ -67,6 +70,7 @@ impl std::error::Error for ConfigError {}
 pub(crate) struct Config {
     pub(crate) layout: HdrLayout,
     pub(crate) stripes: usize,
+    pub(crate) max_snapshot_wait: Duration,
 }
 
 impl Config {
@@ -106,6 +110,7 @@ pub struct Builder {
     significant_digits: u8,
     stripes: Option<usize>,
     memory_limit_bytes: usize,
+    max_snapshot_wait: Duration,
 }
 
 impl Default for Builder {
@@ -115,6 +120,7 @@ impl Default for Builder {
             significant_digits: DEFAULT_SIGNIFICANT_DIGITS,
             stripes: None,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            max_snapshot_wait: DEFAULT_MAX_SNAPSHOT_WAIT,
         }
     }
 }
@@ -158,6 +164,17 @@ impl Builder {
         self
     }
 
+    /// How long a snapshot waits for a writer that is inside a record call when the snapshot
+    /// switches its stripe (default 5 ms; any value is accepted, zero included). A writer is
+    /// inside a call for nanoseconds unless the system deschedules it there; past this wait
+    /// the snapshot leaves that stripe's calls, whole, to a later snapshot (see
+    /// [`Snapshot::carried_stripes`](crate::Snapshot::carried_stripes)), so a stopped or
+    /// starved thread never holds up the reader for longer.
+    pub fn max_snapshot_wait(mut self, max_snapshot_wait: Duration) -> Self {
+        self.max_snapshot_wait = max_snapshot_wait;
+        self
+    }
+
     /// Checks every setting and allocates the engine; nothing is allocated after this.
     pub fn build(self) -> Result<AtomicMetrics, ConfigError> {
         Ok(AtomicMetrics::with_config(self.validate()?))
@@ -184,6 +201,7 @@ impl Builder {
         let config = Config {
             layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
             stripes,
+            max_snapshot_wait: self.max_snapshot_wait,
         };
         let needed = AtomicMetrics::recording_memory_for(&config);
         if needed > self.memory_limit_bytes {
@@ -222,6 +240,7 @@ impl Builder {
             let config = Config {
                 layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
                 stripes,
+                max_snapshot_wait: self.max_snapshot_wait,
             };
             if AtomicMetrics::recording_memory_for(&config) <= self.memory_limit_bytes {
                 break;

@@ -73,7 +73,7 @@ use crate::snapshot::Snapshot;
 /// ```
 pub struct AtomicMetrics {
     config: Config,
-    recording: Recording,
+    pub(crate) recording: Recording,
     reader: Reader,
     /// Failed or panicked snapshot sink calls; read into each snapshot.
     sink_failures: std::sync::atomic::AtomicU64,
@@ -94,9 +94,10 @@ impl AtomicMetrics {
     }
 
     pub(crate) fn with_config(config: Config) -> Self {
+        let recording = Recording::new(config.layout, config.leased(), config.shared());
         AtomicMetrics {
-            recording: Recording::new(config.layout, config.leased(), config.shared()),
-            reader: Reader::new(&config.layout),
+            reader: Reader::new(&config.layout, &recording, config.max_snapshot_wait),
+            recording,
             sink_failures: std::sync::atomic::AtomicU64::new(0),
             config,
         }

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod barrier;
 mod config;
 mod contract;
 mod engine;
@@ -57,9 +58,12 @@ mod snapshotter;
 pub mod solti;
 mod sync;
 
+#[cfg(loom)]
+#[doc(hidden)]
+pub use barrier::fail_barriers as loom_fail_barriers;
 pub use config::{
-    Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MEMORY_LIMIT_BYTES,
-    DEFAULT_SIGNIFICANT_DIGITS, MAX_STRIPES,
+    Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MAX_SNAPSHOT_WAIT,
+    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SIGNIFICANT_DIGITS, MAX_STRIPES,
 };
 pub use contract::{
     MetricsBackend, MetricsHandle, NoOpMetrics, RunnerErrorKind, RunnerType, TaskOutcome,

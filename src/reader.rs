@@ -3,40 +3,55 @@
 //!
 //! # The cut ([`cut`])
 //!
-//! 1. **Close and flip every stripe**: each leased stripe's lease word and each shared
-//!    stripe's lane phasers switch to the other phase. From here on new calls write the new
-//!    phase; the old phase holds exactly the calls that began before its switch.
-//! 2. **One barrier** (`membarrier`, only if some lease was held): every leased call either
+//! 1. **Close and flip every stripe** not carried from an earlier cut: each leased stripe's
+//!    lease word and each shared stripe's lane phasers switch to the other phase. From here on
+//!    new calls write the new phase; the old phase holds exactly the calls that began before
+//!    its switch.
+//! 2. **One barrier** (see `barrier`), only if some lease was held: every leased call either
 //!    saw its stripe's new lease word, or is visible to the reader as in progress (see
-//!    `recording::leased`).
+//!    `recording::leased`). If the barrier fails, the engine becomes fenced and the leases
+//!    are revoked, each waiting for its holder's acknowledgment instead.
 //! 3. **Read the monotonic counters** (`started`, `errors`). A completion the reader will drain
 //!    began before its stripe's switch, and its task's start happened before it, so the
 //!    start is visible here, on whichever stripe it was recorded: in-flight (`started` minus
 //!    completed) is never negative. Reading right after the switches, not after the drains,
 //!    keeps starts whose completions fall in the next interval to the moment between the
 //!    switches and this read, so in-flight is not inflated by the snapshot's own cost.
-//! 4. **Wait and drain**: each stripe is drained as soon as the writers that were inside its
-//!    old phase have left it (whichever stripe is ready first), visiting only the blocks
-//!    written (see `recording::counts`), and zeroed for its next turn.
+//! 4. **Wait and drain, for a bounded time**: each stripe is drained as soon as the writers
+//!    that were inside its old phase have left it (whichever stripe is ready first), visiting
+//!    only the blocks written (see `recording::counts`), and zeroed for its next turn. A
+//!    stripe still busy when the wait ends ([`crate::Builder::max_snapshot_wait`]) is
+//!    *carried*: left switched and undrained, it is not switched again, and a later cut
+//!    drains it once its writer has left, without waiting for it. Its calls are then in that
+//!    later snapshot's interval: nothing is lost, nothing counted twice, and each interval is
+//!    still made of whole calls. A carried stripe does not hold back the wait of later cuts,
+//!    so a writer that never leaves (a thread stopped for good, or one that does not exist in
+//!    a forked child) costs each snapshot one look.
 //!
-//! Snapshots are taken one at a time, under the reader's lock.
+//! Snapshots are taken one at a time, under the reader's lock. Everything a cut has switched
+//! or drained is kept in that lock's state as it goes, not on the stack: a cut that unwinds
+//! (a panic anywhere in it) leaves the next one to carry on with what it switched and what it
+//! drained, so nothing is lost or counted twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::barrier;
 use crate::layout::HdrLayout;
 use crate::publish::Published;
 use crate::recording::Recording;
 use crate::recording::counts::Drained;
-use crate::recording::leased::{Closed, LeasedStripe};
-use crate::recording::shared::{Flipped, SharedStripe};
+use crate::recording::leased::Closed;
+use crate::recording::shared::Flipped;
 use crate::snapshot::{Snapshot, View};
-use crate::sync::{Mutex, Spin, heavy_barrier, lock};
+use crate::sync::{Backoff, Mutex, lock};
 
 /// What the reader keeps between two snapshots, and the published pointer.
 pub(crate) struct Reader {
     state: Mutex<ReaderState>,
     published: Published<Snapshot>,
+    /// How long a cut waits for writers inside a call before carrying their stripes.
+    max_wait: Duration,
 }
 
 struct ReaderState {
@@ -46,29 +61,117 @@ struct ReaderState {
     /// the next snapshot, so a steady snapshotter allocates nothing large. Costs one snapshot
     /// of memory.
     spare: Option<Snapshot>,
+    /// The snapshot a cut is building: here rather than on the stack so that a cut that
+    /// unwinds leaves its interval, with what it drained, to the next cut.
+    building: Option<Snapshot>,
+    /// The stripes switched and not yet drained.
+    switched: Switched,
     /// One histogram's non-zero slots during a drain; kept so that draining allocates
     /// nothing after the first snapshot.
     drain_buffer: Vec<(u32, u64)>,
 }
 
-/// A stripe switched by the cut and not yet drained.
-enum Pending<'a> {
-    Leased(&'a LeasedStripe, Closed),
-    Shared(&'a SharedStripe, Flipped),
+/// Per stripe, what its switch found, until it is drained.
+struct Switched {
+    leased: Vec<Option<Pending<Closed>>>,
+    shared: Vec<Option<Pending<Flipped>>>,
 }
 
-/// Takes a consistent cut of `recording` into `interval` (cleared first), given the
-/// cumulative view of the previous snapshot: see the module docs. The caller holds the
-/// reader's lock.
-fn cut(recording: &Recording, previous: &View, interval: &mut View, buffer: &mut Vec<(u32, u64)>) {
-    interval.clear();
-    // 1. Close and flip.
-    let closed: Vec<Closed> = recording.leased.iter().map(LeasedStripe::close).collect();
-    let flipped: Vec<Flipped> = recording.shared.iter().map(SharedStripe::flip).collect();
-    // 2. One barrier, if any lease was held.
-    if closed.iter().any(Closed::was_held) {
-        heavy_barrier();
+/// A stripe switched and not yet drained.
+struct Pending<T> {
+    switch: T,
+    /// Switched by an earlier cut that gave up waiting for it: looked at, never waited for.
+    carried: bool,
+}
+
+impl<T> Pending<T> {
+    fn new(switch: T) -> Self {
+        Pending {
+            switch,
+            carried: false,
+        }
     }
+}
+
+/// Where a test makes a cut panic, to show that the next one carries on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Step {
+    AfterSwitch,
+    AfterBarrier,
+    AfterOneDrain,
+}
+
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        static PANIC_AT: Cell<Option<super::Step>> = const { Cell::new(None) };
+    }
+
+    /// Makes this thread's next cut panic at `step`, once.
+    pub(crate) fn panic_at(step: super::Step) {
+        PANIC_AT.set(Some(step));
+    }
+
+    pub(super) fn point(step: super::Step) {
+        if PANIC_AT.get() == Some(step) {
+            PANIC_AT.set(None);
+            panic!("fault injected at {step:?}");
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[inline(always)]
+fn fault_point(_step: Step) {
+    #[cfg(test)]
+    faults::point(_step);
+}
+
+/// Takes a consistent cut of `recording` into `interval`, given the cumulative view of the
+/// previous snapshot: see the module docs. Returns how many stripes it carried. The caller
+/// holds the reader's lock.
+fn cut(
+    recording: &Recording,
+    previous: &View,
+    interval: &mut View,
+    switched: &mut Switched,
+    buffer: &mut Vec<(u32, u64)>,
+    max_wait: Duration,
+) -> usize {
+    // 1. Close and flip what is not carried.
+    for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
+        if slot.is_none() {
+            *slot = Some(Pending::new(stripe.close()));
+        }
+    }
+    for (stripe, slot) in recording.shared.iter().zip(switched.shared.iter_mut()) {
+        if slot.is_none() {
+            *slot = Some(Pending::new(stripe.flip()));
+        }
+    }
+    fault_point(Step::AfterSwitch);
+    // 2. One barrier, if a close has yet to be followed by one.
+    let needs_barrier = switched
+        .leased
+        .iter()
+        .flatten()
+        .any(|pending| pending.switch.needs_barrier());
+    if needs_barrier && barrier::heavy(recording.is_fenced()).is_err() {
+        // Every stripe first, then the mode: a cut that unwinds in between tries the barrier
+        // again, and fails again, rather than trust writers that do not fence yet.
+        for (stripe, pending) in recording.leased.iter().zip(switched.leased.iter_mut()) {
+            if let Some(pending) = pending {
+                stripe.revoke(&mut pending.switch);
+            }
+        }
+        recording.become_fenced();
+    }
+    fault_point(Step::AfterBarrier);
     // 3. The counters: cumulative on the stripes; the interval is the growth since last time.
     for (runner, started) in interval.started.iter_mut().enumerate() {
         *started = recording.started(runner) - previous.started[runner];
@@ -76,51 +179,85 @@ fn cut(recording: &Recording, previous: &View, interval: &mut View, buffer: &mut
     for (label, errors) in interval.errors.iter_mut().enumerate() {
         *errors = recording.errors(label) - previous.errors[label];
     }
-    // 4. Wait and drain, whichever stripe is ready first: a writer descheduled inside a call
-    // delays only its own stripe.
+    // 4. Wait and drain, whichever stripe is ready first, for at most `max_wait`.
+    let deadline = Deadline::after(max_wait);
     let mut collect = |drained: Drained<'_>| interval.add_drained(drained);
-    let mut pending: Vec<Pending<'_>> = recording
-        .leased
-        .iter()
-        .zip(closed)
-        .filter(|(_, closed)| closed.was_held())
-        .map(|(stripe, closed)| Pending::Leased(stripe, closed))
-        .chain(
-            recording
-                .shared
-                .iter()
-                .zip(flipped)
-                .map(|(stripe, flipped)| Pending::Shared(stripe, flipped)),
-        )
-        .collect();
-    let spin = Spin::new();
-    while !pending.is_empty() {
-        let before = pending.len();
-        pending.retain_mut(|pending| {
-            let ready = match pending {
-                Pending::Leased(stripe, closed) => stripe.is_still(closed),
-                Pending::Shared(stripe, flipped) => stripe.is_still(flipped),
-            };
-            if ready {
-                match pending {
-                    Pending::Leased(stripe, closed) => stripe.drain(*closed, buffer, &mut collect),
-                    Pending::Shared(stripe, flipped) => {
-                        stripe.drain(*flipped, buffer, &mut collect)
-                    }
-                }
+    let mut backoff = Backoff::new();
+    loop {
+        let mut waiting = false;
+        for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
+            let Some(pending) = slot else { continue };
+            if stripe.is_still(&mut pending.switch) {
+                let closed = pending.switch;
+                *slot = None;
+                stripe.drain(closed, buffer, &mut collect);
+                fault_point(Step::AfterOneDrain);
+            } else {
+                waiting |= !pending.carried;
             }
-            !ready
-        });
-        if pending.len() == before {
-            spin.wait();
         }
+        for (stripe, slot) in recording.shared.iter().zip(switched.shared.iter_mut()) {
+            let Some(pending) = slot else { continue };
+            if stripe.is_still(&pending.switch) {
+                let flipped = pending.switch;
+                *slot = None;
+                stripe.drain(flipped, buffer, &mut collect);
+                fault_point(Step::AfterOneDrain);
+            } else {
+                waiting |= !pending.carried;
+            }
+        }
+        if !waiting || deadline.has_passed() {
+            break;
+        }
+        backoff.wait();
     }
     recording.next_epoch();
+    // 5. What is left is carried.
+    let mut carried = 0;
+    for pending in switched.leased.iter_mut().flatten() {
+        pending.carried = true;
+        carried += 1;
+    }
+    for pending in switched.shared.iter_mut().flatten() {
+        pending.carried = true;
+        carried += 1;
+    }
+    carried
+}
+
+/// The end of a cut's wait. Under loom, where time does not pass, a zero wait carries at
+/// once and any other waits for good.
+struct Deadline {
+    #[cfg(not(loom))]
+    at: Option<Instant>,
+    #[cfg(loom)]
+    immediate: bool,
+}
+
+impl Deadline {
+    fn after(wait: Duration) -> Self {
+        Deadline {
+            // Saturating: a wait too long for the clock is no deadline at all.
+            #[cfg(not(loom))]
+            at: Instant::now().checked_add(wait),
+            #[cfg(loom)]
+            immediate: wait.is_zero(),
+        }
+    }
+
+    fn has_passed(&self) -> bool {
+        #[cfg(not(loom))]
+        return self.at.is_some_and(|at| Instant::now() >= at);
+        #[cfg(loom)]
+        return self.immediate;
+    }
 }
 
 impl Reader {
-    /// A reader whose first snapshot (sequence 0) is empty and taken now.
-    pub(crate) fn new(layout: &HdrLayout) -> Self {
+    /// A reader of `recording` whose first snapshot (sequence 0) is empty and taken now, and
+    /// whose cuts wait at most `max_wait` for writers inside a call.
+    pub(crate) fn new(layout: &HdrLayout, recording: &Recording, max_wait: Duration) -> Self {
         let empty = View::empty(layout);
         let first = Arc::new(Snapshot {
             sequence: 0,
@@ -129,15 +266,22 @@ impl Reader {
             interval: empty.clone(),
             cumulative: empty,
             sink_failures: 0,
+            carried_stripes: 0,
         });
         Reader {
             state: Mutex::new(ReaderState {
                 previous: Arc::clone(&first),
                 previous_at: Instant::now(),
                 spare: None,
+                building: None,
+                switched: Switched {
+                    leased: recording.leased.iter().map(|_| None).collect(),
+                    shared: recording.shared.iter().map(|_| None).collect(),
+                },
                 drain_buffer: Vec::new(),
             }),
             published: Published::new(first),
+            max_wait,
         }
     }
 
@@ -152,21 +296,29 @@ impl Reader {
     ) -> Arc<Snapshot> {
         let mut guard = lock(&self.state);
         let reader = &mut *guard;
-        let previous = &reader.previous;
-        let mut next = reader.spare.take().unwrap_or_else(|| Snapshot {
-            sequence: 0,
-            taken_at: SystemTime::UNIX_EPOCH,
-            elapsed: Duration::ZERO,
-            cumulative: View::empty_like(&previous.cumulative),
-            interval: View::empty_like(&previous.cumulative),
-            sink_failures: 0,
+        let building = reader.building.get_or_insert_with(|| {
+            let mut next = reader.spare.take().unwrap_or_else(|| Snapshot {
+                sequence: 0,
+                taken_at: SystemTime::UNIX_EPOCH,
+                elapsed: Duration::ZERO,
+                cumulative: View::empty_like(&reader.previous.cumulative),
+                interval: View::empty_like(&reader.previous.cumulative),
+                sink_failures: 0,
+                carried_stripes: 0,
+            });
+            next.interval.clear();
+            next
         });
-        cut(
+        let carried = cut(
             recording,
-            &previous.cumulative,
-            &mut next.interval,
+            &reader.previous.cumulative,
+            &mut building.interval,
+            &mut reader.switched,
             &mut reader.drain_buffer,
+            self.max_wait,
         );
+        let mut next = reader.building.take().expect("built above");
+        let previous = &reader.previous;
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);
         next.sequence = previous.sequence + 1;
@@ -174,6 +326,7 @@ impl Reader {
         // Saturating: never negative, whatever the caller's clocks did.
         next.elapsed = monotonic.saturating_duration_since(reader.previous_at);
         next.sink_failures = sink_failures;
+        next.carried_stripes = carried;
         let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.

@@ -224,6 +224,11 @@ impl fmt::Debug for View {
 ///   happens before its `record_task_completed`;
 /// - cumulative values never decrease from one snapshot to the next, and the interval views of
 ///   all snapshots add up to the latest cumulative view.
+///
+/// A snapshot waits only a bounded time for writers inside a call
+/// ([`Builder::max_snapshot_wait`](crate::Builder::max_snapshot_wait)): the calls of a writer
+/// still inside then go into a later snapshot, whole, and
+/// [`carried_stripes`](Self::carried_stripes) says how many stripes were left for later.
 #[derive(Clone)]
 pub struct Snapshot {
     pub(crate) sequence: u64,
@@ -232,6 +237,7 @@ pub struct Snapshot {
     pub(crate) cumulative: View,
     pub(crate) interval: View,
     pub(crate) sink_failures: u64,
+    pub(crate) carried_stripes: usize,
 }
 
 impl Snapshot {
@@ -239,6 +245,13 @@ impl Snapshot {
     /// sinks (a sink runs after the snapshot it is given is published).
     pub fn sink_failures(&self) -> u64 {
         self.sink_failures
+    }
+
+    /// Stripes this snapshot left undrained because a writer was still inside a call when its
+    /// wait ended: their calls since the stripe's switch appear in a later snapshot. Zero when
+    /// everything recorded before the snapshot began is in it.
+    pub fn carried_stripes(&self) -> usize {
+        self.carried_stripes
     }
 
     /// 0 for the empty snapshot an engine starts with, then 1, 2, … in publication order.
@@ -295,6 +308,7 @@ impl fmt::Debug for Snapshot {
             .field("taken_at", &self.taken_at)
             .field("elapsed", &self.elapsed)
             .field("sink_failures", &self.sink_failures)
+            .field("carried_stripes", &self.carried_stripes)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)
             .finish()

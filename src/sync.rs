@@ -13,26 +13,6 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
-/// The writers' half of the asymmetric fence pair (see [`crate::lease`]): a compiler fence,
-/// free at run time, made a full fence on every running thread by the reader's
-/// [`heavy_barrier`].
-#[inline(always)]
-pub(crate) fn light_barrier() {
-    #[cfg(not(loom))]
-    membarrier2::light();
-    // loom checks the pair as what it stands for: a SeqCst fence on each side.
-    #[cfg(loom)]
-    loom::sync::atomic::fence(Ordering::SeqCst);
-}
-
-/// The reader's half: `membarrier(2)` (a system call; the reader may make them).
-pub(crate) fn heavy_barrier() {
-    #[cfg(not(loom))]
-    membarrier2::heavy();
-    #[cfg(loom)]
-    loom::sync::atomic::fence(Ordering::SeqCst);
-}
-
 /// Locks `mutex`, ignoring poisoning: every structure a taskmeter lock guards is left valid at
 /// every point where a panic could occur, so a panic elsewhere is no reason to stop reading.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,25 +21,38 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Waits a little while a reader spins for writers to leave a phase.
+/// How a reader waits for writers to leave a phase: a few spins, then yields, then sleeps
+/// that double up to about a millisecond, so that a wait behind a descheduled writer gives
+/// the writer the CPU instead of competing with it. The caller bounds the wait.
 ///
-/// loom must be told about every spin, or it explores the loop forever.
-pub(crate) struct Spin {
+/// loom must be told about every wait, or it explores the loop forever.
+pub(crate) struct Backoff {
     #[cfg(not(loom))]
-    backoff: crossbeam_utils::Backoff,
+    step: u32,
 }
 
-impl Spin {
+impl Backoff {
     pub(crate) fn new() -> Self {
-        Spin {
+        Backoff {
             #[cfg(not(loom))]
-            backoff: crossbeam_utils::Backoff::new(),
+            step: 0,
         }
     }
 
-    pub(crate) fn wait(&self) {
+    pub(crate) fn wait(&mut self) {
         #[cfg(not(loom))]
-        self.backoff.snooze();
+        {
+            const SPINS: u32 = 6;
+            const YIELDS: u32 = 10;
+            match self.step {
+                step if step <= SPINS => (0..1 << step).for_each(|_| std::hint::spin_loop()),
+                step if step <= YIELDS => std::thread::yield_now(),
+                step => std::thread::sleep(std::time::Duration::from_micros(
+                    16 << (step - YIELDS - 1).min(6),
+                )),
+            }
+            self.step = self.step.saturating_add(1);
+        }
         #[cfg(loom)]
         loom::thread::yield_now();
     }

@@ -85,10 +85,14 @@
 use crossbeam_utils::CachePadded;
 
 use super::counts::{Drained, HistogramCounts, Phase, Tallies, drain_phase};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, light_barrier};
+use crate::barrier;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// `control`'s low 63 bits: who may write.
-const HOLDER_MASK: u64 = Phase::BIT - 1;
+/// `control`'s bit 62: the engine is fenced (see `barrier`), so writers fence for real. Set
+/// at construction, or for good by [`LeasedStripe::revoke`]; every later word keeps it.
+const FENCED: u64 = 1 << 62;
+/// `control`'s low 62 bits: who may write.
+const HOLDER_MASK: u64 = FENCED - 1;
 /// No holder: the next thread to CAS its token in gets the stripe.
 pub(crate) const FREE: u64 = 0;
 /// The reader is taking the lease back; nobody may claim it until the reader reopens it.
@@ -172,6 +176,12 @@ impl Holder {
         Phase::of_word(self.control)
     }
 
+    /// Whether the engine was fenced when this holder last read its lease word.
+    #[inline(always)]
+    fn fenced(&self) -> bool {
+        self.control & FENCED != 0
+    }
+
     fn token(&self) -> u64 {
         self.control & HOLDER_MASK
     }
@@ -192,6 +202,10 @@ pub(crate) struct LeasedStripe {
     /// [`is_still`](Self::is_still)): if it has not moved by the next close, the holder began
     /// no call since, and loses the lease. Only the reader touches it, under its lock.
     holder_sequence_at_close: AtomicU64,
+    /// The token of a writer that found this lease word fenced while it expected it not to
+    /// be: after [`revoke`](Self::revoke), the holder's proof that it will never again write
+    /// here under the old word (see there).
+    acknowledged: AtomicU64,
 }
 
 /// What [`LeasedStripe::close`] found: the phase to drain and the holder to wait for.
@@ -204,12 +218,21 @@ pub(crate) struct Closed {
     kept: bool,
     /// The holder's sequence at the reader's first look after its barrier.
     seen: Option<u64>,
+    /// After [`LeasedStripe::revoke`]: the token whose acknowledgment ends the wait, instead of
+    /// the sequence.
+    awaiting: Option<u64>,
 }
 
 impl Closed {
-    /// Whether anyone may have written the old phase.
+    /// Whether anyone may have written the old phase (or, once revoked, either phase).
     pub(crate) fn was_held(&self) -> bool {
-        self.holder >= FIRST_TOKEN
+        self.holder >= FIRST_TOKEN || self.awaiting.is_some()
+    }
+
+    /// Whether the reader has yet to take its first look after a barrier: the barrier of this
+    /// close has not been made (or failed).
+    pub(crate) fn needs_barrier(&self) -> bool {
+        self.holder >= FIRST_TOKEN && self.seen.is_none() && self.awaiting.is_none()
     }
 }
 
@@ -250,10 +273,12 @@ impl LeasedTarget<'_> {
 pub(crate) struct CountFull;
 
 impl LeasedStripe {
-    pub(crate) fn new(slots_per_histogram: usize) -> Self {
+    /// A stripe nobody holds; `fenced`: its engine's writers must fence (see `barrier`).
+    pub(crate) fn new(slots_per_histogram: usize, fenced: bool) -> Self {
         LeasedStripe {
-            control: CachePadded::new(AtomicU64::new(FREE)),
+            control: CachePadded::new(AtomicU64::new(if fenced { FENCED } else { 0 } | FREE)),
             holder_sequence_at_close: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(FREE),
             tallies: Tallies::new(),
             counts: [
                 HistogramCounts::new(slots_per_histogram),
@@ -290,7 +315,7 @@ impl LeasedStripe {
             holder if holder == token => Ok(Some(Holder::expecting(control))),
             CLOSED => Err(()),
             FREE => {
-                let claimed = (control & Phase::BIT) | token;
+                let claimed = (control & !HOLDER_MASK) | token;
                 Ok(self
                     .control
                     // Acquire: the reader's release store of FREE carries the old holder's
@@ -336,14 +361,23 @@ impl LeasedStripe {
 
     /// The writer's side of the handshake: `holder`'s sequence goes odd, then `control` is
     /// read; the call begins if `accept` likes it.
+    ///
+    /// A call made while this thread is inside another (a signal handler, a hook run from
+    /// within a record call) finds its sequence odd and begins nothing: the caller records
+    /// it on a shared stripe, whose atomic read-modify-writes nest safely.
     #[inline(always)]
     fn enter_if(&self, holder: Holder, accept: impl Fn(u64) -> bool) -> Option<LeasedCall<'_>> {
         let sequence = holder.sequence;
+        // Relaxed: only this thread writes the word.
+        let before = sequence.load(Ordering::Relaxed);
+        if before & 1 != 0 {
+            return None;
+        }
         // Release: a reader that waits past this value sees all our earlier calls' writes.
-        step(sequence);
+        sequence.store(before + 1, Ordering::Release);
         // The writer's half of the Dekker handshake: our odd store is ordered before the load
         // below, against the reader's heavy barrier (module docs).
-        light_barrier();
+        barrier::light(holder.fenced());
         // Acquire: the reader's zeroing of the phase we are about to write (released by its
         // CAS or by its store of FREE).
         let control = self.control.load(Ordering::Acquire);
@@ -355,10 +389,23 @@ impl LeasedStripe {
                 sequence,
             })
         } else {
+            if control & FENCED != 0 && !holder.fenced() {
+                self.acknowledge(holder.token());
+            }
             // As at the end of a call; we wrote nothing in between.
             step(sequence);
             None
         }
+    }
+
+    /// Tells a reader that revoked this lease that `token` has seen the fenced word: every
+    /// call it made under the old word is over, and it will not begin another (see
+    /// [`revoke`](Self::revoke)). Out of line: once per thread per revoke.
+    #[cold]
+    #[inline(never)]
+    fn acknowledge(&self, token: u64) {
+        // Release: the writes of every earlier call of this thread, for the reader's acquire.
+        self.acknowledged.store(token, Ordering::Release);
     }
 
     /// The reader's first step: switches the phase, and takes the lease back from a holder
@@ -370,7 +417,7 @@ impl LeasedStripe {
             // Relaxed: a guess for the CAS below, which carries the ordering.
             let current = self.control.load(Ordering::Relaxed);
             let holder = current & HOLDER_MASK;
-            let new_phase = Phase::of_word(current).other().bit();
+            let new_phase = Phase::of_word(current).other().bit() | (current & FENCED);
             // Relaxed: the sequence is only a sign of life here, not a synchronization.
             let sequence =
                 (holder >= FIRST_TOKEN).then(|| sequence_of(holder).load(Ordering::Relaxed));
@@ -394,6 +441,7 @@ impl LeasedStripe {
                     holder,
                     kept,
                     seen: None,
+                    awaiting: None,
                 };
             }
         }
@@ -413,6 +461,10 @@ impl LeasedStripe {
         if !closed.was_held() {
             return true;
         }
+        if let Some(token) = closed.awaiting {
+            // Acquire: synchronizes with the holder's release in `acknowledge`.
+            return self.acknowledged.load(Ordering::Acquire) == token;
+        }
         // Acquire: synchronizes with the holder's release stores (see `enter`).
         let now = sequence_of(closed.holder).load(Ordering::Acquire);
         let seen = *closed.seen.get_or_insert(now);
@@ -430,13 +482,27 @@ impl LeasedStripe {
         &self,
         closed: Closed,
         buffer: &mut Vec<(u32, u64)>,
-        visit: impl FnMut(Drained<'_>),
+        mut visit: impl FnMut(Drained<'_>),
     ) {
         if !closed.was_held() {
             // Nobody wrote the old phase since its last drain.
             return;
         }
-        if !closed.kept {
+        if closed.awaiting.is_some() {
+            // Revoked and acknowledged: nobody writes either phase until we reopen, and the
+            // holder may have written both (it may have learned the new phase before the
+            // revoke). Drain the new one too, then reopen as at any hand-over.
+            let active = Phase::of_word(self.control.load(Ordering::Relaxed));
+            drain_phase(
+                &self.counts[active.index()],
+                std::iter::once(&self.tallies),
+                active,
+                buffer,
+                &mut visit,
+            );
+            self.control
+                .store(active.bit() | FENCED | FREE, Ordering::Release);
+        } else if !closed.kept {
             // Before the drain: the old holder is out, and a new one writes the other phase.
             // Relaxed load: only the reader changes a CLOSED control word. Release: the old
             // holder's writes (acquired through its sequence word) and our zeroing of the old
@@ -451,6 +517,47 @@ impl LeasedStripe {
             buffer,
             visit,
         );
+    }
+
+    /// After a heavy barrier failed (see `barrier`): makes this engine's writers fence from
+    /// now on, and takes the lease back from whoever may still write under the word it had.
+    /// `closed` (this cut's close of the stripe) then waits for that writer's acknowledgment
+    /// instead of its sequence.
+    ///
+    /// Why an acknowledgment is enough without any barrier: the writer stores it (a release)
+    /// only after its own load of the lease word returned this fenced word. Every call it
+    /// began before happens before the reader's acquire of it, and by read-read coherence its
+    /// later loads return this word or a later one, never the word its old calls began under;
+    /// no later word names it until it claims the lease again, and that claim's acquire
+    /// synchronizes with the reader's reopening, which follows this store of `FENCED`, so its
+    /// next calls fence. A holder that never calls again never acknowledges: its stripe is
+    /// carried, snapshot after snapshot, until it does.
+    pub(crate) fn revoke(&self, closed: &mut Closed) {
+        loop {
+            // Relaxed: a guess for the CAS.
+            let current = self.control.load(Ordering::Relaxed);
+            let awaiting = match current & HOLDER_MASK {
+                // Taken back by this cut's close: the holder it named.
+                CLOSED => (closed.holder >= FIRST_TOKEN).then_some(closed.holder),
+                FREE => None,
+                token => Some(token),
+            };
+            let next =
+                (current & Phase::BIT) | FENCED | if awaiting.is_some() { CLOSED } else { FREE };
+            // AcqRel: release orders our choice of fenced mode before any later claim;
+            // acquire a claim that came first.
+            if self
+                .control
+                .compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                closed.awaiting = awaiting;
+                if awaiting.is_some() {
+                    closed.kept = false;
+                }
+                return;
+            }
+        }
     }
 
     /// Tasks started on this stripe so far, per runner: written by its successive holders
@@ -470,6 +577,15 @@ impl LeasedStripe {
     #[cfg(test)]
     pub(crate) fn holder(&self) -> u64 {
         self.control.load(Ordering::Relaxed) & HOLDER_MASK
+    }
+
+    /// Moves the sequence word of the thread holding this lease on by one, as its entering or
+    /// leaving a call would (for tests: a writer stopped inside a call).
+    #[cfg(test)]
+    pub(crate) fn step_holder_sequence(&self) {
+        let holder = self.holder();
+        assert!(holder >= FIRST_TOKEN, "nobody holds this lease");
+        step(sequence_of(holder));
     }
 
     /// Sets the count of `(label, slot)` in the active phase, marking its block (for tests: a

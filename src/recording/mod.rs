@@ -44,6 +44,10 @@ pub(crate) struct Recording {
     /// Snapshots taken; each may free leases, so threads that found none free look again
     /// after it. A `std` atomic under loom too: only a hint.
     epoch: std::sync::atomic::AtomicU64,
+    /// Whether the leased writers fence (see `barrier`): set at construction when the process
+    /// could not register for `membarrier`, or by the reader when a barrier failed. Only the
+    /// reader reads it; the writers learn it from the lease words.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 /// Engine identities for the threads' shared routes; 0 means none.
@@ -67,10 +71,12 @@ enum Writer<'a> {
 impl Recording {
     /// `leased` leased and `shared` shared stripes (at least one shared).
     pub(crate) fn new(layout: HdrLayout, leased: usize, shared: usize) -> Self {
+        let fenced = !crate::barrier::prepare();
         Recording {
             layout,
+            fenced: std::sync::atomic::AtomicBool::new(fenced),
             leased: (0..leased)
-                .map(|_| LeasedStripe::new(layout.len()))
+                .map(|_| LeasedStripe::new(layout.len(), fenced))
                 .collect(),
             shared: (0..shared)
                 .map(|_| SharedStripe::new(layout.len()))
@@ -94,6 +100,20 @@ impl Recording {
         // Relaxed: a hint; a thread that reads an old epoch looks again a call later.
         self.epoch
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the leased writers fence (see `barrier`).
+    pub(crate) fn is_fenced(&self) -> bool {
+        // Relaxed: written and read by the reader only, under its lock.
+        self.fenced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// After a failed heavy barrier: from now on the writers fence. The caller revokes the
+    /// leases (see `LeasedStripe::revoke`).
+    pub(crate) fn become_fenced(&self) {
+        // Relaxed: as in `is_fenced`.
+        self.fenced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tasks of `runner` started so far, on every stripe. The reader calls it after closing and

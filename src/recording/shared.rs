@@ -258,6 +258,13 @@ impl SharedStripe {
         }
     }
 
+    /// Enters `lane`'s active phase and stays there until the guard drops (for tests: a
+    /// writer stopped inside a call).
+    #[cfg(test)]
+    pub(crate) fn enter_lane(&self, lane: usize) -> Entered<'_> {
+        self.lanes[lane].phaser.enter()
+    }
+
     /// Tasks started on this stripe so far, per runner. Call after flipping every stripe.
     pub(crate) fn started(&self, runner: usize) -> u64 {
         self.lanes
