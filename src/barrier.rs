@@ -91,7 +91,7 @@ pub(crate) struct Lapsed;
 /// The reader's half, after it switched every lease word. A fenced engine fences; one that
 /// uses `membarrier` makes the call, and on failure fences and reports [`Lapsed`].
 pub(crate) fn heavy(fenced: bool) -> Result<(), Lapsed> {
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     if !fenced && tests::failing_here() {
         return Err(Lapsed);
     }
@@ -118,17 +118,20 @@ pub(crate) fn heavy(fenced: bool) -> Result<(), Lapsed> {
 #[cfg(loom)]
 mod loom_model {
     use loom::sync::atomic::{Ordering, fence};
-    use std::sync::atomic::AtomicBool;
+    use std::cell::Cell;
 
-    static FAILING: AtomicBool = AtomicBool::new(false);
+    // loom runs a model's threads on the OS thread of its test: this is per model.
+    std::thread_local! {
+        static FAILING: Cell<bool> = const { Cell::new(false) };
+    }
 
-    /// Makes every membarrier-mode heavy barrier fail (for the loom models).
+    /// Makes every membarrier-mode heavy barrier of this model fail (for the loom models).
     pub fn fail_barriers(fail: bool) {
-        FAILING.store(fail, std::sync::atomic::Ordering::Relaxed);
+        FAILING.set(fail);
     }
 
     fn failing() -> bool {
-        FAILING.load(std::sync::atomic::Ordering::Relaxed)
+        FAILING.get()
     }
 
     pub(super) fn light(fenced: bool) {
@@ -149,7 +152,7 @@ mod loom_model {
 #[cfg(loom)]
 pub use loom_model::fail_barriers;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
     use std::cell::Cell;
 

@@ -28,6 +28,10 @@
 //!    so a writer that never leaves (a thread stopped for good, or one that does not exist in
 //!    a forked child) costs each snapshot one look.
 //!
+//! Before switching, a cut drains what earlier cuts carried and is still now, so that it
+//! switches those stripes again: a snapshot that carries nothing holds every call that ended
+//! before it began.
+//!
 //! Snapshots are taken one at a time, under the reader's lock. Everything a cut has switched
 //! or drained is kept in that lock's state as it goes, not on the stack: a cut that unwinds
 //! (a panic anywhere in it) leaves the next one to carry on with what it switched and what it
@@ -37,7 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::barrier;
-use crate::layout::HdrLayout;
+use crate::contract::RunnerType;
+use crate::layout::{ERROR_LABELS, HdrLayout};
 use crate::publish::Published;
 use crate::recording::Recording;
 use crate::recording::counts::Drained;
@@ -95,14 +100,14 @@ impl<T> Pending<T> {
 
 /// Where a test makes a cut panic, to show that the next one carries on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(any(not(test), loom), allow(dead_code))]
 pub(crate) enum Step {
     AfterSwitch,
     AfterBarrier,
     AfterOneDrain,
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) mod faults {
     use std::cell::Cell;
 
@@ -128,7 +133,7 @@ mod tests;
 
 #[inline(always)]
 fn fault_point(_step: Step) {
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     faults::point(_step);
 }
 
@@ -143,6 +148,9 @@ fn cut(
     buffer: &mut Vec<(u32, u64)>,
     max_wait: Duration,
 ) -> usize {
+    let mut collect = |drained: Drained<'_>| interval.add_drained(drained);
+    // 0. Drain what earlier cuts carried and is still now, so that this cut switches it again.
+    drain_what_is_still(recording, switched, buffer, &mut collect, true);
     // 1. Close and flip what is not carried.
     for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
         if slot.is_none() {
@@ -173,45 +181,21 @@ fn cut(
     }
     fault_point(Step::AfterBarrier);
     // 3. The counters: cumulative on the stripes; the interval is the growth since last time.
-    for (runner, started) in interval.started.iter_mut().enumerate() {
-        *started = recording.started(runner) - previous.started[runner];
-    }
-    for (label, errors) in interval.errors.iter_mut().enumerate() {
-        *errors = recording.errors(label) - previous.errors[label];
-    }
+    // (Kept aside until the drains are over: they add to `interval`.)
+    let started: [u64; RunnerType::COUNT] =
+        std::array::from_fn(|runner| recording.started(runner) - previous.started[runner]);
+    let errors: [u64; ERROR_LABELS] =
+        std::array::from_fn(|label| recording.errors(label) - previous.errors[label]);
     // 4. Wait and drain, whichever stripe is ready first, for at most `max_wait`.
     let deadline = Deadline::after(max_wait);
-    let mut collect = |drained: Drained<'_>| interval.add_drained(drained);
     let mut backoff = Backoff::new();
-    loop {
-        let mut waiting = false;
-        for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
-            let Some(pending) = slot else { continue };
-            if stripe.is_still(&mut pending.switch) {
-                let closed = pending.switch;
-                *slot = None;
-                stripe.drain(closed, buffer, &mut collect);
-                fault_point(Step::AfterOneDrain);
-            } else {
-                waiting |= !pending.carried;
-            }
-        }
-        for (stripe, slot) in recording.shared.iter().zip(switched.shared.iter_mut()) {
-            let Some(pending) = slot else { continue };
-            if stripe.is_still(&pending.switch) {
-                let flipped = pending.switch;
-                *slot = None;
-                stripe.drain(flipped, buffer, &mut collect);
-                fault_point(Step::AfterOneDrain);
-            } else {
-                waiting |= !pending.carried;
-            }
-        }
-        if !waiting || deadline.has_passed() {
-            break;
-        }
+    while drain_what_is_still(recording, switched, buffer, &mut collect, false)
+        && !deadline.has_passed()
+    {
         backoff.wait();
     }
+    interval.started = started;
+    interval.errors = errors;
     recording.next_epoch();
     // 5. What is left is carried.
     let mut carried = 0;
@@ -224,6 +208,48 @@ fn cut(
         carried += 1;
     }
     carried
+}
+
+/// Drains every switched stripe whose writers have left it (one look each); returns whether
+/// a stripe this cut switched is still busy.
+///
+/// A revoked lease is drained only `before_counters` (at the start of a cut): its holder's
+/// acknowledgment, unlike a barrier, may come after the cut read the counters, and the starts
+/// of the completions it hands over must be among those read.
+fn drain_what_is_still(
+    recording: &Recording,
+    switched: &mut Switched,
+    buffer: &mut Vec<(u32, u64)>,
+    collect: &mut impl FnMut(Drained<'_>),
+    before_counters: bool,
+) -> bool {
+    let mut busy = false;
+    for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
+        let Some(pending) = slot else { continue };
+        if pending.switch.is_revoked() && !before_counters {
+            continue;
+        }
+        if stripe.is_still(&mut pending.switch) {
+            let closed = pending.switch;
+            *slot = None;
+            stripe.drain(closed, buffer, &mut *collect);
+            fault_point(Step::AfterOneDrain);
+        } else {
+            busy |= !pending.carried;
+        }
+    }
+    for (stripe, slot) in recording.shared.iter().zip(switched.shared.iter_mut()) {
+        let Some(pending) = slot else { continue };
+        if stripe.is_still(&pending.switch) {
+            let flipped = pending.switch;
+            *slot = None;
+            stripe.drain(flipped, buffer, &mut *collect);
+            fault_point(Step::AfterOneDrain);
+        } else {
+            busy |= !pending.carried;
+        }
+    }
+    busy
 }
 
 /// The end of a cut's wait. Under loom, where time does not pass, a zero wait carries at

@@ -221,12 +221,19 @@ pub(crate) struct Closed {
     /// After [`LeasedStripe::revoke`]: the token whose acknowledgment ends the wait, instead of
     /// the sequence.
     awaiting: Option<u64>,
+    /// Exits of threads holding that token, counted right after the revoke.
+    exits_at_revoke: u64,
 }
 
 impl Closed {
     /// Whether anyone may have written the old phase (or, once revoked, either phase).
     pub(crate) fn was_held(&self) -> bool {
         self.holder >= FIRST_TOKEN || self.awaiting.is_some()
+    }
+
+    /// Whether the lease was revoked after a failed barrier (see [`LeasedStripe::revoke`]).
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.awaiting.is_some()
     }
 
     /// Whether the reader has yet to take its first look after a barrier: the barrier of this
@@ -442,6 +449,7 @@ impl LeasedStripe {
                     kept,
                     seen: None,
                     awaiting: None,
+                    exits_at_revoke: 0,
                 };
             }
         }
@@ -463,7 +471,8 @@ impl LeasedStripe {
         }
         if let Some(token) = closed.awaiting {
             // Acquire: synchronizes with the holder's release in `acknowledge`.
-            return self.acknowledged.load(Ordering::Acquire) == token;
+            return self.acknowledged.load(Ordering::Acquire) == token
+                || super::route::token_gone_since(token, closed.exits_at_revoke);
         }
         // Acquire: synchronizes with the holder's release stores (see `enter`).
         let now = sequence_of(closed.holder).load(Ordering::Acquire);
@@ -530,9 +539,18 @@ impl LeasedStripe {
     /// later loads return this word or a later one, never the word its old calls began under;
     /// no later word names it until it claims the lease again, and that claim's acquire
     /// synchronizes with the reader's reopening, which follows this store of `FENCED`, so its
-    /// next calls fence. A holder that never calls again never acknowledges: its stripe is
-    /// carried, snapshot after snapshot, until it does.
+    /// next calls fence. A thread that inherits the token (see `route`) and tries the lease
+    /// acknowledges the same way.
+    ///
+    /// A holder that exits instead is as good: its thread's exit count moves, or its token is
+    /// found free (`route::token_gone_since`): its writes are visible, and the next thread to
+    /// take the token sees this fenced word. A holder alive that never records again never
+    /// acknowledges: its stripe is carried, snapshot after snapshot, until it does.
     pub(crate) fn revoke(&self, closed: &mut Closed) {
+        if closed.awaiting.is_some() {
+            // Revoked by a cut that unwound.
+            return;
+        }
         loop {
             // Relaxed: a guess for the CAS.
             let current = self.control.load(Ordering::Relaxed);
@@ -552,8 +570,9 @@ impl LeasedStripe {
                 .is_ok()
             {
                 closed.awaiting = awaiting;
-                if awaiting.is_some() {
+                if let Some(token) = awaiting {
                     closed.kept = false;
+                    closed.exits_at_revoke = super::route::exits_of(token);
                 }
                 return;
             }
@@ -574,14 +593,14 @@ impl LeasedStripe {
     }
 
     /// The holder bits: `FREE`, `CLOSED` or a token (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn holder(&self) -> u64 {
         self.control.load(Ordering::Relaxed) & HOLDER_MASK
     }
 
     /// Moves the sequence word of the thread holding this lease on by one, as its entering or
     /// leaving a call would (for tests: a writer stopped inside a call).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn step_holder_sequence(&self) {
         let holder = self.holder();
         assert!(holder >= FIRST_TOKEN, "nobody holds this lease");
@@ -590,7 +609,7 @@ impl LeasedStripe {
 
     /// Sets the count of `(label, slot)` in the active phase, marking its block (for tests: a
     /// full 32-bit count takes four billion calls to reach).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn set_count(&self, label: usize, slot: usize, count: u32) {
         let phase = Phase::of_word(self.control.load(Ordering::Relaxed));
         let counts = &self.counts[phase.index()];

@@ -102,6 +102,33 @@ loom::lazy_static! {
     static ref POOL: [crate::sync::AtomicU64; 1] = [crate::sync::AtomicU64::new(0)];
 }
 
+/// Per ordinal, how many threads holding it have exited.
+#[cfg(not(loom))]
+static EXITS: [crate::sync::AtomicU64; TOKENS] = [const { crate::sync::AtomicU64::new(0) }; TOKENS];
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref EXITS: Vec<crate::sync::AtomicU64> =
+        (0..TOKENS).map(|_| crate::sync::AtomicU64::new(0)).collect();
+}
+
+/// How many threads holding `token` have exited so far, read with a read-modify-write, so
+/// that it is the latest count, and with acquire and release (see `LeasedStripe::revoke`).
+pub(crate) fn exits_of(token: u64) -> u64 {
+    EXITS[(token - FIRST_TOKEN) as usize].fetch_add(0, crate::sync::Ordering::AcqRel)
+}
+
+/// Whether the thread that held `token` when `exits` was read has since exited or no thread
+/// holds it now: either way, every write made under the token before is visible to the
+/// caller, and whoever takes it next sees what the caller did before asking. Both reads are
+/// read-modify-writes, so neither can be stale.
+pub(crate) fn token_gone_since(token: u64, exits: u64) -> bool {
+    let ordinal = (token - FIRST_TOKEN) as usize;
+    exits_of(token) != exits
+        // AcqRel: as in `exits_of`, on the pool word.
+        || POOL[ordinal / 64].fetch_or(0, crate::sync::Ordering::AcqRel) & (1 << (ordinal % 64))
+            == 0
+}
+
 /// Ordinals for threads beyond the pool: only for spreading them over shared stripes.
 static OVERFLOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(TOKENS as u64);
 
@@ -188,6 +215,10 @@ impl OrdinalGuard {
         });
         if self.identity.token.is_some() {
             let ordinal = self.identity.ordinal as usize;
+            // AcqRel: release every write this thread made under its token to a reader that
+            // revoked one of its leases (`token_gone_since`); acquire that reader's revoke, so
+            // that whoever takes the ordinal next sees it.
+            EXITS[ordinal].fetch_add(1, crate::sync::Ordering::AcqRel);
             // Release: every write this thread made under its token, for the next thread
             // that takes the ordinal (its acquire CAS in `take`).
             POOL[ordinal / 64].fetch_and(!(1 << (ordinal % 64)), crate::sync::Ordering::Release);
