@@ -103,6 +103,14 @@ impl AtomicMetrics {
         }
     }
 
+    /// Whether leased writers pay a fence on each call: the process could not use
+    /// `membarrier(2)` when this engine was built (a kernel without it, a sandbox that refuses
+    /// it), or a snapshot's barrier failed since. Recording stays exact either way; a fenced
+    /// leased call costs one locked instruction more. See the README's Reliability section.
+    pub fn is_fenced(&self) -> bool {
+        self.recording.is_fenced()
+    }
+
     /// The top of the duration range, in ms.
     pub fn highest_duration_ms(&self) -> u64 {
         self.config.layout.highest()
