@@ -4,8 +4,19 @@
 //! The server runs hyper on a private single-threaded tokio runtime in a thread of its own, so
 //! callers need no async runtime. It trusts no client: request headers are bounded in size
 //! (`max_header_bytes`) and in time (`header_timeout`), every connection in lifetime
-//! (`connection_lifetime`), and connections in number (`max_connections`; one over the limit is
-//! closed at once). Scrapes read only published snapshots, so a scrape never slows recording.
+//! (`connection_lifetime`), and connections in number (`max_connections`). At the limit, a new
+//! connection makes the oldest one close gracefully (at once if it is idle, as a keep-alive
+//! connection between requests is; after its response if not) and gets its slot; if none
+//! frees within 100 ms, the new one is closed. So idle keep-alive connections never keep a
+//! scrape out.
+//!
+//! Scrapes read the published snapshot ([`AtomicMetrics::latest`]), so a scrape never slows
+//! recording, unless that snapshot is older than `max_snapshot_age` (default 30 s): then the
+//! scrape takes a snapshot itself, so the server never serves stale figures as current when
+//! no snapshotter runs or it stalled. Every exposition carries its snapshot's timestamp and
+//! sequence (`…_snapshot_timestamp_seconds`, `…_snapshot_sequence`). A snapshot a scrape takes
+//! is an interval the snapshotter's sinks do not see; with a snapshotter running more often
+//! than `max_snapshot_age`, scrapes take none.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -20,13 +31,14 @@
 //! server.stop();
 //! ```
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -53,6 +65,7 @@ pub struct ServerConfig {
     max_header_bytes: usize,
     header_timeout: Duration,
     connection_lifetime: Duration,
+    max_snapshot_age: Duration,
     export: ExportConfig,
 }
 
@@ -64,6 +77,7 @@ impl Default for ServerConfig {
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(60),
+            max_snapshot_age: Duration::from_secs(30),
             export: ExportConfig::default(),
         }
     }
@@ -98,6 +112,14 @@ impl ServerConfig {
     /// How long one connection may stay open, keep-alive included (default 60 s).
     pub fn connection_lifetime(mut self, connection_lifetime: Duration) -> Self {
         self.connection_lifetime = connection_lifetime;
+        self
+    }
+
+    /// The oldest published snapshot a scrape is served from (default 30 s); an older one, or
+    /// none yet, makes the scrape take a snapshot first. `Duration::MAX`: never; the scrape
+    /// serves whatever was published last (sequence 0, all zeros, until a snapshot is taken).
+    pub fn max_snapshot_age(mut self, max_snapshot_age: Duration) -> Self {
+        self.max_snapshot_age = max_snapshot_age;
         self
     }
 
@@ -213,11 +235,19 @@ async fn serve(
     };
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();
+    // The connections open, oldest first: their ids, and how to ask each to close.
+    let mut open: VecDeque<(u64, oneshot::Sender<()>)> = VecDeque::new();
+    let mut next_id = 0_u64;
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut stop_requested => break,
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            // Reap finished connections so that the set does not grow.
+            Some(finished) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(id) = finished {
+                    open.retain(|(open_id, _)| *open_id != id);
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -228,17 +258,34 @@ async fn serve(
                 }
             },
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream); // over max_connections: closed at once
-            continue;
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // At the limit: the oldest connection closes gracefully to make room.
+                if let Some((_, close)) = open.pop_front() {
+                    let _ = close.send(());
+                }
+                let freed = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&slots).acquire_owned());
+                match freed.await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        drop(stream); // nothing freed in time: closed at once
+                        continue;
+                    }
+                }
+            }
         };
+        let (close, close_requested) = oneshot::channel();
+        let id = next_id;
+        next_id += 1;
+        open.push_back((id, close));
         let (metrics, config) = (Arc::clone(&metrics), Arc::clone(&config));
         connections.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let limits = Arc::clone(&config);
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&request, &metrics, &config.export);
+                let response = respond(&request, &metrics, &config);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -246,18 +293,33 @@ async fn serve(
                 .header_read_timeout(limits.header_timeout)
                 .max_header_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(stream), service);
-            // Errors here are the client's (malformed, too slow, gone): the connection ends.
-            let _ = tokio::time::timeout(limits.connection_lifetime, connection).await;
+            let served = async move {
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    Ok(()) = close_requested => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            };
+            // Errors are the client's (malformed, too slow, gone): the connection ends.
+            let _ = tokio::time::timeout(limits.connection_lifetime, served).await;
+            id
         });
     }
     connections.shutdown().await;
 }
 
+/// How long a connection over the limit waits for the oldest to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(100);
+
 fn respond(
     request: &Request<Incoming>,
     metrics: &AtomicMetrics,
-    export: &ExportConfig,
+    config: &ServerConfig,
 ) -> Response<Full<Bytes>> {
+    let export = &config.export;
     let path = request.uri().path();
     if path != "/metrics" && path != "/metrics.json" {
         return plain(
@@ -272,7 +334,7 @@ fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let snapshot = metrics.latest();
+    let snapshot = fresh_snapshot(metrics, config.max_snapshot_age);
     let (body, content_type) = if path == "/metrics.json" {
         (snapshot.to_json(), JSON_CONTENT_TYPE)
     } else if prefers_openmetrics(request.headers().get(ACCEPT)) {
@@ -289,6 +351,22 @@ fn respond(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// The published snapshot, or a new one when it is older than `max_age` by the wall clock, or
+/// none was taken yet.
+fn fresh_snapshot(metrics: &AtomicMetrics, max_age: Duration) -> Arc<crate::Snapshot> {
+    let latest = metrics.latest();
+    // A clock set back makes the snapshot look new, never stale: the error case counts as 0.
+    let age = SystemTime::now()
+        .duration_since(latest.taken_at())
+        .unwrap_or_default();
+    let stale = latest.sequence() == 0 || age > max_age;
+    if stale && max_age != Duration::MAX {
+        metrics.snapshot()
+    } else {
+        latest
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

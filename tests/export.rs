@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use prometheus_parse::{Scrape, Value};
 use taskmeter::export::ExportConfig;
-use taskmeter::{AtomicMetrics, RunnerErrorKind, RunnerType, Snapshot, TaskOutcome};
+use taskmeter::{
+    AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, Snapshot, TaskOutcome,
+};
 use taskmeter_workload::{Call, Totals, replay, task_mix};
 
 fn parse(text: &str) -> Scrape {
@@ -327,4 +329,41 @@ fn json_round_trips_and_matches_the_snapshot() {
             .sum::<usize>(),
         12
     );
+}
+
+#[test]
+fn every_exposition_carries_its_snapshots_timestamp_and_sequence() {
+    let metrics = AtomicMetrics::new();
+    metrics.record_task_started(RunnerType::Wasm);
+    for _ in 0..3 {
+        metrics.snapshot();
+    }
+    let snapshot = metrics.latest();
+    let seconds = snapshot
+        .taken_at()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let value_of = |text: &str, name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    for extra in [true, false] {
+        let config = ExportConfig::builder()
+            .extra_families(extra)
+            .build()
+            .unwrap();
+        let (mut prometheus, mut openmetrics) = (String::new(), String::new());
+        snapshot.write_prometheus(&config, &mut prometheus);
+        snapshot.write_openmetrics(&config, &mut openmetrics);
+        for text in [&prometheus, &openmetrics] {
+            let stamp = value_of(text, "solti_runner_snapshot_timestamp_seconds");
+            assert!((stamp - seconds).abs() < 0.001, "{stamp} vs {seconds}");
+            assert_eq!(value_of(text, "solti_runner_snapshot_sequence"), 3.0);
+        }
+        assert!(openmetrics.contains("# UNIT solti_runner_snapshot_timestamp_seconds seconds\n"));
+    }
 }

@@ -175,38 +175,130 @@ fn malformed_oversized_and_slow_requests_are_refused_and_serving_goes_on() {
 }
 
 #[test]
-fn connections_over_the_limit_are_closed_and_capacity_comes_back() {
+fn at_the_limit_the_oldest_connection_makes_room_for_a_new_one() {
     let config = ServerConfig::default()
         .max_connections(2)
         .header_timeout(Duration::from_secs(5));
     let (_metrics, server) = start(config);
     let addr = server.local_addr();
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
-    // The third is accepted and closed at once: no response, end of stream.
-    let mut third = TcpStream::connect(addr).unwrap();
-    third
+    // The third is served: the oldest held connection, which sent nothing, is closed.
+    let third = get(addr, "/metrics", None);
+    assert_eq!(third.status, 200);
+    held[0]
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let _ = third.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let mut raw = Vec::new();
-    let _ = third.read_to_end(&mut raw);
-    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(
+        held[0].read_to_end(&mut raw).unwrap(),
+        0,
+        "the oldest was not closed"
+    );
     drop(held);
     // Capacity returns once the held connections are gone.
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if exchange(
-            addr,
-            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        )
-        .is_some_and(|r| r.status == 200)
-        {
-            break;
-        }
+    while get(addr, "/metrics", None).status != 200 {
         assert!(Instant::now() < deadline, "the server did not recover");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends one request on a kept-alive connection and reads its response (by content length).
+fn keep_alive_request(stream: &mut TcpStream) -> u16 {
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0_u8; 16 * 1024];
+    loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "closed before the response ended");
+        raw.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|length| length.trim().parse().ok())
+                .expect("a content length");
+            if body.len() >= length {
+                return head.split(' ').nth(1).unwrap().parse().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_never_keep_a_scrape_out() {
+    let (_metrics, server) = start(ServerConfig::default().max_connections(64));
+    let addr = server.local_addr();
+    // Every slot taken by a client that scraped once and keeps its connection open.
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(keep_alive_request(&mut stream), 200);
+            stream
+        })
+        .collect();
+    for scrape in 0..36 {
+        assert_eq!(get(addr, "/metrics", None).status, 200, "scrape {scrape}");
+    }
+    drop(idle);
+}
+
+#[test]
+fn a_scrape_never_serves_a_snapshot_older_than_the_bound() {
+    let (metrics, server) =
+        start(ServerConfig::default().max_snapshot_age(Duration::from_millis(50)));
+    let addr = server.local_addr();
+    let sequence_in = |body: &str| -> u64 {
+        body.lines()
+            .find_map(|line| line.strip_prefix("solti_runner_snapshot_sequence "))
+            .expect("the sequence gauge")
+            .parse()
+            .unwrap()
+    };
+    // Fresh: served as published.
+    let published = metrics.latest().sequence();
+    assert_eq!(sequence_in(&get(addr, "/metrics", None).body), published);
+    // Stale: the scrape takes a snapshot, with what was recorded since.
+    metrics.record_task_started(RunnerType::Container);
+    std::thread::sleep(Duration::from_millis(100));
+    let body = get(addr, "/metrics", None).body;
+    assert!(sequence_in(&body) > published);
+    assert!(body.contains("solti_runner_tasks_started_total{runner=\"container\"} 1\n"));
+
+    // With no snapshot ever taken, a scrape takes the first.
+    let unsnapshotted = Arc::new(AtomicMetrics::new());
+    unsnapshotted.record_task_started(RunnerType::Wasm);
+    let server = MetricsServer::start(
+        Arc::clone(&unsnapshotted),
+        ServerConfig::default().bind("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let body = get(server.local_addr(), "/metrics", None).body;
+    assert_eq!(sequence_in(&body), 1);
+    assert!(body.contains("solti_runner_tasks_started_total{runner=\"wasm\"} 1\n"));
+    // Never, when asked: sequence 0 is served as it is.
+    let never = MetricsServer::start(
+        Arc::new(AtomicMetrics::new()),
+        ServerConfig::default()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .max_snapshot_age(Duration::MAX),
+    )
+    .unwrap();
+    assert_eq!(
+        sequence_in(&get(never.local_addr(), "/metrics", None).body),
+        0
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!   "taken_at_unix_ms": 1795841152123,   // wall clock
 //!   "elapsed_seconds": 1.000213,         // since the previous snapshot, monotonic
 //!   "sink_failures": 0,
+//!   "carried_stripes": 0,                // Snapshot::carried_stripes
 //!   "in_flight": { "subprocess": 3, "container": 0, "wasm": 0 },
 //!   "cumulative": VIEW,                  // since the engine was created
 //!   "interval": VIEW                     // since the previous snapshot
@@ -54,6 +55,9 @@ pub struct JsonSnapshot {
     pub elapsed_seconds: f64,
     /// [`Snapshot::sink_failures`].
     pub sink_failures: u64,
+    /// [`Snapshot::carried_stripes`] (0 when read from a document without it).
+    #[serde(default)]
+    pub carried_stripes: usize,
     /// [`Snapshot::in_flight`] per runner label.
     pub in_flight: BTreeMap<String, i64>,
     /// [`Snapshot::cumulative`].
@@ -107,6 +111,7 @@ impl JsonSnapshot {
             taken_at_unix_ms,
             elapsed_seconds: snapshot.elapsed().as_secs_f64(),
             sink_failures: snapshot.sink_failures(),
+            carried_stripes: snapshot.carried_stripes(),
             in_flight: RunnerType::ALL
                 .iter()
                 .map(|&r| (r.as_label().to_owned(), snapshot.in_flight(r)))

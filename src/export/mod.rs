@@ -134,7 +134,10 @@ impl ExportConfigBuilder {
 
     /// Whether to export the families taskmeter adds to `solti-prometheus`'s (default
     /// `true`): the in-flight gauge, the HDR summary, and the clamped and sink-failure
-    /// counters. With `false`, the export has exactly `solti-prometheus` 0.0.2's families.
+    /// counters, the carried-stripes gauge. With `false`, the export has exactly
+    /// `solti-prometheus` 0.0.2's families, and the two every exposition carries: the
+    /// snapshot's timestamp (`…_snapshot_timestamp_seconds`) and sequence
+    /// (`…_snapshot_sequence`).
     ///
     /// ```
     /// use taskmeter::AtomicMetrics;

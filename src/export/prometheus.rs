@@ -166,6 +166,8 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         }
     }
 
+    write_snapshot_gauges(snapshot, config, format, out);
+
     if !config.extra_families() {
         return;
     }
@@ -194,6 +196,36 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     let help = "Snapshot sink calls that returned an error or panicked";
     family_header(out, format, &name, "counter", help, None);
     sample(out, &name, &[], snapshot.sink_failures());
+
+    let name = config.metric_name("snapshot_carried_stripes");
+    let help = "Stripes the snapshot left to a later one because a writer was inside a call";
+    family_header(out, format, &name, "gauge", help, None);
+    sample(out, &name, &[], snapshot.carried_stripes());
+}
+
+/// What every exposition says about the snapshot behind it, so that a stale one shows: a
+/// timestamp that stops moving (alert on `time() - …_snapshot_timestamp_seconds`), and the
+/// sequence.
+fn write_snapshot_gauges(
+    snapshot: &Snapshot,
+    config: &ExportConfig,
+    format: Format,
+    out: &mut String,
+) {
+    let name = config.metric_name("snapshot_timestamp_seconds");
+    let help = "Wall-clock time the snapshot behind this exposition was taken, in seconds since \
+                the Unix epoch";
+    family_header(out, format, &name, "gauge", help, Some("seconds"));
+    let seconds = match snapshot.taken_at().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    };
+    sample(out, &name, &[], format_args!("{seconds:.3}"));
+
+    let name = config.metric_name("snapshot_sequence");
+    let help = "Sequence number of the snapshot behind this exposition (0: none taken yet)";
+    family_header(out, format, &name, "gauge", help, None);
+    sample(out, &name, &[], snapshot.sequence());
 }
 
 /// The bucket counts and quantiles the exports read from one histogram.
