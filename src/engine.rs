@@ -77,6 +77,8 @@ pub struct AtomicMetrics {
     reader: Reader,
     /// Failed or panicked snapshot sink calls; read into each snapshot.
     sink_failures: std::sync::atomic::AtomicU64,
+    /// Snapshots a snapshotter took that panicked; read into each snapshot.
+    snapshot_failures: std::sync::atomic::AtomicU64,
 }
 
 impl AtomicMetrics {
@@ -99,6 +101,7 @@ impl AtomicMetrics {
             reader: Reader::new(&config.layout, &recording, config.max_snapshot_wait),
             recording,
             sink_failures: std::sync::atomic::AtomicU64::new(0),
+            snapshot_failures: std::sync::atomic::AtomicU64::new(0),
             config,
         }
     }
@@ -150,6 +153,15 @@ impl AtomicMetrics {
     ///
     /// Callers on several threads are served one at a time, in the order of their sequence
     /// numbers; writers are never blocked. See [Costs](Self#costs).
+    ///
+    /// # Bounded, and safe to unwind
+    ///
+    /// A snapshot waits at most [`Builder::max_snapshot_wait`] for writers inside a call; the
+    /// calls of one still inside go, whole, into a later snapshot
+    /// ([`Snapshot::carried_stripes`]). It makes no call that can block on another thread of
+    /// the process but the reader lock. Should a snapshot panic midway, what it switched and
+    /// drained stays with the engine, and the next snapshot holds it: nothing is lost or
+    /// counted twice, and nothing is published by the one that panicked.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot_at(SystemTime::now(), Instant::now())
     }
@@ -161,14 +173,29 @@ impl AtomicMetrics {
         let sink_failures = self
             .sink_failures
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.reader
-            .snapshot_at(&self.recording, sink_failures, wall_clock, monotonic)
+        self.reader.snapshot_at(
+            &self.recording,
+            (
+                sink_failures,
+                self.snapshot_failures
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            wall_clock,
+            monotonic,
+        )
     }
 
     /// Counts one failed or panicked sink call; it shows in the next snapshot.
     #[cfg(not(loom))]
     pub(crate) fn count_sink_failure(&self) {
         self.sink_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one snapshot that panicked in a snapshotter; it shows in the next snapshot.
+    #[cfg(not(loom))]
+    pub(crate) fn count_snapshot_failure(&self) {
+        self.snapshot_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 

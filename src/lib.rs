@@ -78,7 +78,7 @@ pub use recording::route::exit_thread as loom_exit_thread;
 pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
-pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder};
+pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder, StopTimedOut};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -109,20 +109,22 @@ pub(crate) enum Step {
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod faults {
-    use std::cell::Cell;
+    use std::sync::Mutex;
 
-    std::thread_local! {
-        static PANIC_AT: Cell<Option<super::Step>> = const { Cell::new(None) };
+    /// The engine whose next cut panics, and where.
+    static PANIC_AT: Mutex<Option<(u64, super::Step)>> = Mutex::new(None);
+
+    /// Makes the next cut of the engine with `id` panic at `step`, once, on whichever thread
+    /// takes it.
+    pub(crate) fn panic_at(id: u64, step: super::Step) {
+        *PANIC_AT.lock().unwrap() = Some((id, step));
     }
 
-    /// Makes this thread's next cut panic at `step`, once.
-    pub(crate) fn panic_at(step: super::Step) {
-        PANIC_AT.set(Some(step));
-    }
-
-    pub(super) fn point(step: super::Step) {
-        if PANIC_AT.get() == Some(step) {
-            PANIC_AT.set(None);
+    pub(super) fn point(id: u64, step: super::Step) {
+        let mut armed = PANIC_AT.lock().unwrap_or_else(|p| p.into_inner());
+        if *armed == Some((id, step)) {
+            *armed = None;
+            drop(armed);
             panic!("fault injected at {step:?}");
         }
     }
@@ -132,9 +134,9 @@ pub(crate) mod faults {
 mod tests;
 
 #[inline(always)]
-fn fault_point(_step: Step) {
+fn fault_point(_recording: &Recording, _step: Step) {
     #[cfg(all(test, not(loom)))]
-    faults::point(_step);
+    faults::point(_recording.id(), _step);
 }
 
 /// Takes a consistent cut of `recording` into `interval`, given the cumulative view of the
@@ -162,7 +164,7 @@ fn cut(
             *slot = Some(Pending::new(stripe.flip()));
         }
     }
-    fault_point(Step::AfterSwitch);
+    fault_point(recording, Step::AfterSwitch);
     // 2. One barrier, if a close has yet to be followed by one.
     let needs_barrier = switched
         .leased
@@ -179,7 +181,7 @@ fn cut(
         }
         recording.become_fenced();
     }
-    fault_point(Step::AfterBarrier);
+    fault_point(recording, Step::AfterBarrier);
     // 3. The counters: cumulative on the stripes; the interval is the growth since last time.
     // (Kept aside until the drains are over: they add to `interval`.)
     let started: [u64; RunnerType::COUNT] =
@@ -233,7 +235,7 @@ fn drain_what_is_still(
             let closed = pending.switch;
             *slot = None;
             stripe.drain(closed, buffer, &mut *collect);
-            fault_point(Step::AfterOneDrain);
+            fault_point(recording, Step::AfterOneDrain);
         } else {
             busy |= !pending.carried;
         }
@@ -244,7 +246,7 @@ fn drain_what_is_still(
             let flipped = pending.switch;
             *slot = None;
             stripe.drain(flipped, buffer, &mut *collect);
-            fault_point(Step::AfterOneDrain);
+            fault_point(recording, Step::AfterOneDrain);
         } else {
             busy |= !pending.carried;
         }
@@ -292,6 +294,7 @@ impl Reader {
             interval: empty.clone(),
             cumulative: empty,
             sink_failures: 0,
+            snapshot_failures: 0,
             carried_stripes: 0,
         });
         Reader {
@@ -316,7 +319,7 @@ impl Reader {
     pub(crate) fn snapshot_at(
         &self,
         recording: &Recording,
-        sink_failures: u64,
+        (sink_failures, snapshot_failures): (u64, u64),
         wall_clock: SystemTime,
         monotonic: Instant,
     ) -> Arc<Snapshot> {
@@ -330,6 +333,7 @@ impl Reader {
                 cumulative: View::empty_like(&reader.previous.cumulative),
                 interval: View::empty_like(&reader.previous.cumulative),
                 sink_failures: 0,
+                snapshot_failures: 0,
                 carried_stripes: 0,
             });
             next.interval.clear();
@@ -352,6 +356,7 @@ impl Reader {
         // Saturating: never negative, whatever the caller's clocks did.
         next.elapsed = monotonic.saturating_duration_since(reader.previous_at);
         next.sink_failures = sink_failures;
+        next.snapshot_failures = snapshot_failures;
         next.carried_stripes = carried;
         let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence

@@ -237,6 +237,7 @@ pub struct Snapshot {
     pub(crate) cumulative: View,
     pub(crate) interval: View,
     pub(crate) sink_failures: u64,
+    pub(crate) snapshot_failures: u64,
     pub(crate) carried_stripes: usize,
 }
 
@@ -245,6 +246,15 @@ impl Snapshot {
     /// sinks (a sink runs after the snapshot it is given is published).
     pub fn sink_failures(&self) -> u64 {
         self.sink_failures
+    }
+
+    /// Snapshots a [`Snapshotter`](crate::Snapshotter) tried to take and that panicked, up to
+    /// this one. The snapshotter goes on at its next tick, and the snapshot after a failed
+    /// one holds everything the failed one would have (see [`AtomicMetrics::snapshot`]).
+    ///
+    /// [`AtomicMetrics::snapshot`]: crate::AtomicMetrics::snapshot
+    pub fn snapshot_failures(&self) -> u64 {
+        self.snapshot_failures
     }
 
     /// Stripes this snapshot left undrained because a writer was still inside a call when its
@@ -308,6 +318,7 @@ impl fmt::Debug for Snapshot {
             .field("taken_at", &self.taken_at)
             .field("elapsed", &self.elapsed)
             .field("sink_failures", &self.sink_failures)
+            .field("snapshot_failures", &self.snapshot_failures)
             .field("carried_stripes", &self.carried_stripes)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)

@@ -103,3 +103,43 @@ fn stopping_a_snapshotter_with_a_long_period_does_not_wait_for_it() {
         "the final snapshot was taken"
     );
 }
+
+#[test]
+fn a_period_too_long_for_the_clock_still_gives_a_final_snapshot() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let snapshotter = SnapshotterBuilder::new(Duration::MAX).spawn(&metrics);
+    let calls = task_mix(1_000, 3);
+    replay(&*metrics, &calls);
+    let mut expected = Totals::default();
+    expected.add(&calls);
+    snapshotter.stop();
+    let last = metrics.latest();
+    assert_eq!(last.sequence(), 1, "only the final snapshot");
+    assert_exact(&last, &expected);
+}
+
+#[test]
+fn stop_timeout_bounds_a_stop_behind_a_slow_sink() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let snapshotter = SnapshotterBuilder::new(Duration::from_secs(3600))
+        .sink(|_: &Snapshot| -> Result<(), SinkError> {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        })
+        .spawn(&metrics);
+    let error = snapshotter
+        .stop_timeout(Duration::from_millis(100))
+        .unwrap_err();
+    // The stop returned at its timeout, not after the sink's 3 s (a liveness bound).
+    assert!(error.waited < Duration::from_secs(2), "{error}");
+    assert!(error.to_string().contains("did not stop within"));
+    // The thread goes on by itself: the final snapshot is taken before the sink runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.latest().sequence() == 0 {
+        assert!(Instant::now() < deadline, "no final snapshot");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A stop without a slow sink finishes within its timeout.
+    let quick = metrics.spawn_snapshotter(Duration::from_secs(3600));
+    quick.stop_timeout(Duration::from_secs(10)).unwrap();
+}

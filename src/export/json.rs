@@ -7,6 +7,7 @@
 //!   "taken_at_unix_ms": 1795841152123,   // wall clock
 //!   "elapsed_seconds": 1.000213,         // since the previous snapshot, monotonic
 //!   "sink_failures": 0,
+//!   "snapshot_failures": 0,
 //!   "carried_stripes": 0,                // Snapshot::carried_stripes
 //!   "in_flight": { "subprocess": 3, "container": 0, "wasm": 0 },
 //!   "cumulative": VIEW,                  // since the engine was created
@@ -55,6 +56,9 @@ pub struct JsonSnapshot {
     pub elapsed_seconds: f64,
     /// [`Snapshot::sink_failures`].
     pub sink_failures: u64,
+    /// [`Snapshot::snapshot_failures`] (0 when read from a document without it).
+    #[serde(default)]
+    pub snapshot_failures: u64,
     /// [`Snapshot::carried_stripes`] (0 when read from a document without it).
     #[serde(default)]
     pub carried_stripes: usize,
@@ -111,6 +115,7 @@ impl JsonSnapshot {
             taken_at_unix_ms,
             elapsed_seconds: snapshot.elapsed().as_secs_f64(),
             sink_failures: snapshot.sink_failures(),
+            snapshot_failures: snapshot.snapshot_failures(),
             carried_stripes: snapshot.carried_stripes(),
             in_flight: RunnerType::ALL
                 .iter()

@@ -197,6 +197,11 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     family_header(out, format, &name, "counter", help, None);
     sample(out, &name, &[], snapshot.sink_failures());
 
+    let name = config.metric_name("snapshot_failures_total");
+    let help = "Snapshots a snapshotter took that panicked; the next one holds their calls";
+    family_header(out, format, &name, "counter", help, None);
+    sample(out, &name, &[], snapshot.snapshot_failures());
+
     let name = config.metric_name("snapshot_carried_stripes");
     let help = "Stripes the snapshot left to a later one because a writer was inside a call";
     family_header(out, format, &name, "gauge", help, None);

@@ -108,7 +108,7 @@ fn a_cut_that_panics_at_any_step_leaves_the_next_one_exact() {
             assert_eq!(Tally::of(first.cumulative()), expected);
             expected.add(&record(&metrics, 5, 1_000));
             expected.add(&record_on_threads(&metrics, 3, 2_000));
-            faults::panic_at(step);
+            faults::panic_at(metrics.recording.id(), step);
             let unwound = catch_unwind(AssertUnwindSafe(|| metrics.snapshot()));
             assert!(
                 unwound.is_err(),

@@ -102,6 +102,12 @@ impl Recording {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The number that names this engine in the threads' shared routes.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Whether the leased writers fence (see `barrier`).
     pub(crate) fn is_fenced(&self) -> bool {
         // Relaxed: written and read by the reader only, under its lock.
