@@ -356,52 +356,69 @@ impl LeasedStripe {
     #[inline(always)]
     pub(crate) fn enter(&self, holder: Holder) -> Option<LeasedCall<'_>> {
         self.enter_if(holder, |control| control == holder.control)
+            .ok()
     }
 
     /// Starts a call by `holder` if it still holds the lease, in whichever phase; returns the
     /// credentials to remember for the next calls, which expect this phase.
+    ///
+    /// Out of the hot path, it also acknowledges a revoked lease (see
+    /// [`revoke`](Self::revoke)): every call the hot path refuses comes here next.
     pub(crate) fn enter_relearning(&self, holder: Holder) -> Option<(LeasedCall<'_>, Holder)> {
-        let call = self.enter_if(holder, |control| control & HOLDER_MASK == holder.token())?;
-        let control = call.control;
-        Some((call, Holder { control, ..holder }))
+        match self.enter_if(holder, |control| control & HOLDER_MASK == holder.token()) {
+            Ok(call) => {
+                let control = call.control;
+                Some((call, Holder { control, ..holder }))
+            }
+            Err(seen) => {
+                if seen & FENCED != 0 && !holder.fenced() {
+                    self.acknowledge(holder.token());
+                }
+                None
+            }
+        }
     }
 
     /// The writer's side of the handshake: `holder`'s sequence goes odd, then `control` is
-    /// read; the call begins if `accept` likes it.
+    /// read; the call begins if `accept` likes it. If not, the lease word read (`FREE` if
+    /// none was).
     ///
     /// A call made while this thread is inside another (a signal handler, a hook run from
     /// within a record call) finds its sequence odd and begins nothing: the caller records
     /// it on a shared stripe, whose atomic read-modify-writes nest safely.
     #[inline(always)]
-    fn enter_if(&self, holder: Holder, accept: impl Fn(u64) -> bool) -> Option<LeasedCall<'_>> {
+    fn enter_if(
+        &self,
+        holder: Holder,
+        accept: impl Fn(u64) -> bool,
+    ) -> Result<LeasedCall<'_>, u64> {
         let sequence = holder.sequence;
         // Relaxed: only this thread writes the word.
         let before = sequence.load(Ordering::Relaxed);
-        if before & 1 != 0 {
-            return None;
-        }
         // Release: a reader that waits past this value sees all our earlier calls' writes.
-        sequence.store(before + 1, Ordering::Release);
+        // Odd already: this thread is inside a call, which this one interrupted; the store
+        // leaves the word as it was, and this call begins nothing.
+        sequence.store(before | 1, Ordering::Release);
         // The writer's half of the Dekker handshake: our odd store is ordered before the load
         // below, against the reader's heavy barrier (module docs).
         barrier::light(holder.fenced());
         // Acquire: the reader's zeroing of the phase we are about to write (released by its
         // CAS or by its store of FREE).
         let control = self.control.load(Ordering::Acquire);
+        if before & 1 != 0 {
+            return Err(FREE);
+        }
         if accept(control) {
-            Some(LeasedCall {
+            Ok(LeasedCall {
                 stripe: self,
                 phase: Phase::of_word(control),
                 control,
                 sequence,
             })
         } else {
-            if control & FENCED != 0 && !holder.fenced() {
-                self.acknowledge(holder.token());
-            }
             // As at the end of a call; we wrote nothing in between.
             step(sequence);
-            None
+            Err(control)
         }
     }
 
