@@ -56,7 +56,14 @@ pub(crate) fn prepare() -> bool {
     }
 }
 
-#[cfg(all(not(loom), any(target_os = "linux", target_os = "android")))]
+/// Under Miri, which cannot make the system call, the pair is what it stands for: a `SeqCst`
+/// fence on each side.
+#[cfg(all(not(loom), miri))]
+fn register() -> bool {
+    true
+}
+
+#[cfg(all(not(loom), not(miri), any(target_os = "linux", target_os = "android")))]
 fn register() -> bool {
     use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
     membarrier_query().contains_command(MembarrierCommand::PrivateExpedited)
@@ -65,7 +72,11 @@ fn register() -> bool {
         && membarrier(MembarrierCommand::PrivateExpedited).is_ok()
 }
 
-#[cfg(all(not(loom), not(any(target_os = "linux", target_os = "android"))))]
+#[cfg(all(
+    not(loom),
+    not(miri),
+    not(any(target_os = "linux", target_os = "android"))
+))]
 fn register() -> bool {
     false
 }
@@ -75,7 +86,7 @@ fn register() -> bool {
 #[inline(always)]
 pub(crate) fn light(fenced: bool) {
     #[cfg(not(loom))]
-    if fenced {
+    if fenced || cfg!(miri) {
         fence(Ordering::SeqCst);
     } else {
         compiler_fence(Ordering::SeqCst);
@@ -97,16 +108,16 @@ pub(crate) fn heavy(fenced: bool) -> Result<(), Lapsed> {
     }
     #[cfg(not(loom))]
     {
-        if !fenced {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited)
-                .is_ok()
-            {
-                return Ok(());
-            }
+        if fenced || cfg!(miri) {
+            fence(Ordering::SeqCst);
+            return Ok(());
+        }
+        #[cfg(all(not(miri), any(target_os = "linux", target_os = "android")))]
+        if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited).is_ok() {
+            return Ok(());
         }
         fence(Ordering::SeqCst);
-        if fenced { Ok(()) } else { Err(Lapsed) }
+        Err(Lapsed)
     }
     #[cfg(loom)]
     loom_model::heavy(fenced)

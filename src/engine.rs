@@ -19,6 +19,13 @@ use crate::snapshot::Snapshot;
 ///   heap allocation, no system call, no panic, whatever the input, on any thread; a writer
 ///   never waits for a reader. (A thread's first call registers a thread-exit destructor
 ///   with the C runtime, which allocates a small node there once; see below.)
+/// - Record calls are async-signal-safe once their thread has made one call: a call from a
+///   signal handler, or from any code that runs inside a record call on the same thread, is
+///   counted exactly and breaks no snapshot (it records on a shared stripe). Make one call on
+///   a thread before a handler on it records: the first call's registration above is not
+///   async-signal-safe.
+/// - [`snapshot`](Self::snapshot) returns in bounded time whatever the writers' scheduling,
+///   and leaves the engine able to take the next one if it unwinds; see there.
 /// - Any `u64` duration is accepted. One above
 ///   [`highest_duration_ms`](Self::highest_duration_ms) goes into the histogram as that value
 ///   and is counted in [`View::clamped`](crate::View::clamped); the sum keeps the true value
@@ -41,7 +48,8 @@ use crate::snapshot::Snapshot;
 /// `fetch_add`, `record_task_completed` four, plus one when clamped.
 ///
 /// [`snapshot`](Self::snapshot) switches every stripe (a CAS or a swap each), makes one
-/// `membarrier` system call if a lease is held, and drains only the histogram blocks written
+/// `membarrier` system call if a lease is held (see [`is_fenced`](Self::is_fenced) for
+/// where it cannot), and drains only the histogram blocks written
 /// since the last snapshot: its cost grows with what was recorded and with the stripes
 /// written, plus a fixed cost per snapshot for building the `hdrhistogram` views.
 ///

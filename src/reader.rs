@@ -102,9 +102,12 @@ impl<T> Pending<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(any(not(test), loom), allow(dead_code))]
 pub(crate) enum Step {
-    AfterSwitch,
-    AfterBarrier,
-    AfterOneDrain,
+    /// Every stripe switched.
+    Switched,
+    /// The barrier made.
+    Barrier,
+    /// One stripe drained.
+    OneDrained,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -164,7 +167,7 @@ fn cut(
             *slot = Some(Pending::new(stripe.flip()));
         }
     }
-    fault_point(recording, Step::AfterSwitch);
+    fault_point(recording, Step::Switched);
     // 2. One barrier, if a close has yet to be followed by one.
     let needs_barrier = switched
         .leased
@@ -181,7 +184,7 @@ fn cut(
         }
         recording.become_fenced();
     }
-    fault_point(recording, Step::AfterBarrier);
+    fault_point(recording, Step::Barrier);
     // 3. The counters: cumulative on the stripes; the interval is the growth since last time.
     // (Kept aside until the drains are over: they add to `interval`.)
     let started: [u64; RunnerType::COUNT] =
@@ -235,7 +238,7 @@ fn drain_what_is_still(
             let closed = pending.switch;
             *slot = None;
             stripe.drain(closed, buffer, &mut *collect);
-            fault_point(recording, Step::AfterOneDrain);
+            fault_point(recording, Step::OneDrained);
         } else {
             busy |= !pending.carried;
         }
@@ -246,7 +249,7 @@ fn drain_what_is_still(
             let flipped = pending.switch;
             *slot = None;
             stripe.drain(flipped, buffer, &mut *collect);
-            fault_point(recording, Step::AfterOneDrain);
+            fault_point(recording, Step::OneDrained);
         } else {
             busy |= !pending.carried;
         }

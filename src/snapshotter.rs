@@ -329,7 +329,7 @@ mod tests {
             metrics.record_task_started(RunnerType::Wasm);
             metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 4);
         }
-        faults::panic_at(metrics.recording.id(), Step::AfterOneDrain);
+        faults::panic_at(metrics.recording.id(), Step::OneDrained);
         let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(1));
         let deadline = Instant::now() + Duration::from_secs(30);
         while metrics.latest().sequence() < 3 && Instant::now() < deadline {

@@ -36,7 +36,7 @@
 //!
 //! Each token owns one word of [`SEQUENCES`]: odd while its thread is inside a call.
 //!
-//! - writer ([`LeasedStripe::enter`]): `seq = odd` (store); `light_barrier()`; load `control`;
+//! - writer ([`LeasedStripe::enter`]): `seq = odd` (store); `barrier::light`; load `control`;
 //!   if it is exactly the word the thread remembers (its token, in the phase it last saw: see
 //!   [`Holder`]), write that phase's data with plain loads and stores; `seq = even` (store,
 //!   when the [`LeasedCall`] drops). If not, `seq = even` and take the slow path, which begins
@@ -45,20 +45,37 @@
 //!   and reads its count before the odd store ([`LeasedTarget`]); the decision still rests on
 //!   the load after the barrier.
 //! - reader ([`LeasedStripe::close`], [`LeasedStripe::is_still`], [`LeasedStripe::drain`]):
-//!   CAS `control` to (the other phase, the same holder or `CLOSED`); `heavy_barrier()`; load
-//!   the old holder's `seq`; if odd, wait until it changes; if the lease was taken back, store
-//!   (new phase, `FREE`); drain the old phase.
+//!   CAS `control` to (the other phase, the same holder or `CLOSED`); `barrier::heavy`; load
+//!   the old holder's `seq`; if odd, wait until it changes (for a bounded time: past it the
+//!   stripe is carried, see `reader`); if the lease was taken back, store (new phase, `FREE`);
+//!   drain the old phase.
 //!
-//! `light_barrier` is a compiler fence and `heavy_barrier` is `membarrier(2)`
+//! The light barrier is a compiler fence and the heavy one `membarrier(2)`
 //! (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`), which runs a full memory barrier on every CPU running
-//! a thread of this process. Together they act as a `SeqCst` fence on both sides (that is how
-//! the loom models check them): if the writer's load of `control` did not see the reader's
+//! a thread of this process; in a *fenced* engine (the [`FENCED`] bit of every lease word, see
+//! `barrier`) both are `fence(SeqCst)`, and the writer knows which from the lease word it
+//! remembers, so writer and reader always agree. Either way they act as a `SeqCst` fence on
+//! both sides (that is how the loom models check them): if the writer's load of `control` did
+//! not see the reader's
 //! CAS, the writer's barrier precedes the reader's, so everything the writer stored before its
 //! barrier (its odd `seq`, and every earlier call's data) is visible to the reader's loads
 //! after its barrier. So the reader either sees the writer inside (odd) and waits for the call
 //! to end, or the call loaded the new `control` and writes nothing old. Both `seq` stores are
 //! releases and the reader's loads acquires: the value that ends its wait carries the call's
 //! data writes with it.
+//!
+//! A call made while its thread is already inside one (from a signal handler, or a hook that
+//! runs inside a record call) finds `seq` odd: its store leaves the word as it was, and it
+//! begins nothing; its caller records on a shared stripe, whose read-modify-writes nest
+//! safely. If a handler interrupts a call between its load of `seq` and its store, the
+//! handler's whole call happens in between and the interrupted store then moves `seq` back by
+//! one; the reader can be fooled by that repeated value only into waiting, or into deciding
+//! from a value earlier in `seq`'s modification order than the interrupted call's odd store,
+//! after which, by the handshake above, that call sees the reader's new lease word.
+//!
+//! When a heavy barrier fails, the reader cannot know what an unfenced writer did; it makes the
+//! engine fenced and revokes each held lease, then waits for its holder's acknowledgment (see
+//! [`LeasedStripe::revoke`]).
 //!
 //! Why a word per *token*, not per stripe: the writer stores `seq` before it learns whether it
 //! still holds the lease. A thread whose lease was taken back while it slept does that one
@@ -80,7 +97,8 @@
 //! block's bit (see `counts`), out of line. After each snapshot, each holder's first call
 //! takes the slow path once to learn the new phase. Taking a lease: one CAS, on a thread's
 //! first call and again only after the lease was taken back. A snapshot with leases held: one
-//! `membarrier` system call, and a wait only for holders inside a call at that moment.
+//! `membarrier` system call, and a wait only for holders inside a call at that moment. In a
+//! fenced engine, each call also pays a `fence(SeqCst)` and a snapshot no system call.
 
 use crossbeam_utils::CachePadded;
 
@@ -435,7 +453,7 @@ impl LeasedStripe {
     /// The reader's first step: switches the phase, and takes the lease back from a holder
     /// that made no call since the last close (it exited, or went idle). A holder that did
     /// keeps it and goes on in the new phase. Callers serialize on the reader's lock, then
-    /// issue one `heavy_barrier` for all stripes before [`is_still`](Self::is_still).
+    /// issue one heavy barrier (`barrier::heavy`) for all stripes before [`is_still`](Self::is_still).
     pub(crate) fn close(&self) -> Closed {
         loop {
             // Relaxed: a guess for the CAS below, which carries the ordering.
@@ -473,7 +491,7 @@ impl LeasedStripe {
     }
 
     /// Whether the old holder is no longer inside a call that writes the old phase; if so,
-    /// the old phase's data is complete and still. Call after `heavy_barrier`; the first call
+    /// the old phase's data is complete and still. Call after the heavy barrier; the first call
     /// notes the holder's sequence, later ones look for a change.
     ///
     /// The value that ends the wait is what the next close compares with to decide whether
