@@ -28,9 +28,11 @@
 //!    so a writer that never leaves (a thread stopped for good, or one that does not exist in
 //!    a forked child) costs each snapshot one look.
 //!
-//! Before switching, a cut drains what earlier cuts carried and is still now, so that it
-//! switches those stripes again: a snapshot that carries nothing holds every call that ended
-//! before it began.
+//! Before switching, a cut drains what earlier cuts carried and is still now (leases revoked
+//! after a failed barrier only here, before the counters), so that it switches those stripes
+//! again: a snapshot that carries nothing holds every call that ended before it began. A
+//! lease that a cut which unwound closed but did not follow with a barrier waits for this
+//! cut's barrier.
 //!
 //! Snapshots are taken one at a time, under the reader's lock. Everything a cut has switched
 //! or drained is kept in that lock's state as it goes, not on the stack: a cut that unwinds
@@ -175,8 +177,7 @@ fn cut(
         .flatten()
         .any(|pending| pending.switch.needs_barrier());
     if needs_barrier && barrier::heavy(recording.is_fenced()).is_err() {
-        // Every stripe first, then the mode: a cut that unwinds in between tries the barrier
-        // again, and fails again, rather than trust writers that do not fence yet.
+        // Every lease is revoked (which cannot fail), then the engine is marked fenced.
         for (stripe, pending) in recording.leased.iter().zip(switched.leased.iter_mut()) {
             if let Some(pending) = pending {
                 stripe.revoke(&mut pending.switch);
@@ -220,7 +221,8 @@ fn cut(
 ///
 /// A revoked lease is drained only `before_counters` (at the start of a cut): its holder's
 /// acknowledgment, unlike a barrier, may come after the cut read the counters, and the starts
-/// of the completions it hands over must be among those read.
+/// of the completions it hands over must be among those read. A lease closed by a cut that
+/// unwound before its barrier is drained only after this cut's barrier.
 fn drain_what_is_still(
     recording: &Recording,
     switched: &mut Switched,
@@ -231,7 +233,14 @@ fn drain_what_is_still(
     let mut busy = false;
     for (stripe, slot) in recording.leased.iter().zip(switched.leased.iter_mut()) {
         let Some(pending) = slot else { continue };
-        if pending.switch.is_revoked() && !before_counters {
+        let ready_now = if before_counters {
+            // Not one switched by a cut that unwound before its barrier: this cut makes the
+            // barrier first.
+            !pending.switch.needs_barrier()
+        } else {
+            !pending.switch.is_revoked()
+        };
+        if !ready_now {
             continue;
         }
         if stripe.is_still(&mut pending.switch) {

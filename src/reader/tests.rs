@@ -292,3 +292,66 @@ fn after_a_failing_barrier_an_idle_holder_is_carried_until_it_records_again() {
     expected.add(&record_on_threads(&metrics, 3, 300));
     assert_eq!(Tally::of(metrics.snapshot().cumulative()), expected);
 }
+
+#[test]
+fn a_call_that_looked_before_two_switches_cannot_begin_after_them() {
+    // A thread looks at its count in phase P (the hot path does, before its call begins) and
+    // is interrupted; a signal handler's call on the same thread relearns the next phase; two
+    // snapshots later the phase is P again, with the lease kept. The interrupted call must
+    // not begin: its count was drained in between.
+    let metrics = engine(2, Duration::from_secs(1));
+    metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 3);
+    let (index, looked) = crate::recording::route::remembered_lease();
+    let stripe = &metrics.recording.leased[index];
+    metrics.snapshot();
+    // The handler's call: the thread learns the new phase and keeps its lease.
+    metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 3);
+    metrics.snapshot();
+    assert_eq!(
+        stripe.active_phase(),
+        looked.phase(),
+        "two switches bring it back"
+    );
+    assert_eq!(
+        stripe.holder(),
+        crate::recording::route::identity().token.unwrap()
+    );
+    assert!(
+        stripe.enter(looked).is_none(),
+        "a call began under a lease word from before two switches"
+    );
+    // The thread's own memory still works.
+    metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 3);
+    let last = metrics.snapshot();
+    assert_eq!(
+        last.cumulative()
+            .completed(RunnerType::Wasm, TaskOutcome::Success),
+        3
+    );
+}
+
+#[test]
+fn a_fenced_engine_stays_fenced_through_every_hand_over() {
+    let metrics = engine(4, Duration::from_millis(1));
+    let mut expected = record(&metrics, 0, 50);
+    fail_heavy_barriers_here(true);
+    metrics.snapshot();
+    fail_heavy_barriers_here(false);
+    // Acknowledges, and claims another lease, fenced.
+    expected.add(&record(&metrics, 1, 50));
+    // Idle periods: leases taken back and reopened; new threads claim them.
+    for round in 0..4 {
+        metrics.snapshot();
+        metrics.snapshot();
+        expected.add(&record_on_threads(&metrics, 3, 100 + round));
+        for (index, stripe) in metrics.recording.leased.iter().enumerate() {
+            assert!(
+                stripe.word_is_fenced(),
+                "round {round}: stripe {index} lost FENCED"
+            );
+        }
+    }
+    let last = metrics.snapshot();
+    assert_eq!(last.carried_stripes(), 0);
+    assert_eq!(Tally::of(last.cumulative()), expected);
+}

@@ -47,8 +47,8 @@
 //! - reader ([`LeasedStripe::close`], [`LeasedStripe::is_still`], [`LeasedStripe::drain`]):
 //!   CAS `control` to (the other phase, the same holder or `CLOSED`); `barrier::heavy`; load
 //!   the old holder's `seq`; if odd, wait until it changes (for a bounded time: past it the
-//!   stripe is carried, see `reader`); if the lease was taken back, store (new phase, `FREE`);
-//!   drain the old phase.
+//!   stripe is carried, see `reader`); if the lease was taken back, store (new phase, `FREE`,
+//!   keeping the fenced bit and the switch count); drain the old phase.
 //!
 //! The light barrier is a compiler fence and the heavy one `membarrier(2)`
 //! (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`), which runs a full memory barrier on every CPU running
@@ -109,8 +109,23 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `control`'s bit 62: the engine is fenced (see `barrier`), so writers fence for real. Set
 /// at construction, or for good by [`LeasedStripe::revoke`]; every later word keeps it.
 const FENCED: u64 = 1 << 62;
-/// `control`'s low 62 bits: who may write.
-const HOLDER_MASK: u64 = FENCED - 1;
+/// `control`'s low 24 bits: who may write (tokens stay below 2^24).
+const HOLDER_MASK: u64 = (1 << 24) - 1;
+/// `control`'s bits 24 to 61: how many times the reader has switched the word, wrapping. A
+/// holder's remembered word names the switch it was learned after, so that a call that
+/// looked at its count before a signal handler's call, on the same thread, relearned the
+/// phase and two switches brought the same phase back, still finds the word changed (see
+/// [`LeasedCall::complete`]).
+const SWITCHES_MASK: u64 = (FENCED - 1) & !HOLDER_MASK;
+/// One switch in [`SWITCHES_MASK`].
+const ONE_SWITCH: u64 = HOLDER_MASK + 1;
+
+const _: () = assert!(TOKENS as u64 + FIRST_TOKEN <= HOLDER_MASK);
+
+/// `word` with its switch count moved on by one, and its holder bits cleared.
+fn switched(word: u64) -> u64 {
+    (word & !SWITCHES_MASK & !HOLDER_MASK) | (word.wrapping_add(ONE_SWITCH) & SWITCHES_MASK)
+}
 /// No holder: the next thread to CAS its token in gets the stripe.
 pub(crate) const FREE: u64 = 0;
 /// The reader is taking the lease back; nobody may claim it until the reader reopens it.
@@ -440,6 +455,19 @@ impl LeasedStripe {
         }
     }
 
+    /// On the slow path that looks for a lease: if the reader revoked this one (it is closed
+    /// and fenced), tells it that `token` has seen that, as [`enter_relearning`] does. The
+    /// thread may be the holder the reader waits for, with its memory pointing elsewhere.
+    ///
+    /// [`enter_relearning`]: Self::enter_relearning
+    pub(crate) fn acknowledge_if_revoked(&self, token: u64) {
+        // Acquire: as in `try_claim`; the acknowledgment's release then follows this load.
+        let control = self.control.load(Ordering::Acquire);
+        if control & FENCED != 0 && control & HOLDER_MASK == CLOSED {
+            self.acknowledge(token);
+        }
+    }
+
     /// Tells a reader that revoked this lease that `token` has seen the fenced word: every
     /// call it made under the old word is over, and it will not begin another (see
     /// [`revoke`](Self::revoke)). Out of line: once per thread per revoke.
@@ -459,7 +487,8 @@ impl LeasedStripe {
             // Relaxed: a guess for the CAS below, which carries the ordering.
             let current = self.control.load(Ordering::Relaxed);
             let holder = current & HOLDER_MASK;
-            let new_phase = Phase::of_word(current).other().bit() | (current & FENCED);
+            // The other phase, the fenced bit kept, the switch counted.
+            let new_phase = switched(current) ^ Phase::BIT;
             // Relaxed: the sequence is only a sign of life here, not a synchronization.
             let sequence =
                 (holder >= FIRST_TOKEN).then(|| sequence_of(holder).load(Ordering::Relaxed));
@@ -544,15 +573,17 @@ impl LeasedStripe {
                 buffer,
                 &mut visit,
             );
+            let revoked = self.control.load(Ordering::Relaxed);
             self.control
-                .store(active.bit() | FENCED | FREE, Ordering::Release);
+                .store((revoked & !HOLDER_MASK) | FREE, Ordering::Release);
         } else if !closed.kept {
             // Before the drain: the old holder is out, and a new one writes the other phase.
             // Relaxed load: only the reader changes a CLOSED control word. Release: the old
             // holder's writes (acquired through its sequence word) and our zeroing of the old
             // phase, for whoever claims next.
-            let active = self.control.load(Ordering::Relaxed) & Phase::BIT;
-            self.control.store(active | FREE, Ordering::Release);
+            let closed_word = self.control.load(Ordering::Relaxed);
+            self.control
+                .store((closed_word & !HOLDER_MASK) | FREE, Ordering::Release);
         }
         drain_phase(
             &self.counts[closed.old.index()],
@@ -574,13 +605,16 @@ impl LeasedStripe {
     /// later loads return this word or a later one, never the word its old calls began under;
     /// no later word names it until it claims the lease again, and that claim's acquire
     /// synchronizes with the reader's reopening, which follows this store of `FENCED`, so its
-    /// next calls fence. A thread that inherits the token (see `route`) and tries the lease
-    /// acknowledges the same way.
+    /// next calls fence. A thread that inherits the token (see `route`) and tries the lease,
+    /// or a holder whose memory points elsewhere and that looks for a lease
+    /// ([`acknowledge_if_revoked`](Self::acknowledge_if_revoked)), acknowledges the same way.
     ///
     /// A holder that exits instead is as good: its thread's exit count moves, or its token is
     /// found free (`route::token_gone_since`): its writes are visible, and the next thread to
-    /// take the token sees this fenced word. A holder alive that never records again never
-    /// acknowledges: its stripe is carried, snapshot after snapshot, until it does.
+    /// take the token sees this fenced word. A holder alive that never records again in this
+    /// engine never acknowledges (nor does a thread that inherited the token before the revoke
+    /// and does not record here): its stripe is carried, snapshot after snapshot, until it
+    /// does or exits.
     pub(crate) fn revoke(&self, closed: &mut Closed) {
         if closed.awaiting.is_some() {
             // Revoked by a cut that unwound.
@@ -595,8 +629,9 @@ impl LeasedStripe {
                 FREE => None,
                 token => Some(token),
             };
-            let next =
-                (current & Phase::BIT) | FENCED | if awaiting.is_some() { CLOSED } else { FREE };
+            // Counted before the revoke, so that an exit right after it shows.
+            let exits = awaiting.map(super::route::exits_of);
+            let next = switched(current) | FENCED | if awaiting.is_some() { CLOSED } else { FREE };
             // AcqRel: release orders our choice of fenced mode before any later claim;
             // acquire a claim that came first.
             if self
@@ -605,9 +640,9 @@ impl LeasedStripe {
                 .is_ok()
             {
                 closed.awaiting = awaiting;
-                if let Some(token) = awaiting {
+                if let Some(exits) = exits {
                     closed.kept = false;
-                    closed.exits_at_revoke = super::route::exits_of(token);
+                    closed.exits_at_revoke = exits;
                 }
                 return;
             }
@@ -631,6 +666,18 @@ impl LeasedStripe {
     #[cfg(all(test, not(loom)))]
     pub(crate) fn holder(&self) -> u64 {
         self.control.load(Ordering::Relaxed) & HOLDER_MASK
+    }
+
+    /// Whether the lease word says the engine is fenced (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn word_is_fenced(&self) -> bool {
+        self.control.load(Ordering::Relaxed) & FENCED != 0
+    }
+
+    /// The phase the lease word activates (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn active_phase(&self) -> Phase {
+        Phase::of_word(self.control.load(Ordering::Relaxed))
     }
 
     /// Moves the sequence word of the thread holding this lease on by one, as its entering or
@@ -671,7 +718,9 @@ impl LeasedCall<'_> {
     ///
     /// No second check: the count is as it was at that look. The holder is its only writer,
     /// and the reader zeroes it only in a drain of this phase, which needs a flip away from
-    /// it and, for this call to have begun, a flip back with the lease kept. A lease is kept
+    /// it and, for this call to have begun, a flip back with the lease kept; two switches
+    /// leave a different lease word (their count is in it), so a call that looked before
+    /// them cannot begin. A lease is kept
     /// at a close only if a call of its holder began after the barrier of the close before
     /// (see [`LeasedStripe::is_still`]), and such a call would have taught the holder the new
     /// phase; this holder still expected the old one when it looked. So the reader did not

@@ -246,7 +246,10 @@ impl Recording {
                         break;
                     }
                     Ok(None) => {}
-                    Err(()) => closed_seen = true,
+                    Err(()) => {
+                        lease.acknowledge_if_revoked(token);
+                        closed_seen = true;
+                    }
                 }
             }
         }
