@@ -49,8 +49,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::AtomicMetrics;
-use crate::export::ExportConfig;
-use crate::export::prometheus::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use crate::export::{ExportConfig, Format};
 
 /// The default address: loopback only, on the port OpenMetrics exporters commonly use.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -337,14 +336,11 @@ fn respond(
     let snapshot = fresh_snapshot(metrics, config.max_snapshot_age);
     let (body, content_type) = if path == "/metrics.json" {
         (snapshot.to_json(), JSON_CONTENT_TYPE)
-    } else if prefers_openmetrics(request.headers().get(ACCEPT)) {
-        let mut body = String::new();
-        snapshot.write_openmetrics(export, &mut body);
-        (body, OPENMETRICS_CONTENT_TYPE)
     } else {
-        let mut body = String::new();
-        snapshot.write_prometheus(export, &mut body);
-        (body, PROMETHEUS_CONTENT_TYPE)
+        // An `Accept` header that is not visible ASCII counts as none.
+        let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        (snapshot.render(format, export), format.content_type())
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response
@@ -377,55 +373,4 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// Whether an `Accept` header ranks `application/openmetrics-text` above `text/plain` (by
-/// q-value; the first listed wins a tie), as Prometheus's own scrape header does.
-fn prefers_openmetrics(accept: Option<&HeaderValue>) -> bool {
-    let Some(accept) = accept.and_then(|value| value.to_str().ok()) else {
-        return false;
-    };
-    let mut openmetrics: Option<f32> = None;
-    let mut text: Option<f32> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let quality = parts
-            .filter_map(|parameter| parameter.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let slot = match media_type.as_str() {
-            "application/openmetrics-text" => &mut openmetrics,
-            "text/plain" => &mut text,
-            _ => continue,
-        };
-        // Several versions of one type: keep the best quality offered.
-        *slot = Some(slot.map_or(quality, |best: f32| best.max(quality)));
-    }
-    match (openmetrics, text) {
-        (Some(om), Some(text)) => om > 0.0 && om >= text,
-        (Some(om), None) => om > 0.0,
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn prefers(accept: &str) -> bool {
-        prefers_openmetrics(Some(&HeaderValue::from_str(accept).unwrap()))
-    }
-
-    #[test]
-    fn accept_negotiation() {
-        let prometheus_scrape = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert!(prefers(prometheus_scrape));
-        assert!(prefers("application/openmetrics-text"));
-        assert!(!prefers("text/plain;version=0.0.4"));
-        assert!(!prefers("text/plain, application/openmetrics-text;q=0.5"));
-        assert!(!prefers("application/openmetrics-text;q=0"));
-        assert!(!prefers("*/*"));
-        assert!(!prefers_openmetrics(None));
-    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use prometheus_parse::{Scrape, Value};
-use taskmeter::export::ExportConfig;
+use taskmeter::export::{ExportConfig, Format};
 use taskmeter::{
     AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, Snapshot, TaskOutcome,
 };
@@ -366,4 +366,28 @@ fn every_exposition_carries_its_snapshots_timestamp_and_sequence() {
         }
         assert!(openmetrics.contains("# UNIT solti_runner_snapshot_timestamp_seconds seconds\n"));
     }
+}
+
+#[test]
+fn render_writes_each_format_whole_and_families_join_without_eof() {
+    let metrics = AtomicMetrics::new();
+    replay(&metrics, &task_mix(1_000, 7));
+    let snapshot = metrics.snapshot();
+    let config = ExportConfig::default();
+    let mut prometheus = String::new();
+    snapshot.write_prometheus(&config, &mut prometheus);
+    assert_eq!(snapshot.render(Format::Prometheus, &config), prometheus);
+    let mut families = String::new();
+    snapshot.write_openmetrics_families(&config, &mut families);
+    assert!(!families.contains("# EOF"));
+    let openmetrics = snapshot.render(Format::OpenMetrics, &config);
+    assert_eq!(format!("{families}# EOF\n"), openmetrics);
+    assert_eq!(
+        Format::from_accept(Some("application/openmetrics-text; version=1.0.0")).content_type(),
+        taskmeter::export::prometheus::OPENMETRICS_CONTENT_TYPE
+    );
+    assert_eq!(
+        Format::Prometheus.content_type(),
+        taskmeter::export::prometheus::PROMETHEUS_CONTENT_TYPE
+    );
 }

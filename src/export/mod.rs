@@ -1,13 +1,16 @@
 //! Exports: every format reads a published [`Snapshot`](crate::Snapshot), never the hot path.
 //!
 //! - [`prometheus`]: Prometheus text format 0.0.4 and OpenMetrics 1.0, configured by
-//!   [`ExportConfig`];
+//!   [`ExportConfig`]; [`Format`] negotiates between them and renders either;
 //! - `json` (feature `json`): a documented, stable JSON schema;
 //! - `interval_log` (feature `hlog`): HdrHistogram interval logs, as a snapshot sink.
 
 use std::fmt;
 
+mod format;
 pub mod prometheus;
+
+pub use format::Format;
 
 #[cfg(feature = "json")]
 pub mod json;

@@ -1,7 +1,7 @@
 //! Prometheus text format 0.0.4 and OpenMetrics 1.0, from a snapshot's cumulative view.
 //!
 //! The families and labels are those of `solti-prometheus` 0.0.2, so its dashboards keep
-//! working, plus three of taskmeter's own. With the default [`ExportConfig`]:
+//! working, plus taskmeter's own. With the default [`ExportConfig`]:
 //!
 //! | family | type | labels | meaning |
 //! |---|---|---|---|
@@ -13,6 +13,13 @@
 //! | `solti_runner_task_duration_hdr_seconds` | summary | `runner`, `outcome`, `quantile` | HDR quantiles; quantile `1` is the maximum |
 //! | `solti_runner_task_duration_clamped_total` | counter | `runner`, `outcome` | durations above the configured range |
 //! | `solti_runner_snapshot_sink_failures_total` | counter | | snapshot sinks that failed or panicked |
+//! | `solti_runner_snapshot_failures_total` | counter | | snapshots a snapshotter took that panicked |
+//! | `solti_runner_snapshot_carried_stripes` | gauge | | stripes left to a later snapshot (a writer was inside a call) |
+//! | `solti_runner_snapshot_timestamp_seconds` | gauge | | when the snapshot was taken, in Unix seconds; in every exposition |
+//! | `solti_runner_snapshot_sequence` | gauge | | the snapshot's sequence number; in every exposition |
+//!
+//! The last two say how fresh an exposition is: alert on
+//! `time() - solti_runner_snapshot_timestamp_seconds` growing past a few snapshot periods.
 //!
 //! Every label combination is written from the first scrape on, with zeros, so dashboards see
 //! every series before the first event.
@@ -26,7 +33,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::{ExportConfig, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
+use super::{ExportConfig, Format, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::layout::completion_label;
 use crate::snapshot::{Snapshot, View};
@@ -36,12 +43,6 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// `Content-Type` of OpenMetrics text.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Prometheus,
-    OpenMetrics,
-}
 
 impl Snapshot {
     /// This snapshot in the Prometheus text format, with the default [`ExportConfig`].
@@ -74,8 +75,25 @@ impl Snapshot {
 
     /// Appends OpenMetrics 1.0 text, `# EOF` included, to `out`.
     pub fn write_openmetrics(&self, config: &ExportConfig, out: &mut String) {
-        write_families(self, config, Format::OpenMetrics, out);
+        self.write_openmetrics_families(config, out);
         out.push_str("# EOF\n");
+    }
+
+    /// Appends this snapshot's OpenMetrics families without the final `# EOF`, to join them
+    /// with another registry's before ending the exposition once.
+    ///
+    /// ```
+    /// use taskmeter::AtomicMetrics;
+    /// use taskmeter::export::ExportConfig;
+    ///
+    /// let mut exposition = String::new();
+    /// AtomicMetrics::new().latest().write_openmetrics_families(&ExportConfig::default(), &mut exposition);
+    /// exposition.push_str("# TYPE my_app_up gauge\nmy_app_up 1\n"); // another registry's
+    /// exposition.push_str("# EOF\n");
+    /// assert_eq!(exposition.matches("# EOF").count(), 1);
+    /// ```
+    pub fn write_openmetrics_families(&self, config: &ExportConfig, out: &mut String) {
+        write_families(self, config, Format::OpenMetrics, out);
     }
 }
 
