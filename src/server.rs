@@ -335,7 +335,7 @@ fn respond(
     }
     let snapshot = fresh_snapshot(metrics, config.max_snapshot_age);
     let (body, content_type) = if path == "/metrics.json" {
-        (snapshot.to_json(), JSON_CONTENT_TYPE)
+        (snapshot.to_json_with(export), JSON_CONTENT_TYPE)
     } else {
         // An `Accept` header that is not visible ASCII counts as none.
         let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());

@@ -391,3 +391,79 @@ fn render_writes_each_format_whole_and_families_join_without_eof() {
         taskmeter::export::prometheus::PROMETHEUS_CONTENT_TYPE
     );
 }
+
+#[test]
+fn constant_labels_are_on_every_series_of_every_format_and_checked() {
+    let metrics = AtomicMetrics::new();
+    replay(&metrics, &task_mix(1_000, 11));
+    let snapshot = metrics.snapshot();
+    let config = ExportConfig::builder()
+        .const_label("instance", "runner-7")
+        .const_label("node", "eu \"1\"\nb")
+        .build()
+        .unwrap();
+    let without = ExportConfig::default();
+    for (with, plain) in [
+        (
+            snapshot.render(Format::Prometheus, &config),
+            snapshot.render(Format::Prometheus, &without),
+        ),
+        (
+            snapshot.render(Format::OpenMetrics, &config),
+            snapshot.render(Format::OpenMetrics, &without),
+        ),
+    ] {
+        let samples: Vec<&str> = with.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples.len(),
+            plain.lines().filter(|l| !l.starts_with('#')).count()
+        );
+        for line in &samples {
+            assert!(
+                line.contains(r#"instance="runner-7",node="eu \"1\"\nb""#),
+                "a series without the constant labels: {line}"
+            );
+        }
+        // Parsed back (Prometheus text), every sample carries both (prometheus-parse keeps
+        // the escapes).
+        if !with.contains("# EOF") {
+            let scrape = parse(&with);
+            assert!(scrape.samples.len() > 30);
+            for sample in &scrape.samples {
+                assert_eq!(sample.labels.get("instance"), Some("runner-7"));
+                assert_eq!(sample.labels.get("node"), Some(r#"eu \"1\"\nb"#));
+            }
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&snapshot.to_json_with(&config)).unwrap();
+    assert_eq!(json["labels"]["instance"], "runner-7");
+    assert_eq!(json["labels"]["node"], "eu \"1\"\nb");
+    assert!(!snapshot.to_json().contains("\"labels\""));
+
+    for (name, value, why) in [
+        ("1node", "x", "label name"),
+        ("no-de", "x", "label name"),
+        ("", "x", "label name"),
+        ("__name__", "x", "reserved"),
+        ("runner", "x", "own series"),
+        ("quantile", "x", "own series"),
+        ("node", "", "empty value"),
+    ] {
+        let refused = ExportConfig::builder()
+            .const_label(name, value)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("const_label {name:?}")),
+            "{refused}"
+        );
+        assert!(refused.contains(why), "{name:?}: {refused}");
+    }
+    let twice = ExportConfig::builder()
+        .const_label("node", "a")
+        .const_label("node", "b")
+        .build()
+        .unwrap_err();
+    assert!(twice.to_string().contains("given twice"));
+}

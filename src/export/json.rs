@@ -6,6 +6,7 @@
 //!   "sequence": 12,                      // Snapshot::sequence
 //!   "taken_at_unix_ms": 1795841152123,   // wall clock
 //!   "elapsed_seconds": 1.000213,         // since the previous snapshot, monotonic
+//!   "labels": { "node": "eu-1" },        // constant labels, when configured
 //!   "sink_failures": 0,
 //!   "snapshot_failures": 0,
 //!   "carried_stripes": 0,                // Snapshot::carried_stripes
@@ -36,7 +37,7 @@ use std::time::UNIX_EPOCH;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::DEFAULT_QUANTILES;
+use super::{DEFAULT_QUANTILES, ExportConfig};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::snapshot::{Snapshot, View};
 
@@ -54,6 +55,10 @@ pub struct JsonSnapshot {
     pub taken_at_unix_ms: u64,
     /// [`Snapshot::elapsed`], in seconds.
     pub elapsed_seconds: f64,
+    /// The configuration's constant labels ([`ExportConfig::const_labels`]); empty by
+    /// default, and when read from a document without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// [`Snapshot::sink_failures`].
     pub sink_failures: u64,
     /// [`Snapshot::snapshot_failures`] (0 when read from a document without it).
@@ -114,6 +119,7 @@ impl JsonSnapshot {
             sequence: snapshot.sequence(),
             taken_at_unix_ms,
             elapsed_seconds: snapshot.elapsed().as_secs_f64(),
+            labels: BTreeMap::new(),
             sink_failures: snapshot.sink_failures(),
             snapshot_failures: snapshot.snapshot_failures(),
             carried_stripes: snapshot.carried_stripes(),
@@ -199,6 +205,14 @@ impl Snapshot {
     /// ```
     pub fn to_json(&self) -> String {
         serde_json::to_string(&JsonSnapshot::new(self, &DEFAULT_QUANTILES))
+            .expect("the JSON schema has only string keys and finite or null numbers")
+    }
+
+    /// This snapshot as JSON with `config`'s quantiles and constant labels (`"labels"`).
+    pub fn to_json_with(&self, config: &ExportConfig) -> String {
+        let mut document = JsonSnapshot::new(self, config.quantiles());
+        document.labels = config.const_labels().iter().cloned().collect();
+        serde_json::to_string(&document)
             .expect("the JSON schema has only string keys and finite or null numbers")
     }
 }

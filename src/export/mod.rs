@@ -49,6 +49,10 @@ pub struct ExportConfig {
     buckets_seconds: Vec<f64>,
     quantiles: Vec<f64>,
     extra_families: bool,
+    /// Constant labels, in the order added.
+    const_labels: Vec<(String, String)>,
+    /// The same, as written into every series: `name="escaped value",…`.
+    const_labels_text: String,
 }
 
 impl Default for ExportConfig {
@@ -59,6 +63,8 @@ impl Default for ExportConfig {
             buckets_seconds: SOLTI_BUCKETS_SECONDS.to_vec(),
             quantiles: DEFAULT_QUANTILES.to_vec(),
             extra_families: true,
+            const_labels: Vec::new(),
+            const_labels_text: String::new(),
         }
     }
 }
@@ -101,7 +107,20 @@ impl ExportConfig {
     pub fn extra_families(&self) -> bool {
         self.extra_families
     }
+
+    /// The constant labels on every series, in the order added.
+    pub fn const_labels(&self) -> &[(String, String)] {
+        &self.const_labels
+    }
+
+    /// The constant labels as written in a series: `name="value",…`, escaped; empty if none.
+    pub(crate) fn const_labels_text(&self) -> &str {
+        &self.const_labels_text
+    }
 }
+
+/// Label names taskmeter's own series use, which a constant label may not take.
+const OWN_LABELS: [&str; 5] = ["runner", "outcome", "error", "le", "quantile"];
 
 /// Builds an [`ExportConfig`]; every value is checked by [`build`](Self::build).
 #[derive(Debug, Clone)]
@@ -157,9 +176,69 @@ impl ExportConfigBuilder {
         self
     }
 
+    /// A label with the same value on every series of every format (JSON has them as
+    /// `"labels"`), so that engines or processes behind one job can be told apart: `instance`,
+    /// `node`, `region`. The name must be a label name (ASCII letters, digits and `_`, not
+    /// starting with a digit), not reserved (`__` prefix), not one of taskmeter's own
+    /// (`runner`, `outcome`, `error`, `le`, `quantile`), and not given twice; the value must not
+    /// be empty (Prometheus reads an empty value as no label). Values are escaped on output.
+    ///
+    /// ```
+    /// use taskmeter::AtomicMetrics;
+    /// use taskmeter::export::ExportConfig;
+    ///
+    /// let config = ExportConfig::builder().const_label("node", "eu-1").build().unwrap();
+    /// let mut text = String::new();
+    /// AtomicMetrics::new().latest().write_prometheus(&config, &mut text);
+    /// assert!(text.contains("solti_runner_tasks_started_total{runner=\"wasm\",node=\"eu-1\"} 0\n"));
+    ///
+    /// let refused = ExportConfig::builder().const_label("le", "x").build().unwrap_err();
+    /// assert!(refused.to_string().contains("const_label \"le\""));
+    /// ```
+    pub fn const_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.const_labels.push((name.into(), value.into()));
+        self
+    }
+
     /// Checks every value.
     pub fn build(self) -> Result<ExportConfig, ExportConfigError> {
-        let config = self.config;
+        let mut config = self.config;
+        let mut text = String::new();
+        for (position, (name, value)) in config.const_labels.iter().enumerate() {
+            let refuse = |why: &str| {
+                Err(ExportConfigError::new(format!(
+                    "const_label {name:?} = {value:?} is refused: {why}"
+                )))
+            };
+            if name.is_empty() || !is_name_part(name) {
+                return refuse(
+                    "a label name is ASCII letters, digits and '_', not starting with a digit",
+                );
+            }
+            if name.starts_with("__") {
+                return refuse("names starting with \"__\" are reserved by Prometheus");
+            }
+            if OWN_LABELS.contains(&name.as_str()) {
+                return refuse("taskmeter's own series use this label");
+            }
+            if config.const_labels[..position]
+                .iter()
+                .any(|(n, _)| n == name)
+            {
+                return refuse("given twice");
+            }
+            if value.is_empty() {
+                return refuse("an empty value reads as no label in Prometheus");
+            }
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(name);
+            text.push_str("=\"");
+            prometheus::escape_label_value(value, &mut text);
+            text.push('"');
+        }
+        config.const_labels_text = text;
         for (field, value) in [
             ("namespace", &config.namespace),
             ("subsystem", &config.subsystem),

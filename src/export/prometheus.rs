@@ -141,6 +141,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
             out,
             &name,
             &[("runner", runner.as_label())],
+            config.const_labels_text(),
             view.started(runner),
         );
     }
@@ -159,7 +160,13 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
             ("runner", runner.as_label()),
             ("outcome", outcome.as_label()),
         ];
-        sample(out, &name, &labels, view.completed(runner, outcome));
+        sample(
+            out,
+            &name,
+            &labels,
+            config.const_labels_text(),
+            view.completed(runner, outcome),
+        );
     }
 
     // Buckets and quantiles of each histogram, for the histogram and summary families.
@@ -180,7 +187,13 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     for runner in RunnerType::ALL {
         for kind in RunnerErrorKind::ALL {
             let labels = [("runner", runner.as_label()), ("error", kind.as_label())];
-            sample(out, &name, &labels, view.errors(runner, kind));
+            sample(
+                out,
+                &name,
+                &labels,
+                config.const_labels_text(),
+                view.errors(runner, kind),
+            );
         }
     }
 
@@ -194,7 +207,13 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
     family_header(out, format, &name, "gauge", help, None);
     for runner in RunnerType::ALL {
         let labels = [("runner", runner.as_label())];
-        sample(out, &name, &labels, snapshot.in_flight(runner));
+        sample(
+            out,
+            &name,
+            &labels,
+            config.const_labels_text(),
+            snapshot.in_flight(runner),
+        );
     }
 
     write_summaries(view, config, &figures, format, out);
@@ -207,23 +226,47 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
             ("runner", runner.as_label()),
             ("outcome", outcome.as_label()),
         ];
-        sample(out, &name, &labels, view.clamped(runner, outcome));
+        sample(
+            out,
+            &name,
+            &labels,
+            config.const_labels_text(),
+            view.clamped(runner, outcome),
+        );
     }
 
     let name = config.metric_name("snapshot_sink_failures_total");
     let help = "Snapshot sink calls that returned an error or panicked";
     family_header(out, format, &name, "counter", help, None);
-    sample(out, &name, &[], snapshot.sink_failures());
+    sample(
+        out,
+        &name,
+        &[],
+        config.const_labels_text(),
+        snapshot.sink_failures(),
+    );
 
     let name = config.metric_name("snapshot_failures_total");
     let help = "Snapshots a snapshotter took that panicked; the next one holds their calls";
     family_header(out, format, &name, "counter", help, None);
-    sample(out, &name, &[], snapshot.snapshot_failures());
+    sample(
+        out,
+        &name,
+        &[],
+        config.const_labels_text(),
+        snapshot.snapshot_failures(),
+    );
 
     let name = config.metric_name("snapshot_carried_stripes");
     let help = "Stripes the snapshot left to a later one because a writer was inside a call";
     family_header(out, format, &name, "gauge", help, None);
-    sample(out, &name, &[], snapshot.carried_stripes());
+    sample(
+        out,
+        &name,
+        &[],
+        config.const_labels_text(),
+        snapshot.carried_stripes(),
+    );
 }
 
 /// What every exposition says about the snapshot behind it, so that a stale one shows: a
@@ -243,12 +286,24 @@ fn write_snapshot_gauges(
         Ok(since) => since.as_secs_f64(),
         Err(before) => -before.duration().as_secs_f64(),
     };
-    sample(out, &name, &[], format_args!("{seconds:.3}"));
+    sample(
+        out,
+        &name,
+        &[],
+        config.const_labels_text(),
+        format_args!("{seconds:.3}"),
+    );
 
     let name = config.metric_name("snapshot_sequence");
     let help = "Sequence number of the snapshot behind this exposition (0: none taken yet)";
     family_header(out, format, &name, "gauge", help, None);
-    sample(out, &name, &[], snapshot.sequence());
+    sample(
+        out,
+        &name,
+        &[],
+        config.const_labels_text(),
+        snapshot.sequence(),
+    );
 }
 
 /// The bucket counts and quantiles the exports read from one histogram.
@@ -331,7 +386,13 @@ fn write_histograms(
         let histogram = view.duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
         series_start.clear();
-        sample_start(&mut series_start, &bucket, &[("runner", r), ("outcome", o)]);
+        let labels = [("runner", r), ("outcome", o)];
+        sample_start(
+            &mut series_start,
+            &bucket,
+            &labels,
+            config.const_labels_text(),
+        );
         let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
         let counts = of_label.buckets.iter().copied().chain([histogram.len()]);
         for (le, count) in les.zip(counts) {
@@ -340,7 +401,14 @@ fn write_histograms(
             escape_label_value(le, out);
             let _ = writeln!(out, "\"}} {count}");
         }
-        sum_and_count(out, &name, view, runner, outcome);
+        sum_and_count(
+            out,
+            &name,
+            view,
+            runner,
+            outcome,
+            config.const_labels_text(),
+        );
     }
 }
 
@@ -365,6 +433,7 @@ fn write_summaries(
                 out,
                 &name,
                 &[("runner", r), ("outcome", o), ("quantile", label)],
+                config.const_labels_text(),
                 value,
             );
         }
@@ -374,10 +443,18 @@ fn write_summaries(
                 out,
                 &name,
                 &[("runner", r), ("outcome", o), ("quantile", "1")],
+                config.const_labels_text(),
                 max,
             );
         }
-        sum_and_count(out, &name, view, runner, outcome);
+        sum_and_count(
+            out,
+            &name,
+            view,
+            runner,
+            outcome,
+            config.const_labels_text(),
+        );
     }
 }
 
@@ -388,17 +465,19 @@ fn sum_and_count(
     view: &View,
     runner: RunnerType,
     outcome: TaskOutcome,
+    constant: &str,
 ) {
     let labels = [
         ("runner", runner.as_label()),
         ("outcome", outcome.as_label()),
     ];
     let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
-    sample(out, &format!("{name}_sum"), &labels, sum);
+    sample(out, &format!("{name}_sum"), &labels, constant, sum);
     sample(
         out,
         &format!("{name}_count"),
         &labels,
+        constant,
         view.completed(runner, outcome),
     );
 }
@@ -420,16 +499,24 @@ fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
     })
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    sample_start(out, name, labels);
-    if !labels.is_empty() {
+/// One sample: `name{labels,constant} value`. `constant` is the configuration's constant
+/// labels, already written out ([`ExportConfig::const_labels_text`]).
+fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    constant: &str,
+    value: impl std::fmt::Display,
+) {
+    sample_start(out, name, labels, constant);
+    if !labels.is_empty() || !constant.is_empty() {
         out.push('}');
     }
     let _ = writeln!(out, " {value}");
 }
 
 /// A sample's name and labels, without the closing brace, so that more labels may follow.
-fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
+fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)], constant: &str) {
     out.push_str(name);
     for (position, (label, value)) in labels.iter().enumerate() {
         out.push(if position == 0 { '{' } else { ',' });
@@ -438,10 +525,14 @@ fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
         escape_label_value(value, out);
         out.push('"');
     }
+    if !constant.is_empty() {
+        out.push(if labels.is_empty() { '{' } else { ',' });
+        out.push_str(constant);
+    }
 }
 
 /// Label values escape `\`, `"` and line feeds, in both formats.
-fn escape_label_value(value: &str, out: &mut String) {
+pub(crate) fn escape_label_value(value: &str, out: &mut String) {
     // Label values are almost always plain: copy them whole.
     if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(value);
@@ -490,7 +581,7 @@ mod tests {
     #[test]
     fn label_values_and_help_are_escaped() {
         let mut out = String::new();
-        sample(&mut out, "m", &[("a", "x\\y\"z\nw")], 1);
+        sample(&mut out, "m", &[("a", "x\\y\"z\nw")], "", 1);
         assert_eq!(out, "m{a=\"x\\\\y\\\"z\\nw\"} 1\n");
         assert_eq!(
             escape_help("a\\b\n\"c\"", Format::Prometheus),
