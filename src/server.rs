@@ -228,7 +228,7 @@ async fn serve(
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("taskmeter server: cannot listen: {error}");
+            tracing::error!(%error, "taskmeter server: cannot listen");
             return;
         }
     };
@@ -251,7 +251,7 @@ async fn serve(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    eprintln!("taskmeter server: accept failed: {error}");
+                    tracing::warn!(%error, "taskmeter server: accept failed; retrying in 50 ms");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -2,7 +2,7 @@
 //!
 //! Sinks run on the snapshotter's thread, in the order they were added, after each snapshot
 //! is published, so a slow sink delays the next snapshot but never a writer. A sink that
-//! returns an error or panics is reported on stderr and counted in
+//! returns an error or panics is reported as a `tracing` event and counted in
 //! [`Snapshot::sink_failures`] of the next snapshot; the snapshotter and the other sinks go on.
 
 use std::error::Error;

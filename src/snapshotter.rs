@@ -24,8 +24,8 @@ pub const MIN_SNAPSHOT_PERIOD: Duration = Duration::from_millis(1);
 ///
 /// A snapshot that panics, or a sink that fails or panics, does not stop the thread: it is
 /// counted ([`Snapshot::snapshot_failures`](crate::Snapshot::snapshot_failures),
-/// [`Snapshot::sink_failures`](crate::Snapshot::sink_failures)), reported on standard error,
-/// and the next tick goes on.
+/// [`Snapshot::sink_failures`](crate::Snapshot::sink_failures)), reported as a `tracing`
+/// event (to whatever subscriber the application installed), and the next tick goes on.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -165,7 +165,7 @@ fn run(
         let Ok(snapshot) = taken else {
             // The panic hook has printed the payload; the engine keeps what the snapshot had
             // switched and drained for the next one.
-            eprintln!("taskmeter: a snapshot panicked; the next tick takes another");
+            tracing::error!("taskmeter: a snapshot panicked; the next tick takes another");
             metrics.count_snapshot_failure();
             if stopped {
                 // One more try, so that the stop still leaves a final snapshot.
@@ -183,10 +183,10 @@ fn run(
                 // The panic hook has printed the payload already.
                 Err(_) => "panicked".to_owned(),
             };
-            eprintln!(
-                "taskmeter: snapshot sink {} {failure} (snapshot {})",
-                sink.name(),
-                snapshot.sequence()
+            tracing::warn!(
+                sink = sink.name(),
+                snapshot = snapshot.sequence(),
+                "taskmeter: snapshot sink {failure}"
             );
             metrics.count_sink_failure();
         }

@@ -65,6 +65,11 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
+    // The library reports failing sinks and the like as `tracing` events: print them.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
