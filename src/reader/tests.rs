@@ -365,3 +365,43 @@ fn a_fenced_engine_stays_fenced_through_every_hand_over() {
     assert_eq!(last.carried_stripes(), 0);
     assert_eq!(Tally::of(last.cumulative()), expected);
 }
+
+#[test]
+fn only_the_awaited_holder_acknowledges_a_revoked_lease() {
+    use std::sync::mpsc;
+    // One leased stripe. A holds it, goes idle and loses it; B takes it. A still remembers it.
+    let metrics = engine(2, Duration::from_millis(1));
+    let lease = &metrics.recording.leased[0];
+    std::thread::scope(|scope| {
+        let (to_a, a_commands) = mpsc::channel::<()>();
+        let (a_done, from_a) = mpsc::channel::<Tally>();
+        let metrics = &metrics;
+        scope.spawn(move || {
+            for () in a_commands {
+                a_done.send(record(metrics, 3, 10)).unwrap();
+            }
+        });
+        let mut expected = Tally::default();
+        to_a.send(()).unwrap();
+        expected.add(&from_a.recv().unwrap());
+        let a_token = lease.holder();
+        // Two idle periods: the lease goes back; B (this thread) takes it.
+        metrics.snapshot();
+        metrics.snapshot();
+        expected.add(&record(metrics, 4, 10));
+        let b_token = lease.holder();
+        assert_ne!(a_token, b_token);
+        // The barrier fails: the lease is revoked, awaiting B.
+        fail_heavy_barriers_here(true);
+        metrics.snapshot();
+        fail_heavy_barriers_here(false);
+        // B acknowledges, then A, whose memory names the stripe from before, records: it
+        // must not acknowledge in B's place.
+        expected.add(&record(metrics, 5, 10));
+        to_a.send(()).unwrap();
+        expected.add(&from_a.recv().unwrap());
+        let last = metrics.snapshot();
+        assert_eq!(last.carried_stripes(), 0, "B's acknowledgment was lost");
+        assert_eq!(Tally::of(last.cumulative()), expected);
+    });
+}

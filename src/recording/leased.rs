@@ -122,6 +122,15 @@ const ONE_SWITCH: u64 = HOLDER_MASK + 1;
 
 const _: () = assert!(TOKENS as u64 + FIRST_TOKEN <= HOLDER_MASK);
 
+/// The token a revoked lease word waits for an acknowledgment from (see
+/// [`LeasedStripe::revoke`]): a closed, fenced word carries it where the switch count is. (A
+/// closed fenced word that a plain close wrote carries a count there; a thread whose token
+/// equals it acknowledges to no one.)
+fn awaited_by(word: u64) -> Option<u64> {
+    (word & FENCED != 0 && word & HOLDER_MASK == CLOSED)
+        .then_some((word & SWITCHES_MASK) / ONE_SWITCH)
+}
+
 /// `word` with its switch count moved on by one, and its holder bits cleared.
 fn switched(word: u64) -> u64 {
     (word & !SWITCHES_MASK & !HOLDER_MASK) | (word.wrapping_add(ONE_SWITCH) & SWITCHES_MASK)
@@ -254,8 +263,11 @@ pub(crate) struct Closed {
     /// After [`LeasedStripe::revoke`]: the token whose acknowledgment ends the wait, instead of
     /// the sequence.
     awaiting: Option<u64>,
-    /// Exits of threads holding that token, counted right after the revoke.
+    /// Exits of threads holding that token, counted right before the revoke.
     exits_at_revoke: u64,
+    /// The switch count the lease word resumes with when reopened after a revoke (the revoked
+    /// word carries the awaited token in its place).
+    switches_after_revoke: u64,
 }
 
 impl Closed {
@@ -404,7 +416,7 @@ impl LeasedStripe {
                 Some((call, Holder { control, ..holder }))
             }
             Err(seen) => {
-                if seen & FENCED != 0 && !holder.fenced() {
+                if !holder.fenced() && awaited_by(seen) == Some(holder.token()) {
                     self.acknowledge(holder.token());
                 }
                 None
@@ -463,7 +475,7 @@ impl LeasedStripe {
     pub(crate) fn acknowledge_if_revoked(&self, token: u64) {
         // Acquire: as in `try_claim`; the acknowledgment's release then follows this load.
         let control = self.control.load(Ordering::Acquire);
-        if control & FENCED != 0 && control & HOLDER_MASK == CLOSED {
+        if awaited_by(control) == Some(token) {
             self.acknowledge(token);
         }
     }
@@ -514,6 +526,7 @@ impl LeasedStripe {
                     seen: None,
                     awaiting: None,
                     exits_at_revoke: 0,
+                    switches_after_revoke: 0,
                 };
             }
         }
@@ -574,8 +587,8 @@ impl LeasedStripe {
                 &mut visit,
             );
             let revoked = self.control.load(Ordering::Relaxed);
-            self.control
-                .store((revoked & !HOLDER_MASK) | FREE, Ordering::Release);
+            let reopened = (revoked & (Phase::BIT | FENCED)) | closed.switches_after_revoke;
+            self.control.store(reopened | FREE, Ordering::Release);
         } else if !closed.kept {
             // Before the drain: the old holder is out, and a new one writes the other phase.
             // Relaxed load: only the reader changes a CLOSED control word. Release: the old
@@ -598,6 +611,9 @@ impl LeasedStripe {
     /// now on, and takes the lease back from whoever may still write under the word it had.
     /// `closed` (this cut's close of the stripe) then waits for that writer's acknowledgment
     /// instead of its sequence.
+    ///
+    /// The revoked word names the awaited holder (where the switch count was), so that
+    /// another thread that remembers this stripe from before cannot acknowledge for it.
     ///
     /// Why an acknowledgment is enough without any barrier: the writer stores it (a release)
     /// only after its own load of the lease word returned this fenced word. Every call it
@@ -631,7 +647,12 @@ impl LeasedStripe {
             };
             // Counted before the revoke, so that an exit right after it shows.
             let exits = awaiting.map(super::route::exits_of);
-            let next = switched(current) | FENCED | if awaiting.is_some() { CLOSED } else { FREE };
+            // The awaited token goes where the switch count was, so that only its thread
+            // acknowledges (see `awaited_by`).
+            let next = match awaiting {
+                Some(token) => (current & Phase::BIT) | FENCED | (token * ONE_SWITCH) | CLOSED,
+                None => switched(current) | FENCED | FREE,
+            };
             // AcqRel: release orders our choice of fenced mode before any later claim;
             // acquire a claim that came first.
             if self
@@ -643,6 +664,7 @@ impl LeasedStripe {
                 if let Some(exits) = exits {
                     closed.kept = false;
                     closed.exits_at_revoke = exits;
+                    closed.switches_after_revoke = switched(current) & SWITCHES_MASK;
                 }
                 return;
             }
