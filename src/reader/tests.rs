@@ -116,7 +116,9 @@ fn engine(stripes: usize, max_wait: Duration) -> AtomicMetrics {
 
 #[test]
 fn a_cut_that_panics_at_any_step_leaves_the_next_one_exact() {
-    for stripes in [1, 3, 6] {
+    // Under Miri, one engine with a leased and a shared stripe: the same paths, at its speed.
+    let engines: &[usize] = if cfg!(miri) { &[3] } else { &[1, 3, 6] };
+    for &stripes in engines {
         for step in [Step::Switched, Step::Barrier, Step::OneDrained] {
             let metrics = engine(stripes, Duration::from_secs(10));
             // This thread holds a lease, if any, so that the barrier is made.
