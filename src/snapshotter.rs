@@ -324,7 +324,15 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_panics_is_counted_and_the_snapshotter_goes_on() {
-        let metrics = Arc::new(AtomicMetrics::builder().stripes(3).build().unwrap());
+        // A small layout and few tasks, so that Miri runs it too.
+        let metrics = Arc::new(
+            AtomicMetrics::builder()
+                .stripes(3)
+                .significant_digits(1)
+                .highest_duration_ms(100)
+                .build()
+                .unwrap(),
+        );
         for _ in 0..1_000 {
             metrics.record_task_started(RunnerType::Wasm);
             metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 4);
