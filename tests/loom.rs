@@ -293,35 +293,42 @@ fn snapshot_until_nothing_is_carried(
     panic!("a stripe is still carried after {limit} snapshots with no writer left");
 }
 
+/// A writer records two tasks (the second clamped) against two snapshots that never wait for
+/// it, on an engine of `stripes` (its busy stripes are carried); once it has exited,
+/// snapshots settle with both tasks, once.
+fn two_tasks_against_two_snapshots_that_never_wait(stripes: usize) {
+    let metrics = Arc::new(
+        AtomicMetrics::builder()
+            .highest_duration_ms(2)
+            .significant_digits(1)
+            .stripes(stripes)
+            .max_snapshot_wait(std::time::Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
+    let writer = {
+        let metrics = Arc::clone(&metrics);
+        thread::spawn(move || {
+            task(&metrics, DURATION_MS);
+            task(&metrics, LONG_DURATION_MS);
+            taskmeter::loom_exit_thread();
+        })
+    };
+    check(&metrics.snapshot());
+    check(&metrics.snapshot());
+    writer.join().unwrap();
+    let after = snapshot_until_nothing_is_carried(&metrics, 2);
+    assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
+    assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
+    assert_eq!(after.in_flight(RUNNER), 0);
+}
+
 #[test]
 fn snapshots_that_never_wait_carry_busy_stripes_and_lose_nothing() {
     // A zero wait: any stripe a writer is inside of when the cut looks is carried to the next.
     for stripes in [1, 2] {
         model(move || {
-            let metrics = Arc::new(
-                AtomicMetrics::builder()
-                    .highest_duration_ms(2)
-                    .significant_digits(1)
-                    .stripes(stripes)
-                    .max_snapshot_wait(std::time::Duration::ZERO)
-                    .build()
-                    .unwrap(),
-            );
-            let writer = {
-                let metrics = Arc::clone(&metrics);
-                thread::spawn(move || {
-                    task(&metrics, DURATION_MS);
-                    task(&metrics, LONG_DURATION_MS);
-                    taskmeter::loom_exit_thread();
-                })
-            };
-            check(&metrics.snapshot());
-            check(&metrics.snapshot());
-            writer.join().unwrap();
-            let after = snapshot_until_nothing_is_carried(&metrics, 2);
-            assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
-            assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
-            assert_eq!(after.in_flight(RUNNER), 0);
+            two_tasks_against_two_snapshots_that_never_wait(stripes);
         });
     }
 }
@@ -334,30 +341,7 @@ fn a_failing_barrier_hands_leases_back_by_acknowledgment() {
         // meanwhile but the protocol that follows a failed barrier (the holder's
         // acknowledgment of the revoked lease word, or its exit).
         taskmeter::loom_fail_barriers(true);
-        let metrics = Arc::new(
-            AtomicMetrics::builder()
-                .highest_duration_ms(2)
-                .significant_digits(1)
-                .stripes(2)
-                .max_snapshot_wait(std::time::Duration::ZERO)
-                .build()
-                .unwrap(),
-        );
-        let writer = {
-            let metrics = Arc::clone(&metrics);
-            thread::spawn(move || {
-                task(&metrics, DURATION_MS);
-                task(&metrics, LONG_DURATION_MS);
-                taskmeter::loom_exit_thread();
-            })
-        };
-        check(&metrics.snapshot());
-        check(&metrics.snapshot());
-        writer.join().unwrap();
-        let after = snapshot_until_nothing_is_carried(&metrics, 2);
-        assert_eq!(after.cumulative().completed(RUNNER, OUTCOME), 2);
-        assert_eq!(after.cumulative().clamped(RUNNER, OUTCOME), 1);
-        assert_eq!(after.in_flight(RUNNER), 0);
+        two_tasks_against_two_snapshots_that_never_wait(2);
         taskmeter::loom_fail_barriers(false);
     });
 }

@@ -235,38 +235,44 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         );
     }
 
-    let name = config.metric_name("snapshot_sink_failures_total");
-    let help = "Snapshot sink calls that returned an error or panicked";
-    family_header(out, format, &name, "counter", help, None);
-    sample(
-        out,
-        &name,
-        &[],
-        config.const_labels_text(),
-        snapshot.sink_failures(),
-    );
+    let unlabelled = [
+        (
+            "snapshot_sink_failures_total",
+            "counter",
+            "Snapshot sink calls that returned an error or panicked",
+            snapshot.sink_failures(),
+        ),
+        (
+            "snapshot_failures_total",
+            "counter",
+            "Snapshots a snapshotter took that panicked; the next one holds their calls",
+            snapshot.snapshot_failures(),
+        ),
+        (
+            "snapshot_carried_stripes",
+            "gauge",
+            "Stripes the snapshot left to a later one because a writer was inside a call",
+            snapshot.carried_stripes() as u64,
+        ),
+    ];
+    for (name, kind, help, value) in unlabelled {
+        write_unlabelled(out, config, format, name, kind, help, value);
+    }
+}
 
-    let name = config.metric_name("snapshot_failures_total");
-    let help = "Snapshots a snapshotter took that panicked; the next one holds their calls";
-    family_header(out, format, &name, "counter", help, None);
-    sample(
-        out,
-        &name,
-        &[],
-        config.const_labels_text(),
-        snapshot.snapshot_failures(),
-    );
-
-    let name = config.metric_name("snapshot_carried_stripes");
-    let help = "Stripes the snapshot left to a later one because a writer was inside a call";
-    family_header(out, format, &name, "gauge", help, None);
-    sample(
-        out,
-        &name,
-        &[],
-        config.const_labels_text(),
-        snapshot.carried_stripes(),
-    );
+/// A family of one sample with no labels but the constant ones.
+fn write_unlabelled(
+    out: &mut String,
+    config: &ExportConfig,
+    format: Format,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    let name = config.metric_name(name);
+    family_header(out, format, &name, kind, help, None);
+    sample(out, &name, &[], config.const_labels_text(), value);
 }
 
 /// What every exposition says about the snapshot behind it, so that a stale one shows: a
@@ -294,15 +300,16 @@ fn write_snapshot_gauges(
         format_args!("{seconds:.3}"),
     );
 
-    let name = config.metric_name("snapshot_sequence");
     let help = "Sequence number of the snapshot behind this exposition (0: none taken yet)";
-    family_header(out, format, &name, "gauge", help, None);
-    sample(
+    let sequence = snapshot.sequence();
+    write_unlabelled(
         out,
-        &name,
-        &[],
-        config.const_labels_text(),
-        snapshot.sequence(),
+        config,
+        format,
+        "snapshot_sequence",
+        "gauge",
+        help,
+        sequence,
     );
 }
 
