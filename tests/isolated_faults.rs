@@ -48,8 +48,10 @@ fn in_child(test_name: &str, scenario: &str, deadline: Duration) {
     }
 }
 
-/// Whether this process is the child running `scenario`.
-fn running(scenario: &str) -> bool {
+/// Whether this process is the child that runs `scenario`; in the parent, first runs test
+/// `test_name` as that child and asserts it succeeded within `deadline`.
+fn is_child_for(test_name: &str, scenario: &str, deadline: Duration) -> bool {
+    in_child(test_name, scenario, deadline);
     std::env::var(SCENARIO_VAR).is_ok_and(|value| value == scenario)
 }
 
@@ -96,8 +98,7 @@ extern "C" fn record_from_handler(_: libc::c_int) {
 #[test]
 fn a_signal_handler_recording_inside_a_record_call_is_counted_exactly() {
     const NAME: &str = "a_signal_handler_recording_inside_a_record_call_is_counted_exactly";
-    in_child(NAME, "signal", Duration::from_secs(120));
-    if !running("signal") {
+    if !is_child_for(NAME, "signal", Duration::from_secs(120)) {
         return;
     }
     let metrics = SIGNAL_ENGINE.get_or_init(AtomicMetrics::new);
@@ -173,8 +174,7 @@ fn a_signal_handler_recording_inside_a_record_call_is_counted_exactly() {
 #[test]
 fn a_child_forked_while_threads_record_takes_snapshots_of_what_it_records() {
     const NAME: &str = "a_child_forked_while_threads_record_takes_snapshots_of_what_it_records";
-    in_child(NAME, "fork", Duration::from_secs(120));
-    if !running("fork") {
+    if !is_child_for(NAME, "fork", Duration::from_secs(120)) {
         return;
     }
     const TRIALS: usize = 40;
@@ -254,8 +254,7 @@ extern "C" fn sleep_in_handler(_: libc::c_int) {
 #[test]
 fn a_writer_descheduled_inside_a_call_does_not_hold_snapshots() {
     const NAME: &str = "a_writer_descheduled_inside_a_call_does_not_hold_snapshots";
-    in_child(NAME, "descheduled", Duration::from_secs(120));
-    if !running("descheduled") {
+    if !is_child_for(NAME, "descheduled", Duration::from_secs(120)) {
         return;
     }
     let metrics = AtomicMetrics::builder()
@@ -435,8 +434,7 @@ fn record_rounds(metrics: &AtomicMetrics, rounds: u64) -> u64 {
 fn membarrier_denied_to_the_reader_after_start_makes_the_engine_fenced_and_exact() {
     const NAME: &str =
         "membarrier_denied_to_the_reader_after_start_makes_the_engine_fenced_and_exact";
-    in_child(NAME, "seccomp-later", Duration::from_secs(120));
-    if !running("seccomp-later") {
+    if !is_child_for(NAME, "seccomp-later", Duration::from_secs(120)) {
         return;
     }
     let metrics = AtomicMetrics::new();
@@ -492,8 +490,7 @@ fn membarrier_denied_to_the_reader_after_start_makes_the_engine_fenced_and_exact
 #[test]
 fn membarrier_denied_before_the_first_engine_gives_a_fenced_exact_engine() {
     const NAME: &str = "membarrier_denied_before_the_first_engine_gives_a_fenced_exact_engine";
-    in_child(NAME, "seccomp-first", Duration::from_secs(120));
-    if !running("seccomp-first") {
+    if !is_child_for(NAME, "seccomp-first", Duration::from_secs(120)) {
         return;
     }
     // Threads started from here on inherit the filter.

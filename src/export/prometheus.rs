@@ -408,14 +408,7 @@ fn write_histograms(
             escape_label_value(le, out);
             let _ = writeln!(out, "\"}} {count}");
         }
-        sum_and_count(
-            out,
-            &name,
-            view,
-            runner,
-            outcome,
-            config.const_labels_text(),
-        );
+        sum_and_count(out, &name, view, runner, outcome, config);
     }
 }
 
@@ -454,14 +447,7 @@ fn write_summaries(
                 max,
             );
         }
-        sum_and_count(
-            out,
-            &name,
-            view,
-            runner,
-            outcome,
-            config.const_labels_text(),
-        );
+        sum_and_count(out, &name, view, runner, outcome, config);
     }
 }
 
@@ -472,8 +458,9 @@ fn sum_and_count(
     view: &View,
     runner: RunnerType,
     outcome: TaskOutcome,
-    constant: &str,
+    config: &ExportConfig,
 ) {
+    let constant = config.const_labels_text();
     let labels = [
         ("runner", runner.as_label()),
         ("outcome", outcome.as_label()),
