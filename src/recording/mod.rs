@@ -46,7 +46,7 @@ pub(crate) struct Recording {
     epoch: std::sync::atomic::AtomicU64,
     /// Whether the leased writers fence (see `barrier`): set at construction when the process
     /// could not register for `membarrier`, or by the reader when a barrier failed. Only the
-    /// reader reads it; the writers learn it from the lease words.
+    /// reader writes it; the writers learn the mode from the lease words, never from here.
     fenced: std::sync::atomic::AtomicBool,
 }
 
@@ -110,7 +110,7 @@ impl Recording {
 
     /// Whether the leased writers fence (see `barrier`).
     pub(crate) fn is_fenced(&self) -> bool {
-        // Relaxed: written and read by the reader only, under its lock.
+        // Relaxed: written by the reader only, under its lock; other readers get a hint.
         self.fenced.load(std::sync::atomic::Ordering::Relaxed)
     }
 
