@@ -1,6 +1,6 @@
 //! A synthetic task mix, shared by the benchmarks, the demo binary and the tests, so that
 //! all of them measure and check the same load. Not part of taskmeter's API: a workspace
-//! member that is never published (the demo includes this file as a module of its own).
+//! member that is never published.
 //!
 //! Per task: `record_task_started`, then `record_task_completed`. Runners are 60/30/10 %
 //! subprocess/container/wasm; outcomes 90/5/3/2 % success/failure/timeout/canceled; durations
@@ -21,8 +21,6 @@
 //!     expected.started(RunnerType::Subprocess)
 //! );
 //! ```
-
-#![allow(dead_code)] // the demo includes this file and uses a part of it
 
 use taskmeter::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome, View};
 

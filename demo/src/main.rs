@@ -16,11 +16,9 @@ use taskmeter::server::{MetricsServer, ServerConfig};
 use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder};
 
 mod table;
-#[path = "../../../workload/src/lib.rs"]
-mod workload;
 
 use table::{live_line, summary_table};
-use workload::{replay, task_mix};
+use taskmeter_workload::{replay, task_mix};
 
 /// Runs a synthetic task-runner load against taskmeter and prints the figures.
 #[derive(Debug, Parser)]
