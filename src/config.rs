@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::AtomicMetrics;
 use crate::layout::HdrLayout;
+use crate::window::WINDOW_AGE_BUCKETS;
 
 /// Default top of the duration range: 24 hours, in ms.
 pub const DEFAULT_HIGHEST_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -15,6 +16,11 @@ pub const DEFAULT_SIGNIFICANT_DIGITS: u8 = 3;
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 /// Default bound on a snapshot's wait for writers inside a call.
 pub const DEFAULT_MAX_SNAPSHOT_WAIT: Duration = Duration::from_millis(5);
+/// Default span of the sliding window ([`Builder::window`]): four scrapes at Prometheus's
+/// usual 15 s, the span `rate()` is commonly taken over.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// The longest sliding window accepted: a year.
+const MAX_WINDOW_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// The most stripes an engine accepts.
 pub const MAX_STRIPES: usize = 1024;
 
@@ -71,6 +77,7 @@ pub(crate) struct Config {
     pub(crate) layout: HdrLayout,
     pub(crate) stripes: usize,
     pub(crate) max_snapshot_wait: Duration,
+    pub(crate) window: Duration,
 }
 
 impl Config {
@@ -111,6 +118,7 @@ pub struct Builder {
     stripes: Option<usize>,
     memory_limit_bytes: usize,
     max_snapshot_wait: Duration,
+    window: Duration,
 }
 
 impl Default for Builder {
@@ -121,6 +129,7 @@ impl Default for Builder {
             stripes: None,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             max_snapshot_wait: DEFAULT_MAX_SNAPSHOT_WAIT,
+            window: DEFAULT_WINDOW,
         }
     }
 }
@@ -175,6 +184,17 @@ impl Builder {
         self
     }
 
+    /// The span of the sliding window, [`Snapshot::window`](crate::Snapshot::window), whose
+    /// quantiles the exports' HDR summary reads (default [`DEFAULT_WINDOW`], 60 s). Accepted:
+    /// 4 ms to a year (refused values are reported in ms). The window moves with the snapshots:
+    /// take them more often than the window's quarter, or its view holds only the latest
+    /// interval. Each of its four age buckets keeps one set of histograms (see
+    /// [`crate::window`]).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
     /// Checks every setting and allocates the engine; nothing is allocated after this.
     pub fn build(self) -> Result<AtomicMetrics, ConfigError> {
         Ok(AtomicMetrics::with_config(self.validate()?))
@@ -198,10 +218,18 @@ impl Builder {
             None => self.default_stripes(),
         };
         check("stripes", stripes as u64, 1, MAX_STRIPES as u64)?;
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        check(
+            "window",
+            window_ms,
+            u64::from(WINDOW_AGE_BUCKETS),
+            MAX_WINDOW_MS,
+        )?;
         let config = Config {
             layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
             stripes,
             max_snapshot_wait: self.max_snapshot_wait,
+            window: self.window,
         };
         let needed = AtomicMetrics::recording_memory_for(&config);
         if needed > self.memory_limit_bytes {
@@ -241,6 +269,7 @@ impl Builder {
                 layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
                 stripes,
                 max_snapshot_wait: self.max_snapshot_wait,
+                window: self.window,
             };
             if AtomicMetrics::recording_memory_for(&config) <= self.memory_limit_bytes {
                 break;

@@ -62,6 +62,10 @@ use crate::snapshot::Snapshot;
 /// what its recording threads write. [`recording_memory_bytes`](Self::recording_memory_bytes)
 /// is the bound: everything reserved.
 ///
+/// The reader keeps, besides the published snapshot and one spare, the sliding window's
+/// [`WINDOW_AGE_BUCKETS`](crate::WINDOW_AGE_BUCKETS) age buckets, each a third of a
+/// snapshot's [`memory_bytes`](crate::Snapshot::memory_bytes).
+///
 /// # Example
 ///
 /// ```
@@ -106,7 +110,12 @@ impl AtomicMetrics {
     pub(crate) fn with_config(config: Config) -> Self {
         let recording = Recording::new(config.layout, config.leased(), config.shared());
         AtomicMetrics {
-            reader: Reader::new(&config.layout, &recording, config.max_snapshot_wait),
+            reader: Reader::new(
+                &config.layout,
+                &recording,
+                config.max_snapshot_wait,
+                config.window,
+            ),
             recording,
             sink_failures: std::sync::atomic::AtomicU64::new(0),
             snapshot_failures: std::sync::atomic::AtomicU64::new(0),
@@ -120,6 +129,11 @@ impl AtomicMetrics {
     /// leased call costs one locked instruction more. See the README's Reliability section.
     pub fn is_fenced(&self) -> bool {
         self.recording.is_fenced()
+    }
+
+    /// The span of [`Snapshot::window`](crate::Snapshot::window) ([`Builder::window`]).
+    pub fn window(&self) -> std::time::Duration {
+        self.config.window
     }
 
     /// The top of the duration range, in ms.

@@ -57,13 +57,14 @@ mod snapshotter;
 #[cfg(feature = "solti")]
 pub mod solti;
 mod sync;
+pub mod window;
 
 #[cfg(loom)]
 #[doc(hidden)]
 pub use barrier::fail_barriers as loom_fail_barriers;
 pub use config::{
     Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MAX_SNAPSHOT_WAIT,
-    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SIGNIFICANT_DIGITS, MAX_STRIPES,
+    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SIGNIFICANT_DIGITS, DEFAULT_WINDOW, MAX_STRIPES,
 };
 pub use contract::{
     MetricsBackend, MetricsHandle, NoOpMetrics, RunnerErrorKind, RunnerType, TaskOutcome,
@@ -79,6 +80,7 @@ pub use sink::{SinkError, SnapshotSink};
 pub use snapshot::{Snapshot, View};
 #[cfg(not(loom))]
 pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder, StopTimedOut};
+pub use window::WINDOW_AGE_BUCKETS;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -52,6 +52,7 @@ use crate::recording::leased::Closed;
 use crate::recording::shared::Flipped;
 use crate::snapshot::{Snapshot, View};
 use crate::sync::{Backoff, Mutex, lock};
+use crate::window::AgeBuckets;
 
 /// What the reader keeps between two snapshots, and the published pointer.
 pub(crate) struct Reader {
@@ -71,6 +72,8 @@ struct ReaderState {
     /// The snapshot a cut is building: here rather than on the stack so that a cut that
     /// unwinds leaves its interval, with what it drained, to the next cut.
     building: Option<Snapshot>,
+    /// The sliding window's age buckets; `previous.window` is their sum.
+    age_buckets: AgeBuckets,
     /// The stripes switched and not yet drained.
     switched: Switched,
     /// One histogram's non-zero slots during a drain; kept so that draining allocates
@@ -296,14 +299,23 @@ impl Deadline {
 
 impl Reader {
     /// A reader of `recording` whose first snapshot (sequence 0) is empty and taken now, and
-    /// whose cuts wait at most `max_wait` for writers inside a call.
-    pub(crate) fn new(layout: &HdrLayout, recording: &Recording, max_wait: Duration) -> Self {
+    /// whose cuts wait at most `max_wait` for writers inside a call, with a sliding window of
+    /// `window`.
+    pub(crate) fn new(
+        layout: &HdrLayout,
+        recording: &Recording,
+        max_wait: Duration,
+        window: Duration,
+    ) -> Self {
         let empty = View::empty(layout);
+        let now = Instant::now();
+        let age_buckets = AgeBuckets::new(&empty, window, now);
         let first = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
             elapsed: Duration::ZERO,
             interval: empty.clone(),
+            window: empty.clone(),
             cumulative: empty,
             sink_failures: 0,
             snapshot_failures: 0,
@@ -312,9 +324,10 @@ impl Reader {
         Reader {
             state: Mutex::new(ReaderState {
                 previous: Arc::clone(&first),
-                previous_at: Instant::now(),
+                previous_at: now,
                 spare: None,
                 building: None,
+                age_buckets,
                 switched: Switched {
                     leased: recording.leased.iter().map(|_| None).collect(),
                     shared: recording.shared.iter().map(|_| None).collect(),
@@ -344,6 +357,7 @@ impl Reader {
                 elapsed: Duration::ZERO,
                 cumulative: View::empty_like(&reader.previous.cumulative),
                 interval: View::empty_like(&reader.previous.cumulative),
+                window: View::empty_like(&reader.previous.cumulative),
                 sink_failures: 0,
                 snapshot_failures: 0,
                 carried_stripes: 0,
@@ -363,6 +377,11 @@ impl Reader {
         let previous = &reader.previous;
         next.cumulative.copy_from(&previous.cumulative);
         next.cumulative.add(&next.interval);
+        next.window.copy_from(&previous.window);
+        let now = monotonic.max(reader.previous_at);
+        reader
+            .age_buckets
+            .slide(now, &next.interval, &mut next.window);
         next.sequence = previous.sequence + 1;
         next.taken_at = wall_clock;
         // Saturating: never negative, whatever the caller's clocks did.

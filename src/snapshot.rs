@@ -1,8 +1,9 @@
 //! Snapshots: immutable, consistent views of everything recorded, built by the reader and
 //! published for exporters and dashboards.
 //!
-//! A [`Snapshot`] carries two [`View`]s: `cumulative` (everything since the engine was
-//! created) and `interval` (everything since the previous snapshot). The interval of snapshot
+//! A [`Snapshot`] carries three [`View`]s: `cumulative` (everything since the engine was
+//! created), `interval` (everything since the previous snapshot) and `window` (the intervals
+//! of the last [`Builder::window`](crate::Builder::window), see [`crate::window`]). The interval of snapshot
 //! `n` is exactly what the reader drained from the stripes for it; the cumulative view is the
 //! previous cumulative view plus that interval, so the intervals of successive snapshots always
 //! add up to the cumulative view, and a cumulative value never decreases.
@@ -172,6 +173,34 @@ impl View {
         }
     }
 
+    /// Subtracts `older` from this view, which holds it: the window losing its oldest age
+    /// bucket.
+    pub(crate) fn subtract(&mut self, older: &View) {
+        for (mine, theirs) in self.started.iter_mut().zip(older.started) {
+            *mine -= theirs;
+        }
+        for (mine, theirs) in self.errors.iter_mut().zip(older.errors) {
+            *mine -= theirs;
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&older.durations) {
+            if !theirs.is_empty() {
+                mine.subtract(theirs)
+                    .expect("a view holds every value of the bucket subtracted from it");
+            }
+        }
+        for (mine, theirs) in self.solti_buckets.iter_mut().zip(&older.solti_buckets) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                *mine -= theirs;
+            }
+        }
+        for (mine, theirs) in self.sums.iter_mut().zip(older.sums) {
+            *mine -= theirs;
+        }
+        for (mine, theirs) in self.clamped.iter_mut().zip(older.clamped) {
+            *mine -= theirs;
+        }
+    }
+
     /// Empties this view, keeping its histograms' storage for reuse.
     pub(crate) fn clear(&mut self) {
         self.started = [0; RunnerType::COUNT];
@@ -193,7 +222,7 @@ impl View {
         self.add(other);
     }
 
-    fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self
                 .durations
@@ -236,6 +265,7 @@ pub struct Snapshot {
     pub(crate) elapsed: Duration,
     pub(crate) cumulative: View,
     pub(crate) interval: View,
+    pub(crate) window: View,
     pub(crate) sink_failures: u64,
     pub(crate) snapshot_failures: u64,
     pub(crate) carried_stripes: usize,
@@ -303,11 +333,44 @@ impl Snapshot {
         &self.interval
     }
 
-    /// Bytes this snapshot holds (both views, histograms included).
+    /// What the snapshots of the last [`Builder::window`](crate::Builder::window) recorded:
+    /// the sum of their intervals, this one's included. It covers at least three quarters of
+    /// the window and at most all of it (see [`WINDOW_AGE_BUCKETS`](crate::WINDOW_AGE_BUCKETS));
+    /// an interval is in the window whole or not at all, so a snapshot interval longer than the
+    /// window leaves only the latest interval in it.
+    ///
+    /// The exports' HDR summary reads its quantiles here by default, so that they follow a
+    /// regression within one window rather than being averaged into the whole run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome};
+    ///
+    /// let metrics = AtomicMetrics::builder().window(Duration::from_millis(40)).build().unwrap();
+    /// let (runner, outcome) = (RunnerType::Wasm, TaskOutcome::Success);
+    /// for _ in 0..1_000 {
+    ///     metrics.record_task_completed(runner, outcome, 10);
+    /// }
+    /// metrics.snapshot();
+    /// std::thread::sleep(Duration::from_millis(50)); // the window moves on
+    /// for _ in 0..10 {
+    ///     metrics.record_task_completed(runner, outcome, 5_000);
+    /// }
+    /// let snapshot = metrics.snapshot();
+    /// assert_eq!(snapshot.cumulative().duration(runner, outcome).value_at_quantile(0.99), 10);
+    /// assert_eq!(snapshot.window().completed(runner, outcome), 10);
+    /// assert!(snapshot.window().duration(runner, outcome).value_at_quantile(0.99) >= 5_000);
+    /// ```
+    pub fn window(&self) -> &View {
+        &self.window
+    }
+
+    /// Bytes this snapshot holds (its three views, histograms included).
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() - 2 * std::mem::size_of::<View>()
+        std::mem::size_of::<Self>() - 3 * std::mem::size_of::<View>()
             + self.cumulative.memory_bytes()
             + self.interval.memory_bytes()
+            + self.window.memory_bytes()
     }
 }
 
@@ -322,6 +385,7 @@ impl fmt::Debug for Snapshot {
             .field("carried_stripes", &self.carried_stripes)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)
+            .field("window", &self.window)
             .finish()
     }
 }

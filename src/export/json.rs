@@ -12,7 +12,8 @@
 //!   "carried_stripes": 0,                // Snapshot::carried_stripes
 //!   "in_flight": { "subprocess": 3, "container": 0, "wasm": 0 },
 //!   "cumulative": VIEW,                  // since the engine was created
-//!   "interval": VIEW                     // since the previous snapshot
+//!   "interval": VIEW,                    // since the previous snapshot
+//!   "window": VIEW                       // Snapshot::window: the last Builder::window
 //! }
 //! VIEW = {
 //!   "started": { "<runner>": count, ... },
@@ -73,6 +74,9 @@ pub struct JsonSnapshot {
     pub cumulative: JsonView,
     /// [`Snapshot::interval`].
     pub interval: JsonView,
+    /// [`Snapshot::window`] (`None` when read from a document without it).
+    #[serde(default)]
+    pub window: Option<JsonView>,
 }
 
 /// A [`View`] as written to JSON.
@@ -129,6 +133,7 @@ impl JsonSnapshot {
                 .collect(),
             cumulative: JsonView::new(snapshot.cumulative(), quantiles),
             interval: JsonView::new(snapshot.interval(), quantiles),
+            window: Some(JsonView::new(snapshot.window(), quantiles)),
         }
     }
 }

@@ -23,6 +23,17 @@ pub use crate::snapshot::SOLTI_BUCKETS_SECONDS;
 /// Quantiles exported from the HDR data by default.
 pub const DEFAULT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
+/// Which view the HDR summary's quantiles are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantilesOver {
+    /// The sliding window, [`Snapshot::window`](crate::Snapshot::window): quantiles follow a
+    /// change within one window (default).
+    #[default]
+    Window,
+    /// Everything since the engine started, [`Snapshot::cumulative`](crate::Snapshot::cumulative).
+    Cumulative,
+}
+
 /// How the Prometheus and OpenMetrics exports name and shape their families.
 ///
 /// Defaults: namespace `solti`, subsystem `runner` (so `solti_runner_tasks_started_total`, as
@@ -48,6 +59,7 @@ pub struct ExportConfig {
     subsystem: String,
     buckets_seconds: Vec<f64>,
     quantiles: Vec<f64>,
+    quantiles_over: QuantilesOver,
     extra_families: bool,
     /// Constant labels, in the order added.
     const_labels: Vec<(String, String)>,
@@ -62,6 +74,7 @@ impl Default for ExportConfig {
             subsystem: "runner".into(),
             buckets_seconds: SOLTI_BUCKETS_SECONDS.to_vec(),
             quantiles: DEFAULT_QUANTILES.to_vec(),
+            quantiles_over: QuantilesOver::Window,
             extra_families: true,
             const_labels: Vec::new(),
             const_labels_text: String::new(),
@@ -100,6 +113,11 @@ impl ExportConfig {
     /// The quantiles of the HDR summary family (the maximum is always added as quantile 1).
     pub fn quantiles(&self) -> &[f64] {
         &self.quantiles
+    }
+
+    /// The view the HDR summary's quantiles are read from (default the sliding window).
+    pub fn quantiles_over(&self) -> QuantilesOver {
+        self.quantiles_over
     }
 
     /// Whether the families taskmeter adds to those of `solti-prometheus` are exported: the
@@ -151,6 +169,14 @@ impl ExportConfigBuilder {
     /// Summary quantiles: in `[0, 1]`, strictly increasing.
     pub fn quantiles(mut self, quantiles: impl IntoIterator<Item = f64>) -> Self {
         self.config.quantiles = quantiles.into_iter().collect();
+        self
+    }
+
+    /// The view the HDR summary's quantiles (and maximum) are read from: the sliding window
+    /// (default) or everything since start. Its `_sum` and `_count` are cumulative either way,
+    /// as in Prometheus client summaries.
+    pub fn quantiles_over(mut self, over: QuantilesOver) -> Self {
+        self.config.quantiles_over = over;
         self
     }
 

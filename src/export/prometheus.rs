@@ -10,7 +10,7 @@
 //! | `solti_runner_task_duration_seconds` | histogram | `runner`, `outcome` | task durations; `_sum` is exact |
 //! | `solti_runner_errors_total` | counter | `runner`, `error` | runner setup/teardown errors |
 //! | `solti_runner_tasks_in_flight` | gauge | `runner` | started and not yet completed |
-//! | `solti_runner_task_duration_hdr_seconds` | summary | `runner`, `outcome`, `quantile` | HDR quantiles; quantile `1` is the maximum |
+//! | `solti_runner_task_duration_hdr_seconds` | summary | `runner`, `outcome`, `quantile` | HDR quantiles over the sliding window ([`Snapshot::window`]) by default; quantile `1` is the maximum; `_sum`, `_count` cumulative |
 //! | `solti_runner_task_duration_clamped_total` | counter | `runner`, `outcome` | durations above the configured range |
 //! | `solti_runner_snapshot_sink_failures_total` | counter | | snapshot sinks that failed or panicked |
 //! | `solti_runner_snapshot_failures_total` | counter | | snapshots a snapshotter took that panicked |
@@ -33,7 +33,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::{ExportConfig, Format, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
+use super::{ExportConfig, Format, QuantilesOver, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::layout::completion_label;
 use crate::snapshot::{Snapshot, View};
@@ -171,7 +171,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
 
     // Buckets and quantiles of each histogram, for the histogram and summary families.
     let figures: Vec<HistogramFigures> = completion_labels()
-        .map(|(runner, outcome)| HistogramFigures::new(view, runner, outcome, config))
+        .map(|(runner, outcome)| HistogramFigures::new(snapshot, runner, outcome, config))
         .collect();
     write_histograms(view, config, &figures, format, out);
 
@@ -216,7 +216,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         );
     }
 
-    write_summaries(view, config, &figures, format, out);
+    write_summaries(snapshot, config, &figures, format, out);
 
     let name = config.metric_name("task_duration_clamped_total");
     let help = "Task durations above the configured range, recorded as its top";
@@ -322,7 +322,13 @@ struct HistogramFigures {
 }
 
 impl HistogramFigures {
-    fn new(view: &View, runner: RunnerType, outcome: TaskOutcome, config: &ExportConfig) -> Self {
+    fn new(
+        snapshot: &Snapshot,
+        runner: RunnerType,
+        outcome: TaskOutcome,
+        config: &ExportConfig,
+    ) -> Self {
+        let view = snapshot.cumulative();
         let histogram = view.duration(runner, outcome);
         let buckets = if config.buckets_seconds() == SOLTI_BUCKETS_SECONDS {
             // The default buckets were counted while the reader drained: no scan.
@@ -343,7 +349,10 @@ impl HistogramFigures {
         // extra family: the one scan of the histogram an export still makes.
         let quantiles_ms = if config.extra_families() {
             let quantiles = config.quantiles().iter().copied();
-            histogram.value_at_quantiles(quantiles).collect()
+            quantile_view(snapshot, config)
+                .duration(runner, outcome)
+                .value_at_quantiles(quantiles)
+                .collect()
         } else {
             Vec::new()
         };
@@ -412,20 +421,39 @@ fn write_histograms(
     }
 }
 
+/// The view the HDR summary's quantiles are read from.
+fn quantile_view<'a>(snapshot: &'a Snapshot, config: &ExportConfig) -> &'a View {
+    match config.quantiles_over() {
+        QuantilesOver::Window => snapshot.window(),
+        QuantilesOver::Cumulative => snapshot.cumulative(),
+    }
+}
+
+/// The HDR summary: quantiles (and the maximum) from the configured view, `_sum` and `_count`
+/// cumulative, as Prometheus client summaries have them.
 fn write_summaries(
-    view: &View,
+    snapshot: &Snapshot,
     config: &ExportConfig,
     figures: &[HistogramFigures],
     format: Format,
     out: &mut String,
 ) {
+    let view = snapshot.cumulative();
     let name = config.metric_name("task_duration_hdr_seconds");
-    let help =
-        "Task execution duration quantiles from the HDR histogram; quantile 1 is the maximum";
+    let help = match config.quantiles_over() {
+        QuantilesOver::Window => {
+            "Task execution duration quantiles from the HDR histogram over the engine's sliding \
+             window; quantile 1 is the maximum; _sum and _count since start"
+        }
+        QuantilesOver::Cumulative => {
+            "Task execution duration quantiles from the HDR histogram since start; quantile 1 \
+             is the maximum"
+        }
+    };
     family_header(out, format, &name, "summary", help, Some("seconds"));
     let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
     for ((runner, outcome), of_label) in completion_labels().zip(figures) {
-        let histogram = view.duration(runner, outcome);
+        let histogram = quantile_view(snapshot, config).duration(runner, outcome);
         let (r, o) = (runner.as_label(), outcome.as_label());
         for (&value_ms, label) in of_label.quantiles_ms.iter().zip(&quantile_labels) {
             let value = quantile_seconds(histogram, value_ms);
