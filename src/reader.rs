@@ -309,13 +309,13 @@ impl Reader {
     ) -> Self {
         let empty = View::empty(layout);
         let now = Instant::now();
-        let age_buckets = AgeBuckets::new(&empty, window, now);
+        let age_buckets = AgeBuckets::new(window, now);
         let first = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
             elapsed: Duration::ZERO,
             interval: empty.clone(),
-            window: empty.clone(),
+            window: View::empty_like(&empty),
             cumulative: empty,
             sink_failures: 0,
             snapshot_failures: 0,

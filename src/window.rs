@@ -22,7 +22,8 @@ pub const WINDOW_AGE_BUCKETS: u32 = 4;
 
 /// The age buckets of one engine's window, in the reader's state.
 pub(crate) struct AgeBuckets {
-    /// Ring of buckets; `current` receives the intervals of snapshots taken now.
+    /// Ring of buckets; `current` receives the intervals of snapshots taken now. Empty until
+    /// the first snapshot, so that an engine nobody snapshots keeps no window.
     buckets: Vec<View>,
     current: usize,
     /// When `current` began receiving.
@@ -33,11 +34,9 @@ pub(crate) struct AgeBuckets {
 
 impl AgeBuckets {
     /// Empty buckets for a window of `window`, starting now.
-    pub(crate) fn new(empty: &View, window: Duration, now: Instant) -> Self {
+    pub(crate) fn new(window: Duration, now: Instant) -> Self {
         AgeBuckets {
-            buckets: (0..WINDOW_AGE_BUCKETS)
-                .map(|_| View::empty_like(empty))
-                .collect(),
+            buckets: Vec::new(),
             current: 0,
             current_since: now,
             span: window / WINDOW_AGE_BUCKETS,
@@ -49,6 +48,11 @@ impl AgeBuckets {
     /// to the current bucket and to `window`. Afterwards `window` is again the sum of every
     /// bucket.
     pub(crate) fn slide(&mut self, now: Instant, interval: &View, window: &mut View) {
+        if self.buckets.is_empty() {
+            self.buckets = (0..WINDOW_AGE_BUCKETS)
+                .map(|_| View::empty_like(interval))
+                .collect();
+        }
         let buckets = self.buckets.len();
         let mut expired = 0;
         while self
