@@ -38,6 +38,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "axum", not(loom)))]
+pub mod axum;
 mod barrier;
 mod config;
 mod contract;

@@ -38,7 +38,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -49,11 +49,10 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::AtomicMetrics;
-use crate::export::{ExportConfig, Format};
+use crate::export::{DEFAULT_MAX_SNAPSHOT_AGE, Endpoint, ExportConfig};
 
 /// The default address: loopback only, on the port OpenMetrics exporters commonly use.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
-const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// Limits and address of a [`MetricsServer`].
 #[derive(Debug, Clone)]
@@ -76,7 +75,7 @@ impl Default for ServerConfig {
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(60),
-            max_snapshot_age: Duration::from_secs(30),
+            max_snapshot_age: DEFAULT_MAX_SNAPSHOT_AGE,
             export: ExportConfig::default(),
         }
     }
@@ -232,6 +231,11 @@ async fn serve(
             return;
         }
     };
+    let endpoint = Arc::new(
+        Endpoint::new(metrics)
+            .export(config.export.clone())
+            .max_snapshot_age(config.max_snapshot_age),
+    );
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();
     // The connections open, oldest first: their ids, and how to ask each to close.
@@ -278,13 +282,12 @@ async fn serve(
         let id = next_id;
         next_id += 1;
         open.push_back((id, close));
-        let (metrics, config) = (Arc::clone(&metrics), Arc::clone(&config));
+        let (endpoint, limits) = (Arc::clone(&endpoint), Arc::clone(&config));
         connections.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let limits = Arc::clone(&config);
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&request, &metrics, &config);
+                let response = respond(&request, &endpoint);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -313,12 +316,7 @@ async fn serve(
 /// How long a connection over the limit waits for the oldest to close.
 const EVICTION_WAIT: Duration = Duration::from_millis(100);
 
-fn respond(
-    request: &Request<Incoming>,
-    metrics: &AtomicMetrics,
-    config: &ServerConfig,
-) -> Response<Full<Bytes>> {
-    let export = &config.export;
+fn respond(request: &Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if path != "/metrics" && path != "/metrics.json" {
         return plain(
@@ -333,36 +331,18 @@ fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let snapshot = fresh_snapshot(metrics, config.max_snapshot_age);
-    let (body, content_type) = if path == "/metrics.json" {
-        (snapshot.to_json_with(export), JSON_CONTENT_TYPE)
+    let exposition = if path == "/metrics.json" {
+        endpoint.metrics_json()
     } else {
         // An `Accept` header that is not visible ASCII counts as none.
-        let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-        let format = Format::from_accept(accept);
-        (snapshot.render(format, export), format.content_type())
+        endpoint.metrics(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()))
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(exposition.body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(exposition.content_type),
+    );
     response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// The published snapshot, or a new one when it is older than `max_age` by the wall clock, or
-/// none was taken yet.
-fn fresh_snapshot(metrics: &AtomicMetrics, max_age: Duration) -> Arc<crate::Snapshot> {
-    let latest = metrics.latest();
-    // A clock set back makes the snapshot look new, never stale: the error case counts as 0.
-    let age = SystemTime::now()
-        .duration_since(latest.taken_at())
-        .unwrap_or_default();
-    let stale = latest.sequence() == 0 || age > max_age;
-    if stale && max_age != Duration::MAX {
-        metrics.snapshot()
-    } else {
-        latest
-    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -3,13 +3,25 @@
 //! - [`prometheus`]: Prometheus text format 0.0.4 and OpenMetrics 1.0, configured by
 //!   [`ExportConfig`]; [`Format`] negotiates between them and renders either;
 //! - `json` (feature `json`): a documented, stable JSON schema;
-//! - `interval_log` (feature `hlog`): HdrHistogram interval logs, as a snapshot sink.
+//! - `interval_log` (feature `hlog`): HdrHistogram interval logs, as a snapshot sink;
+//! - `native` (feature `native-histograms`): Prometheus's protobuf exposition, with native
+//!   histograms;
+//! - [`Endpoint`]: the answer to a `/metrics` scrape, for any HTTP stack.
 
 use std::fmt;
 
+#[cfg(not(loom))]
+mod endpoint;
+mod families;
 mod format;
+#[cfg(feature = "native-histograms")]
+pub mod native;
 pub mod prometheus;
 
+#[cfg(all(feature = "json", not(loom)))]
+pub use endpoint::JSON_CONTENT_TYPE;
+#[cfg(not(loom))]
+pub use endpoint::{DEFAULT_MAX_SNAPSHOT_AGE, Endpoint, Exposition};
 pub use format::Format;
 
 #[cfg(feature = "json")]

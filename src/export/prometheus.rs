@@ -31,12 +31,9 @@
 
 use std::fmt::Write;
 
-use hdrhistogram::Histogram;
-
-use super::{ExportConfig, Format, QuantilesOver, SOLTI_BUCKETS_SECONDS, ms_as_seconds};
-use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::layout::completion_label;
-use crate::snapshot::{Snapshot, View};
+use super::families::{self, Encoder, Kind, Labels, Number};
+use super::{ExportConfig, Format, ms_as_seconds};
+use crate::snapshot::Snapshot;
 
 /// `Content-Type` of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -101,424 +98,121 @@ impl Snapshot {
 /// the string several times.
 const EXPOSITION_CAPACITY: usize = 40 * 1024;
 
-/// Writes one family's `# HELP`, `# TYPE` (and `# UNIT`) lines. `name` is the Prometheus
-/// family name (with `_total` for counters).
-fn family_header(
-    out: &mut String,
-    format: Format,
-    name: &str,
-    kind: &str,
-    help: &str,
-    unit: Option<&str>,
-) {
-    // OpenMetrics names a counter family without its `_total` sample suffix.
-    let family = match (format, kind) {
-        (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
-        _ => name,
-    };
-    let _ = writeln!(out, "# HELP {family} {}", escape_help(help, format));
-    let _ = writeln!(out, "# TYPE {family} {kind}");
-    if let (Format::OpenMetrics, Some(unit)) = (format, unit) {
-        let _ = writeln!(out, "# UNIT {family} {unit}");
-    }
-}
-
 fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, out: &mut String) {
     out.reserve(EXPOSITION_CAPACITY);
-    let view = snapshot.cumulative();
-
-    let name = config.metric_name("tasks_started_total");
-    family_header(
+    let mut text = TextEncoder {
         out,
         format,
-        &name,
-        "counter",
-        "Total number of tasks started",
-        None,
-    );
-    for runner in RunnerType::ALL {
-        sample(
-            out,
-            &name,
-            &[("runner", runner.as_label())],
-            config.const_labels_text(),
-            view.started(runner),
-        );
-    }
-
-    let name = config.metric_name("tasks_completed_total");
-    family_header(
-        out,
-        format,
-        &name,
-        "counter",
-        "Total number of tasks completed",
-        None,
-    );
-    for (runner, outcome) in completion_labels() {
-        let labels = [
-            ("runner", runner.as_label()),
-            ("outcome", outcome.as_label()),
-        ];
-        sample(
-            out,
-            &name,
-            &labels,
-            config.const_labels_text(),
-            view.completed(runner, outcome),
-        );
-    }
-
-    // Buckets and quantiles of each histogram, for the histogram and summary families.
-    let figures: Vec<HistogramFigures> = completion_labels()
-        .map(|(runner, outcome)| HistogramFigures::new(snapshot, runner, outcome, config))
-        .collect();
-    write_histograms(view, config, &figures, format, out);
-
-    let name = config.metric_name("errors_total");
-    family_header(
-        out,
-        format,
-        &name,
-        "counter",
-        "Total runner-level errors",
-        None,
-    );
-    for runner in RunnerType::ALL {
-        for kind in RunnerErrorKind::ALL {
-            let labels = [("runner", runner.as_label()), ("error", kind.as_label())];
-            sample(
-                out,
-                &name,
-                &labels,
-                config.const_labels_text(),
-                view.errors(runner, kind),
-            );
-        }
-    }
-
-    write_snapshot_gauges(snapshot, config, format, out);
-
-    if !config.extra_families() {
-        return;
-    }
-    let name = config.metric_name("tasks_in_flight");
-    let help = "Tasks started and not yet completed";
-    family_header(out, format, &name, "gauge", help, None);
-    for runner in RunnerType::ALL {
-        let labels = [("runner", runner.as_label())];
-        sample(
-            out,
-            &name,
-            &labels,
-            config.const_labels_text(),
-            snapshot.in_flight(runner),
-        );
-    }
-
-    write_summaries(snapshot, config, &figures, format, out);
-
-    let name = config.metric_name("task_duration_clamped_total");
-    let help = "Task durations above the configured range, recorded as its top";
-    family_header(out, format, &name, "counter", help, None);
-    for (runner, outcome) in completion_labels() {
-        let labels = [
-            ("runner", runner.as_label()),
-            ("outcome", outcome.as_label()),
-        ];
-        sample(
-            out,
-            &name,
-            &labels,
-            config.const_labels_text(),
-            view.clamped(runner, outcome),
-        );
-    }
-
-    let unlabelled = [
-        (
-            "snapshot_sink_failures_total",
-            "counter",
-            "Snapshot sink calls that returned an error or panicked",
-            snapshot.sink_failures(),
-        ),
-        (
-            "snapshot_failures_total",
-            "counter",
-            "Snapshots a snapshotter took that panicked; the next one holds their calls",
-            snapshot.snapshot_failures(),
-        ),
-        (
-            "snapshot_carried_stripes",
-            "gauge",
-            "Stripes the snapshot left to a later one because a writer was inside a call",
-            snapshot.carried_stripes() as u64,
-        ),
-    ];
-    for (name, kind, help, value) in unlabelled {
-        write_unlabelled(out, config, format, name, kind, help, value);
-    }
-}
-
-/// A family of one sample with no labels but the constant ones.
-fn write_unlabelled(
-    out: &mut String,
-    config: &ExportConfig,
-    format: Format,
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: impl std::fmt::Display,
-) {
-    let name = config.metric_name(name);
-    family_header(out, format, &name, kind, help, None);
-    sample(out, &name, &[], config.const_labels_text(), value);
-}
-
-/// What every exposition says about the snapshot behind it, so that a stale one shows: a
-/// timestamp that stops moving (alert on `time() - …_snapshot_timestamp_seconds`), and the
-/// sequence.
-fn write_snapshot_gauges(
-    snapshot: &Snapshot,
-    config: &ExportConfig,
-    format: Format,
-    out: &mut String,
-) {
-    let name = config.metric_name("snapshot_timestamp_seconds");
-    let help = "Wall-clock time the snapshot behind this exposition was taken, in seconds since \
-                the Unix epoch";
-    family_header(out, format, &name, "gauge", help, Some("seconds"));
-    let seconds = match snapshot.taken_at().duration_since(std::time::UNIX_EPOCH) {
-        Ok(since) => since.as_secs_f64(),
-        Err(before) => -before.duration().as_secs_f64(),
+        constant: config.const_labels_text(),
+        bound_labels: config
+            .buckets_seconds()
+            .iter()
+            .map(f64::to_string)
+            .collect(),
+        family: String::new(),
+        series_start: String::new(),
     };
-    sample(
-        out,
-        &name,
-        &[],
-        config.const_labels_text(),
-        format_args!("{seconds:.3}"),
-    );
-
-    let help = "Sequence number of the snapshot behind this exposition (0: none taken yet)";
-    let sequence = snapshot.sequence();
-    write_unlabelled(
-        out,
-        config,
-        format,
-        "snapshot_sequence",
-        "gauge",
-        help,
-        sequence,
-    );
+    families::encode(snapshot, config, &mut text);
 }
 
-/// The bucket counts and quantiles the exports read from one histogram.
-struct HistogramFigures {
-    /// Completions in each configured bucket, cumulative.
-    buckets: Vec<u64>,
-    /// The value at each configured quantile, in ms.
-    quantiles_ms: Vec<u64>,
-}
-
-impl HistogramFigures {
-    fn new(
-        snapshot: &Snapshot,
-        runner: RunnerType,
-        outcome: TaskOutcome,
-        config: &ExportConfig,
-    ) -> Self {
-        let view = snapshot.cumulative();
-        let histogram = view.duration(runner, outcome);
-        let buckets = if config.buckets_seconds() == SOLTI_BUCKETS_SECONDS {
-            // The default buckets were counted while the reader drained: no scan.
-            view.solti_buckets[completion_label(runner, outcome)]
-                .iter()
-                .scan(0, |running, &count| {
-                    *running += count;
-                    Some(*running)
-                })
-                .collect()
-        } else {
-            let bounds_ms: Vec<f64> = config.buckets_seconds().iter().map(|b| b * 1e3).collect();
-            let mut buckets = vec![0; bounds_ms.len()];
-            bucket_counts(histogram, &bounds_ms, &mut buckets);
-            buckets
-        };
-        // The quantiles (validated ascending: one pass for all) are for the HDR summary, an
-        // extra family: the one scan of the histogram an export still makes.
-        let quantiles_ms = if config.extra_families() {
-            let quantiles = config.quantiles().iter().copied();
-            quantile_view(snapshot, config)
-                .duration(runner, outcome)
-                .value_at_quantiles(quantiles)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        HistogramFigures {
-            buckets,
-            quantiles_ms,
-        }
-    }
-}
-
-/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
-/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
-/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
-/// one starting at or below the bound).
-fn bucket_counts(histogram: &Histogram<u64>, bounds_ms: &[f64], cumulative: &mut [u64]) {
-    let mut running = 0_u64;
-    let mut next_low = 0_u64;
-    for (count, &bound) in cumulative.iter_mut().zip(bounds_ms) {
-        let high = bound.floor() as u64; // bounds are validated finite and positive
-        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
-            running += histogram.count_between(next_low, high);
-            next_low = histogram.highest_equivalent(high).saturating_add(1);
-        }
-        *count = running;
-    }
-}
-
-fn write_histograms(
-    view: &View,
-    config: &ExportConfig,
-    figures: &[HistogramFigures],
+/// The text formats' [`Encoder`].
+struct TextEncoder<'a> {
+    out: &'a mut String,
     format: Format,
-    out: &mut String,
-) {
-    let name = config.metric_name("task_duration_seconds");
-    let help = "Task execution duration in seconds";
-    family_header(out, format, &name, "histogram", help, Some("seconds"));
-    let bound_labels: Vec<String> = config
-        .buckets_seconds()
-        .iter()
-        .map(|b| b.to_string())
-        .collect();
-    let bucket = format!("{name}_bucket");
-    // Most lines of an exposition are buckets: their common start is rendered once per series.
-    let mut series_start = String::new();
-    for ((runner, outcome), of_label) in completion_labels().zip(figures) {
-        let histogram = view.duration(runner, outcome);
-        let (r, o) = (runner.as_label(), outcome.as_label());
-        series_start.clear();
-        let labels = [("runner", r), ("outcome", o)];
-        sample_start(
-            &mut series_start,
-            &bucket,
-            &labels,
-            config.const_labels_text(),
+    /// The constant labels, already written out ([`ExportConfig::const_labels_text`]).
+    constant: &'a str,
+    /// The histogram buckets' `le` values, rendered once per exposition.
+    bound_labels: Vec<String>,
+    /// The current family's sample name (with `_total` for counters).
+    family: String,
+    /// Scratch: the common start of a histogram series' bucket lines.
+    series_start: String,
+}
+
+impl TextEncoder<'_> {
+    /// The `_sum` (exact, from the duration sum) and `_count` samples of a histogram or
+    /// summary.
+    fn sum_and_count(&mut self, labels: Labels<'_>, count: u64, sum_ms: u128) {
+        let name = format!("{}_sum", self.family);
+        sample(
+            self.out,
+            &name,
+            labels,
+            self.constant,
+            ms_as_seconds(sum_ms),
         );
-        let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
-        let counts = of_label.buckets.iter().copied().chain([histogram.len()]);
+        let name = format!("{}_count", self.family);
+        sample(self.out, &name, labels, self.constant, count);
+    }
+}
+
+impl Encoder for TextEncoder<'_> {
+    fn family(&mut self, name: &str, kind: Kind, help: &str, unit: Option<&str>) {
+        // OpenMetrics names a counter family without its `_total` sample suffix.
+        let family = match (self.format, kind) {
+            (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let out = &mut *self.out;
+        let _ = writeln!(out, "# HELP {family} {}", escape_help(help, self.format));
+        let _ = writeln!(out, "# TYPE {family} {}", kind.as_str());
+        if let (Format::OpenMetrics, Some(unit)) = (self.format, unit) {
+            let _ = writeln!(out, "# UNIT {family} {unit}");
+        }
+        self.family.clear();
+        self.family.push_str(name);
+    }
+
+    fn number(&mut self, labels: Labels<'_>, value: Number) {
+        let (out, name, constant) = (&mut *self.out, &self.family, self.constant);
+        match value {
+            Number::Count(value) => sample(out, name, labels, constant, value),
+            Number::Signed(value) => sample(out, name, labels, constant, value),
+            Number::Seconds(value) => {
+                sample(out, name, labels, constant, format_args!("{value:.3}"))
+            }
+        }
+    }
+
+    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128) {
+        // Most lines of an exposition are buckets: their common start is rendered once per
+        // series.
+        self.series_start.clear();
+        let bucket = format!("{}_bucket", self.family);
+        sample_start(&mut self.series_start, &bucket, labels, self.constant);
+        let les = self.bound_labels.iter().map(String::as_str).chain(["+Inf"]);
+        let counts = cumulative.iter().copied().chain([count]);
         for (le, count) in les.zip(counts) {
-            out.push_str(&series_start);
-            out.push_str(",le=\"");
-            escape_label_value(le, out);
-            let _ = writeln!(out, "\"}} {count}");
+            self.out.push_str(&self.series_start);
+            self.out
+                .push_str(if labels.is_empty() && self.constant.is_empty() {
+                    "{le=\""
+                } else {
+                    ",le=\""
+                });
+            escape_label_value(le, self.out);
+            let _ = writeln!(self.out, "\"}} {count}");
         }
-        sum_and_count(out, &name, view, runner, outcome, config);
+        self.sum_and_count(labels, count, sum_ms);
     }
-}
 
-/// The view the HDR summary's quantiles are read from.
-fn quantile_view<'a>(snapshot: &'a Snapshot, config: &ExportConfig) -> &'a View {
-    match config.quantiles_over() {
-        QuantilesOver::Window => snapshot.window(),
-        QuantilesOver::Cumulative => snapshot.cumulative(),
+    fn summary(
+        &mut self,
+        labels: Labels<'_>,
+        quantiles: &[(f64, Option<u64>)],
+        count: u64,
+        sum_ms: u128,
+    ) {
+        for &(quantile, value_ms) in quantiles {
+            let quantile = quantile.to_string();
+            let mut with_quantile: Vec<(&str, &str)> = labels.to_vec();
+            with_quantile.push(("quantile", &quantile));
+            // NaN when empty, as Prometheus clients do.
+            let value = value_ms.map_or_else(|| "NaN".into(), |ms| ms_as_seconds(u128::from(ms)));
+            sample(self.out, &self.family, &with_quantile, self.constant, value);
+        }
+        self.sum_and_count(labels, count, sum_ms);
     }
-}
-
-/// The HDR summary: quantiles (and the maximum) from the configured view, `_sum` and `_count`
-/// cumulative, as Prometheus client summaries have them.
-fn write_summaries(
-    snapshot: &Snapshot,
-    config: &ExportConfig,
-    figures: &[HistogramFigures],
-    format: Format,
-    out: &mut String,
-) {
-    let view = snapshot.cumulative();
-    let name = config.metric_name("task_duration_hdr_seconds");
-    let help = match config.quantiles_over() {
-        QuantilesOver::Window => {
-            "Task execution duration quantiles from the HDR histogram over the engine's sliding \
-             window; quantile 1 is the maximum; _sum and _count since start"
-        }
-        QuantilesOver::Cumulative => {
-            "Task execution duration quantiles from the HDR histogram since start; quantile 1 \
-             is the maximum"
-        }
-    };
-    family_header(out, format, &name, "summary", help, Some("seconds"));
-    let quantile_labels: Vec<String> = config.quantiles().iter().map(|q| q.to_string()).collect();
-    for ((runner, outcome), of_label) in completion_labels().zip(figures) {
-        let histogram = quantile_view(snapshot, config).duration(runner, outcome);
-        let (r, o) = (runner.as_label(), outcome.as_label());
-        for (&value_ms, label) in of_label.quantiles_ms.iter().zip(&quantile_labels) {
-            let value = quantile_seconds(histogram, value_ms);
-            sample(
-                out,
-                &name,
-                &[("runner", r), ("outcome", o), ("quantile", label)],
-                config.const_labels_text(),
-                value,
-            );
-        }
-        if !config.quantiles().contains(&1.0) {
-            let max = quantile_seconds(histogram, histogram.max());
-            sample(
-                out,
-                &name,
-                &[("runner", r), ("outcome", o), ("quantile", "1")],
-                config.const_labels_text(),
-                max,
-            );
-        }
-        sum_and_count(out, &name, view, runner, outcome, config);
-    }
-}
-
-/// The `_sum` (exact, from the duration sum) and `_count` samples of a histogram or summary.
-fn sum_and_count(
-    out: &mut String,
-    name: &str,
-    view: &View,
-    runner: RunnerType,
-    outcome: TaskOutcome,
-    config: &ExportConfig,
-) {
-    let constant = config.const_labels_text();
-    let labels = [
-        ("runner", runner.as_label()),
-        ("outcome", outcome.as_label()),
-    ];
-    let sum = ms_as_seconds(view.duration_sum_ms_exact(runner, outcome));
-    sample(out, &format!("{name}_sum"), &labels, constant, sum);
-    sample(
-        out,
-        &format!("{name}_count"),
-        &labels,
-        constant,
-        view.completed(runner, outcome),
-    );
-}
-
-/// A quantile of `histogram` in seconds, `NaN` when it is empty (as Prometheus clients do).
-fn quantile_seconds(histogram: &Histogram<u64>, value_ms: u64) -> String {
-    if histogram.is_empty() {
-        "NaN".into()
-    } else {
-        ms_as_seconds(u128::from(value_ms))
-    }
-}
-
-fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
-    RunnerType::ALL.into_iter().flat_map(|runner| {
-        TaskOutcome::ALL
-            .into_iter()
-            .map(move |outcome| (runner, outcome))
-    })
 }
 
 /// One sample: `name{labels,constant} value`. `constant` is the configuration's constant
@@ -587,18 +281,6 @@ fn escape_help(help: &str, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
-        for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
-            histogram.record(value).unwrap();
-        }
-        let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
-        let mut counts = [0; 5];
-        bucket_counts(&histogram, &bounds, &mut counts);
-        assert_eq!(counts, [2, 4, 5, 6, 6]);
-    }
 
     #[test]
     fn label_values_and_help_are_escaped() {

@@ -1,0 +1,137 @@
+//! What a `/metrics` endpoint answers, whatever serves it: [`MetricsServer`], the `axum`
+//! router, or a user's own HTTP stack.
+//!
+//! [`Endpoint`] picks the snapshot (the published one, or a fresh one when that is stale),
+//! negotiates the format from the `Accept` header, and renders the body. Serving it is one
+//! call per request:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType};
+//! use taskmeter::export::Endpoint;
+//!
+//! let metrics = Arc::new(AtomicMetrics::new());
+//! metrics.record_task_started(RunnerType::Wasm);
+//! let endpoint = Endpoint::new(Arc::clone(&metrics));
+//!
+//! // In a request handler: the request's `Accept` header in, a content type and body out.
+//! let response = endpoint.metrics(Some("text/plain;version=0.0.4"));
+//! assert_eq!(response.content_type, "text/plain; version=0.0.4; charset=utf-8");
+//! let body = String::from_utf8(response.body).unwrap();
+//! assert!(body.contains("solti_runner_tasks_started_total{runner=\"wasm\"} 1\n"));
+//! ```
+//!
+//! [`MetricsServer`]: crate::server::MetricsServer
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{ExportConfig, Format};
+use crate::{AtomicMetrics, Snapshot};
+
+/// Default bound on the age of the snapshot a scrape is served: older, and the scrape takes
+/// one itself.
+pub const DEFAULT_MAX_SNAPSHOT_AGE: Duration = Duration::from_secs(30);
+
+/// A response body and its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposition {
+    /// The value of the `Content-Type` header.
+    pub content_type: &'static str,
+    /// The body: text for the text formats, bytes for protobuf.
+    pub body: Vec<u8>,
+}
+
+/// Answers `/metrics` scrapes from one engine: cheap to clone, shareable between threads.
+///
+/// Scrapes read the published snapshot ([`AtomicMetrics::latest`]), so a scrape never slows
+/// recording, unless that snapshot is older than
+/// [`max_snapshot_age`](Self::max_snapshot_age) by the wall clock, or none was taken yet:
+/// then the scrape takes a snapshot itself, so that stale figures are never served as
+/// current. A snapshot a scrape takes is an interval a snapshotter's sinks do not see; with a
+/// snapshotter running more often than `max_snapshot_age`, scrapes take none.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    metrics: Arc<AtomicMetrics>,
+    export: ExportConfig,
+    max_snapshot_age: Duration,
+}
+
+impl Endpoint {
+    /// An endpoint with the default [`ExportConfig`] and [`DEFAULT_MAX_SNAPSHOT_AGE`].
+    pub fn new(metrics: Arc<AtomicMetrics>) -> Self {
+        Endpoint {
+            metrics,
+            export: ExportConfig::default(),
+            max_snapshot_age: DEFAULT_MAX_SNAPSHOT_AGE,
+        }
+    }
+
+    /// How the expositions are named and shaped.
+    pub fn export(mut self, export: ExportConfig) -> Self {
+        self.export = export;
+        self
+    }
+
+    /// Past this age, a scrape takes a snapshot itself (default 30 s); `Duration::MAX`
+    /// never does.
+    pub fn max_snapshot_age(mut self, max_snapshot_age: Duration) -> Self {
+        self.max_snapshot_age = max_snapshot_age;
+        self
+    }
+
+    /// The export configuration in force.
+    pub fn export_config(&self) -> &ExportConfig {
+        &self.export
+    }
+
+    /// The snapshot a scrape is served now: the published one, or a new one when that is older
+    /// than `max_snapshot_age` or none was taken yet.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let latest = self.metrics.latest();
+        // A clock set back makes the snapshot look new, never stale: the error case counts
+        // as 0.
+        let age = SystemTime::now()
+            .duration_since(latest.taken_at())
+            .unwrap_or_default();
+        let stale = latest.sequence() == 0 || age > self.max_snapshot_age;
+        if stale && self.max_snapshot_age != Duration::MAX {
+            self.metrics.snapshot()
+        } else {
+            latest
+        }
+    }
+
+    /// The answer to `GET /metrics` with this `Accept` header (`None` when absent or not
+    /// readable): Prometheus text, OpenMetrics, or, with the `native-histograms` feature,
+    /// Prometheus protobuf with native histograms when the header prefers it (see
+    /// [`Format::from_accept`]).
+    pub fn metrics(&self, accept: Option<&str>) -> Exposition {
+        let snapshot = self.snapshot();
+        #[cfg(feature = "native-histograms")]
+        if super::native::prefers_protobuf(accept) {
+            return Exposition {
+                content_type: super::native::PROTOBUF_CONTENT_TYPE,
+                body: snapshot.to_protobuf(&self.export),
+            };
+        }
+        let format = Format::from_accept(accept);
+        Exposition {
+            content_type: format.content_type(),
+            body: snapshot.render(format, &self.export).into_bytes(),
+        }
+    }
+
+    /// The answer to `GET /metrics.json`: [`Snapshot::to_json_with`].
+    #[cfg(feature = "json")]
+    pub fn metrics_json(&self) -> Exposition {
+        Exposition {
+            content_type: JSON_CONTENT_TYPE,
+            body: self.snapshot().to_json_with(&self.export).into_bytes(),
+        }
+    }
+}
+
+/// `Content-Type` of the JSON export.
+#[cfg(feature = "json")]
+pub const JSON_CONTENT_TYPE: &str = "application/json";

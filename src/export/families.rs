@@ -1,0 +1,347 @@
+//! The families every Prometheus exposition carries, listed once: the text formats
+//! ([`super::prometheus`]) and the protobuf format (`super::native`) are two [`Encoder`]s of
+//! this one list, so their names, types, help texts and values cannot drift apart.
+
+use hdrhistogram::Histogram;
+
+use super::{ExportConfig, QuantilesOver, SOLTI_BUCKETS_SECONDS};
+use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::layout::completion_label;
+use crate::snapshot::{Snapshot, View};
+
+/// A family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// A counter's or gauge's value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Number {
+    Count(u64),
+    Signed(i64),
+    /// Seconds, written with millisecond precision.
+    Seconds(f64),
+}
+
+/// The labels of one series, constant labels excluded (encoders add those).
+pub(crate) type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// Writes the families in some format. Calls come as: `family`, then that family's series.
+pub(crate) trait Encoder {
+    /// Starts a family. `name` is the full name, with `_total` for counters.
+    fn family(&mut self, name: &str, kind: Kind, help: &str, unit: Option<&str>);
+    /// A series of a counter or gauge family.
+    fn number(&mut self, labels: Labels<'_>, value: Number);
+    /// A series of a histogram family: `cumulative[i]` completions at or below the
+    /// configuration's `buckets_seconds()[i]`, `count` in all, summing `sum_ms` exactly.
+    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128);
+    /// A series of a summary family: `(quantile, value in ms or None when empty)`.
+    fn summary(
+        &mut self,
+        labels: Labels<'_>,
+        quantiles: &[(f64, Option<u64>)],
+        count: u64,
+        sum_ms: u128,
+    );
+    /// Whether this format carries native histograms: then the native family follows the
+    /// classic histogram family, through [`native_histogram`](Self::native_histogram).
+    fn carries_native_histograms(&self) -> bool {
+        false
+    }
+    /// A series of the native histogram family, from the HDR data itself.
+    fn native_histogram(
+        &mut self,
+        _labels: Labels<'_>,
+        _histogram: &Histogram<u64>,
+        _count: u64,
+        _sum_ms: u128,
+    ) {
+    }
+}
+
+/// HELP of the classic histogram family.
+const DURATION_HELP: &str = "Task execution duration in seconds";
+
+/// Every family of `snapshot`, as `config` names and shapes them, into `encoder`.
+pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut impl Encoder) {
+    let view = snapshot.cumulative();
+    let name = |name: &str| config.metric_name(name);
+
+    encoder.family(
+        &name("tasks_started_total"),
+        Kind::Counter,
+        "Total number of tasks started",
+        None,
+    );
+    for runner in RunnerType::ALL {
+        let value = Number::Count(view.started(runner));
+        encoder.number(&[("runner", runner.as_label())], value);
+    }
+
+    encoder.family(
+        &name("tasks_completed_total"),
+        Kind::Counter,
+        "Total number of tasks completed",
+        None,
+    );
+    for (runner, outcome) in completion_labels() {
+        let value = Number::Count(view.completed(runner, outcome));
+        encoder.number(&labels_of(runner, outcome), value);
+    }
+
+    encoder.family(
+        &name("task_duration_seconds"),
+        Kind::Histogram,
+        DURATION_HELP,
+        Some("seconds"),
+    );
+    let mut cumulative = vec![0; config.buckets_seconds().len()];
+    for (runner, outcome) in completion_labels() {
+        bucket_counts_of(view, runner, outcome, config, &mut cumulative);
+        let (count, sum_ms) = count_and_sum(view, runner, outcome);
+        encoder.histogram(&labels_of(runner, outcome), &cumulative, count, sum_ms);
+    }
+    if encoder.carries_native_histograms() {
+        encoder.family(
+            &name("task_duration_native_seconds"),
+            Kind::Histogram,
+            "Task execution duration in seconds, as a native histogram from the HDR data",
+            Some("seconds"),
+        );
+        for (runner, outcome) in completion_labels() {
+            let (count, sum_ms) = count_and_sum(view, runner, outcome);
+            let histogram = view.duration(runner, outcome);
+            encoder.native_histogram(&labels_of(runner, outcome), histogram, count, sum_ms);
+        }
+    }
+
+    encoder.family(
+        &name("errors_total"),
+        Kind::Counter,
+        "Total runner-level errors",
+        None,
+    );
+    for runner in RunnerType::ALL {
+        for kind in RunnerErrorKind::ALL {
+            let labels = [("runner", runner.as_label()), ("error", kind.as_label())];
+            encoder.number(&labels, Number::Count(view.errors(runner, kind)));
+        }
+    }
+
+    // What every exposition says about the snapshot behind it, so that a stale one shows: a
+    // timestamp that stops moving (alert on `time() - …_snapshot_timestamp_seconds`), and
+    // the sequence.
+    encoder.family(
+        &name("snapshot_timestamp_seconds"),
+        Kind::Gauge,
+        "Wall-clock time the snapshot behind this exposition was taken, in seconds since the \
+         Unix epoch",
+        Some("seconds"),
+    );
+    let seconds = match snapshot.taken_at().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    };
+    encoder.number(&[], Number::Seconds(seconds));
+    encoder.family(
+        &name("snapshot_sequence"),
+        Kind::Gauge,
+        "Sequence number of the snapshot behind this exposition (0: none taken yet)",
+        None,
+    );
+    encoder.number(&[], Number::Count(snapshot.sequence()));
+
+    if !config.extra_families() {
+        return;
+    }
+    encoder.family(
+        &name("tasks_in_flight"),
+        Kind::Gauge,
+        "Tasks started and not yet completed",
+        None,
+    );
+    for runner in RunnerType::ALL {
+        let value = Number::Signed(snapshot.in_flight(runner));
+        encoder.number(&[("runner", runner.as_label())], value);
+    }
+
+    encode_summaries(snapshot, config, encoder);
+
+    encoder.family(
+        &name("task_duration_clamped_total"),
+        Kind::Counter,
+        "Task durations above the configured range, recorded as its top",
+        None,
+    );
+    for (runner, outcome) in completion_labels() {
+        let value = Number::Count(view.clamped(runner, outcome));
+        encoder.number(&labels_of(runner, outcome), value);
+    }
+
+    let unlabelled = [
+        (
+            "snapshot_sink_failures_total",
+            Kind::Counter,
+            "Snapshot sink calls that returned an error or panicked",
+            snapshot.sink_failures(),
+        ),
+        (
+            "snapshot_failures_total",
+            Kind::Counter,
+            "Snapshots a snapshotter took that panicked; the next one holds their calls",
+            snapshot.snapshot_failures(),
+        ),
+        (
+            "snapshot_carried_stripes",
+            Kind::Gauge,
+            "Stripes the snapshot left to a later one because a writer was inside a call",
+            snapshot.carried_stripes() as u64,
+        ),
+    ];
+    for (family, kind, help, value) in unlabelled {
+        encoder.family(&name(family), kind, help, None);
+        encoder.number(&[], Number::Count(value));
+    }
+}
+
+/// The HDR summary: quantiles (and the maximum, as quantile 1) from the configured view,
+/// `_sum` and `_count` cumulative, as Prometheus client summaries have them.
+fn encode_summaries(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut impl Encoder) {
+    let help = match config.quantiles_over() {
+        QuantilesOver::Window => {
+            "Task execution duration quantiles from the HDR histogram over the engine's sliding \
+             window; quantile 1 is the maximum; _sum and _count since start"
+        }
+        QuantilesOver::Cumulative => {
+            "Task execution duration quantiles from the HDR histogram since start; quantile 1 \
+             is the maximum"
+        }
+    };
+    let quantile_view = match config.quantiles_over() {
+        QuantilesOver::Window => snapshot.window(),
+        QuantilesOver::Cumulative => snapshot.cumulative(),
+    };
+    encoder.family(
+        &config.metric_name("task_duration_hdr_seconds"),
+        Kind::Summary,
+        help,
+        Some("seconds"),
+    );
+    let mut quantiles: Vec<(f64, Option<u64>)> = Vec::new();
+    for (runner, outcome) in completion_labels() {
+        let histogram = quantile_view.duration(runner, outcome);
+        // Validated ascending: one pass for all, the one scan of a histogram an export makes.
+        let values = histogram.value_at_quantiles(config.quantiles().iter().copied());
+        let present = |value| (!histogram.is_empty()).then_some(value);
+        quantiles.clear();
+        quantiles.extend(
+            config
+                .quantiles()
+                .iter()
+                .zip(values)
+                .map(|(&q, v)| (q, present(v))),
+        );
+        if !config.quantiles().contains(&1.0) {
+            quantiles.push((1.0, present(histogram.max())));
+        }
+        let (count, sum_ms) = count_and_sum(snapshot.cumulative(), runner, outcome);
+        encoder.summary(&labels_of(runner, outcome), &quantiles, count, sum_ms);
+    }
+}
+
+pub(crate) fn completion_labels() -> impl Iterator<Item = (RunnerType, TaskOutcome)> {
+    RunnerType::ALL.into_iter().flat_map(|runner| {
+        TaskOutcome::ALL
+            .into_iter()
+            .map(move |outcome| (runner, outcome))
+    })
+}
+
+fn labels_of(runner: RunnerType, outcome: TaskOutcome) -> [(&'static str, &'static str); 2] {
+    [
+        ("runner", runner.as_label()),
+        ("outcome", outcome.as_label()),
+    ]
+}
+
+fn count_and_sum(view: &View, runner: RunnerType, outcome: TaskOutcome) -> (u64, u128) {
+    (
+        view.completed(runner, outcome),
+        view.duration_sum_ms_exact(runner, outcome),
+    )
+}
+
+/// Fills `cumulative` with the completions of `(runner, outcome)` in each configured bucket.
+fn bucket_counts_of(
+    view: &View,
+    runner: RunnerType,
+    outcome: TaskOutcome,
+    config: &ExportConfig,
+    cumulative: &mut [u64],
+) {
+    if config.buckets_seconds() == SOLTI_BUCKETS_SECONDS {
+        // The default buckets were counted while the reader drained: no scan.
+        let counts = &view.solti_buckets[completion_label(runner, outcome)];
+        let mut running = 0;
+        for (total, &count) in cumulative.iter_mut().zip(counts) {
+            running += count;
+            *total = running;
+        }
+    } else {
+        let bounds_ms = config.buckets_seconds().iter().map(|b| b * 1e3);
+        bucket_counts(view.duration(runner, outcome), bounds_ms, cumulative);
+    }
+}
+
+/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
+/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
+/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
+/// one starting at or below the bound).
+pub(crate) fn bucket_counts(
+    histogram: &Histogram<u64>,
+    bounds_ms: impl Iterator<Item = f64>,
+    cumulative: &mut [u64],
+) {
+    let mut running = 0_u64;
+    let mut next_low = 0_u64;
+    for (count, bound) in cumulative.iter_mut().zip(bounds_ms) {
+        let high = bound.floor() as u64; // bounds are validated finite and positive
+        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
+            running += histogram.count_between(next_low, high);
+            next_low = histogram.highest_equivalent(high).saturating_add(1);
+        }
+        *count = running;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
+        for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
+            histogram.record(value).unwrap();
+        }
+        let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
+        let mut counts = [0; 5];
+        bucket_counts(&histogram, bounds.into_iter(), &mut counts);
+        assert_eq!(counts, [2, 4, 5, 6, 6]);
+    }
+}

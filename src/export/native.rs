@@ -1,0 +1,370 @@
+//! Prometheus native histograms, in the protobuf exposition (feature `native-histograms`).
+//!
+//! Prometheus scrapes native histograms only in its protobuf format
+//! (`io.prometheus.client.MetricFamily`, length-delimited), which it asks for in the `Accept`
+//! header when its `native-histograms` feature is on. [`Endpoint`](super::Endpoint) serves
+//! it then; [`Snapshot::to_protobuf`] renders it. The protobuf types are
+//! `prometheus-client`'s, encoded by `prost`.
+//!
+//! The protobuf exposition carries every family of the text formats, the classic histogram
+//! included (older servers and existing dashboards keep their `_bucket` series), plus
+//! `<namespace>_<subsystem>_task_duration_native_seconds`: each duration histogram as a
+//! native histogram, derived from the HDR data (every HDR slot's count goes to the native
+//! bucket of the slot's lowest value, the rule the classic buckets follow too).
+//!
+//! # Resolution
+//!
+//! Native buckets grow by a factor of `2^(2^-schema)`. The schema is the coarsest whose
+//! buckets are no wider than the engine's HDR precision, at most 8 (the finest Prometheus
+//! accepts): [`schema_for`] gives 3 for 1 significant digit (buckets 9.1 % wide), 7 for 2
+//! (0.54 %), and 8 from 3 digits on (0.27 %, against HDR's 0.1 %: the native histogram is
+//! then the coarser of the two). A quantile Prometheus computes from it lies in the bucket
+//! holding that rank, so within about one bucket width (plus the HDR slot) of the HDR value.
+//! Durations of 0 ms go to the zero bucket.
+
+use hdrhistogram::Histogram;
+use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as model;
+use prost::Message;
+
+use super::ExportConfig;
+use super::families::{self, Encoder, Kind, Labels, Number};
+use crate::snapshot::Snapshot;
+
+/// `Content-Type` of the protobuf exposition.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// The zero bucket's breadth: only 0 ms falls in it (the Go client's default threshold).
+const ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
+
+/// The finest schema Prometheus accepts.
+const MAX_SCHEMA: i32 = 8;
+
+impl Snapshot {
+    /// This snapshot in Prometheus's protobuf exposition (length-delimited `MetricFamily`
+    /// messages), with the native histogram family: the body of a `/metrics` response of
+    /// [`PROTOBUF_CONTENT_TYPE`].
+    ///
+    /// ```
+    /// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome};
+    /// use taskmeter::export::ExportConfig;
+    ///
+    /// let metrics = AtomicMetrics::new();
+    /// metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 250);
+    /// let body = metrics.snapshot().to_protobuf(&ExportConfig::default());
+    /// assert!(!body.is_empty());
+    /// ```
+    pub fn to_protobuf(&self, config: &ExportConfig) -> Vec<u8> {
+        let mut encoder = ProtobufEncoder {
+            families: Vec::new(),
+            constant: config
+                .const_labels()
+                .iter()
+                .map(|(name, value)| label(name, value))
+                .collect(),
+            bounds: config.buckets_seconds().to_vec(),
+        };
+        families::encode(self, config, &mut encoder);
+        let mut body = Vec::new();
+        for family in encoder.families {
+            family
+                .encode_length_delimited(&mut body)
+                .expect("a Vec grows as needed");
+        }
+        body
+    }
+}
+
+/// Whether an `Accept` header ranks Prometheus's delimited protobuf at least as high as every
+/// text format it names (and above zero): what Prometheus sends with its `native-histograms`
+/// feature on.
+pub(crate) fn prefers_protobuf(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let mut protobuf: Option<f32> = None;
+    let mut text: Option<f32> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let (mut quality, mut proto, mut delimited) = (1.0_f32, false, false);
+        for parameter in parts {
+            let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            match key.trim().to_ascii_lowercase().as_str() {
+                "q" => {
+                    quality = value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|q: &f32| q.is_finite())
+                        .unwrap_or(1.0)
+                }
+                "proto" => proto = value.trim() == "io.prometheus.client.MetricFamily",
+                "encoding" => delimited = value.trim() == "delimited",
+                _ => {}
+            }
+        }
+        let slot = match media_type.as_str() {
+            "application/vnd.google.protobuf" if proto && delimited => &mut protobuf,
+            "application/openmetrics-text" | "text/plain" => &mut text,
+            _ => continue,
+        };
+        *slot = Some(slot.map_or(quality, |best: f32| best.max(quality)));
+    }
+    match (protobuf, text) {
+        (Some(protobuf), Some(text)) => protobuf > 0.0 && protobuf >= text,
+        (Some(protobuf), None) => protobuf > 0.0,
+        (None, _) => false,
+    }
+}
+
+/// The coarsest native schema whose buckets are no wider than `significant_digits` of HDR
+/// precision (`2^(2^-schema) - 1 <= 10^-digits`), at most 8.
+pub fn schema_for(significant_digits: u8) -> i32 {
+    let precision = 10_f64.powi(-i32::from(significant_digits));
+    (-4..MAX_SCHEMA)
+        .find(|&schema| growth(schema) - 1.0 <= precision)
+        .unwrap_or(MAX_SCHEMA)
+}
+
+/// How much each bucket's upper bound exceeds the previous one's, as a factor.
+fn growth(schema: i32) -> f64 {
+    2_f64.powf(2_f64.powi(-schema))
+}
+
+/// The native bucket holding `value` (> 0): bucket `i` is `(growth^(i-1), growth^i]`.
+fn bucket_index(value: f64, schema: i32) -> i32 {
+    let upper = |index: i32| 2_f64.powf(f64::from(index) * 2_f64.powi(-schema));
+    let mut index = (value.log2() * 2_f64.powi(schema)).ceil() as i32;
+    while value > upper(index) {
+        index += 1;
+    }
+    while value <= upper(index - 1) {
+        index -= 1;
+    }
+    index
+}
+
+/// The native histogram of `histogram` (values in ms), in seconds.
+fn native(histogram: &Histogram<u64>, count: u64, sum_ms: u128) -> model::Histogram {
+    let schema = schema_for(histogram.sigfig());
+    let mut native = model::Histogram {
+        sample_count: count,
+        sample_sum: sum_ms as f64 / 1e3,
+        schema,
+        zero_threshold: ZERO_THRESHOLD,
+        ..Default::default()
+    };
+    // Buckets in increasing order, each slot's count at its lowest value's bucket.
+    let mut buckets: Vec<(i32, u64)> = Vec::new();
+    for slot in histogram.iter_recorded() {
+        let lowest = histogram.lowest_equivalent(slot.value_iterated_to());
+        let slot_count = slot.count_at_value();
+        if lowest == 0 {
+            native.zero_count += slot_count;
+            continue;
+        }
+        let index = bucket_index(lowest as f64 / 1e3, schema);
+        match buckets.last_mut() {
+            Some((last, total)) if *last == index => *total += slot_count,
+            _ => buckets.push((index, slot_count)),
+        }
+    }
+    // Spans of consecutive buckets; each count as a delta from the previous bucket's.
+    let mut previous: Option<(i32, i64)> = None;
+    for (index, bucket_count) in buckets {
+        let bucket_count = i64::try_from(bucket_count).unwrap_or(i64::MAX);
+        match previous {
+            Some((last, _)) if index == last + 1 => {
+                native.positive_span.last_mut().expect("a span").length += 1;
+            }
+            _ => native.positive_span.push(model::BucketSpan {
+                offset: previous.map_or(index, |(last, _)| index - last - 1),
+                length: 1,
+            }),
+        }
+        let before = previous.map_or(0, |(_, count)| count);
+        native.positive_delta.push(bucket_count - before);
+        previous = Some((index, bucket_count));
+    }
+    native
+}
+
+fn label(name: &str, value: &str) -> model::LabelPair {
+    model::LabelPair {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// The protobuf format's [`Encoder`]: one `MetricFamily` per family.
+struct ProtobufEncoder {
+    families: Vec<model::MetricFamily>,
+    constant: Vec<model::LabelPair>,
+    bounds: Vec<f64>,
+}
+
+impl ProtobufEncoder {
+    /// Adds a series with `labels` and the constant labels to the current family.
+    fn metric(&mut self, labels: Labels<'_>) -> &mut model::Metric {
+        let family = self.families.last_mut().expect("a family first");
+        let mut all: Vec<model::LabelPair> = labels.iter().map(|(n, v)| label(n, v)).collect();
+        all.extend(self.constant.iter().cloned());
+        family.metric.push(model::Metric {
+            label: all,
+            ..Default::default()
+        });
+        family.metric.last_mut().expect("just pushed")
+    }
+}
+
+impl Encoder for ProtobufEncoder {
+    fn family(&mut self, name: &str, kind: Kind, help: &str, _unit: Option<&str>) {
+        let kind = match kind {
+            Kind::Counter => model::MetricType::Counter,
+            Kind::Gauge => model::MetricType::Gauge,
+            Kind::Histogram => model::MetricType::Histogram,
+            Kind::Summary => model::MetricType::Summary,
+        };
+        // The unit stays out: Prometheus's own metrics.proto before 2.50 has no such field.
+        self.families.push(model::MetricFamily {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            r#type: kind as i32,
+            ..Default::default()
+        });
+    }
+
+    fn number(&mut self, labels: Labels<'_>, value: Number) {
+        let is_counter = self.families.last().expect("a family first").r#type
+            == model::MetricType::Counter as i32;
+        let value = match value {
+            Number::Count(value) => value as f64,
+            Number::Signed(value) => value as f64,
+            Number::Seconds(value) => value,
+        };
+        let metric = self.metric(labels);
+        if is_counter {
+            metric.counter = Some(model::Counter {
+                value,
+                ..Default::default()
+            });
+        } else {
+            metric.gauge = Some(model::Gauge { value });
+        }
+    }
+
+    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128) {
+        let bucket = self
+            .bounds
+            .iter()
+            .zip(cumulative)
+            .map(|(&upper_bound, &cumulative_count)| model::Bucket {
+                cumulative_count,
+                upper_bound,
+                ..Default::default()
+            })
+            .collect();
+        self.metric(labels).histogram = Some(model::Histogram {
+            sample_count: count,
+            sample_sum: sum_ms as f64 / 1e3,
+            bucket,
+            ..Default::default()
+        });
+    }
+
+    fn summary(
+        &mut self,
+        labels: Labels<'_>,
+        quantiles: &[(f64, Option<u64>)],
+        count: u64,
+        sum_ms: u128,
+    ) {
+        let quantile = quantiles
+            .iter()
+            .map(|&(quantile, value_ms)| model::Quantile {
+                quantile,
+                value: value_ms.map_or(f64::NAN, |ms| ms as f64 / 1e3),
+            })
+            .collect();
+        self.metric(labels).summary = Some(model::Summary {
+            sample_count: count,
+            sample_sum: sum_ms as f64 / 1e3,
+            quantile,
+            ..Default::default()
+        });
+    }
+
+    fn carries_native_histograms(&self) -> bool {
+        true
+    }
+
+    fn native_histogram(
+        &mut self,
+        labels: Labels<'_>,
+        histogram: &Histogram<u64>,
+        count: u64,
+        sum_ms: u128,
+    ) {
+        self.metric(labels).histogram = Some(native(histogram, count, sum_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_the_coarsest_as_fine_as_the_hdr_precision() {
+        assert_eq!(schema_for(1), 3);
+        assert_eq!(schema_for(2), 7);
+        for digits in 3..=5 {
+            assert_eq!(schema_for(digits), 8);
+        }
+        for digits in 1..=2 {
+            let schema = schema_for(digits);
+            let precision = 10_f64.powi(-i32::from(digits));
+            assert!(growth(schema) - 1.0 <= precision);
+            assert!(growth(schema - 1) - 1.0 > precision);
+        }
+    }
+
+    #[test]
+    fn bucket_indexes_follow_prometheus_boundaries() {
+        // Schema 0: buckets (0.5, 1], (1, 2], (2, 4]: upper bounds are inclusive.
+        assert_eq!(bucket_index(1.0, 0), 0);
+        assert_eq!(bucket_index(1.5, 0), 1);
+        assert_eq!(bucket_index(2.0, 0), 1);
+        assert_eq!(bucket_index(2.0001, 0), 2);
+        assert_eq!(bucket_index(0.001, 0), -9); // (2^-10, 2^-9]
+        for schema in [3, 7, 8] {
+            for ms in [1_u32, 7, 250, 999, 1_000, 86_400_000] {
+                let value = f64::from(ms) / 1e3;
+                let index = bucket_index(value, schema);
+                let upper = |i: i32| 2_f64.powf(f64::from(i) * 2_f64.powi(-schema));
+                assert!(
+                    upper(index - 1) < value && value <= upper(index),
+                    "{value} s, {schema}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accept_picks_protobuf_only_when_ranked_first() {
+        let prometheus_native = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(prefers_protobuf(Some(prometheus_native)));
+        let classic = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert!(!prefers_protobuf(Some(classic)));
+        let text_first = "text/plain;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5";
+        assert!(!prefers_protobuf(Some(text_first)));
+        // Another message or encoding is not this format.
+        assert!(!prefers_protobuf(Some(
+            "application/vnd.google.protobuf;proto=other;encoding=delimited"
+        )));
+        assert!(!prefers_protobuf(Some(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"
+        )));
+        assert!(!prefers_protobuf(None));
+    }
+}
