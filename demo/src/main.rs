@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use taskmeter::export::interval_log::IntervalLogSink;
+use taskmeter::export::{ExportConfig, Format as ExportFormat};
 use taskmeter::server::{MetricsServer, ServerConfig};
 use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder};
 
@@ -36,6 +37,12 @@ struct Args {
     /// Serve /metrics and /metrics.json on this address while running (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     serve: Option<SocketAddr>,
+    /// After the run, keep serving the final snapshot for this many seconds (with --serve).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = linger_seconds)]
+    linger: f64,
+    /// A constant label on every exported series, as NAME=VALUE (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = name_value)]
+    labels: Vec<(String, String)>,
     /// Write every snapshot's interval histograms to this HdrHistogram interval log.
     #[arg(long, value_name = "FILE")]
     hlog: Option<PathBuf>,
@@ -60,6 +67,21 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
         Ok(_) => Err("must be more than 0 and at most 86400 seconds".into()),
         Err(error) => Err(error.to_string()),
     }
+}
+
+fn linger_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Ok(seconds),
+        Ok(_) => Err("must be from 0 to 86400 seconds".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn name_value(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn main() -> ExitCode {
@@ -91,6 +113,14 @@ fn run(args: &Args) -> Result<(), SinkError> {
             print!("{text}");
         }
     };
+    let export = args
+        .labels
+        .iter()
+        .fold(ExportConfig::builder(), |builder, (name, value)| {
+            builder.const_label(name, value)
+        })
+        .build()
+        .map_err(|error| format!("--label: {error}"))?;
     let metrics = Arc::new(AtomicMetrics::new());
     report(&format!(
         "taskmeter: {threads} threads for {:.1} s, snapshot every {} ms; recording state {:.1} MiB\n",
@@ -114,9 +144,9 @@ fn run(args: &Args) -> Result<(), SinkError> {
     }
     let server = match args.serve {
         Some(addr) => {
-            let server =
-                MetricsServer::start(Arc::clone(&metrics), ServerConfig::default().bind(addr))
-                    .map_err(|error| format!("cannot serve on {addr}: {error}"))?;
+            let config = ServerConfig::default().bind(addr).export(export.clone());
+            let server = MetricsServer::start(Arc::clone(&metrics), config)
+                .map_err(|error| format!("cannot serve on {addr}: {error}"))?;
             report(&format!("serving {}\n", server.url()));
             Some(server)
         }
@@ -144,7 +174,6 @@ fn run(args: &Args) -> Result<(), SinkError> {
     }
     let elapsed = started.elapsed();
     snapshotter.stop();
-    drop(server);
 
     let snapshot = metrics.latest();
     let view = snapshot.cumulative();
@@ -161,10 +190,23 @@ fn run(args: &Args) -> Result<(), SinkError> {
     ));
     report(&summary_table(&snapshot, view, elapsed));
     match args.format {
-        Some(Format::Prom) => print!("{}", snapshot.to_prometheus()),
-        Some(Format::Openmetrics) => print!("{}", snapshot.to_openmetrics()),
-        Some(Format::Json) => println!("{}", snapshot.to_json()),
+        Some(Format::Prom) => print!("{}", snapshot.render(ExportFormat::Prometheus, &export)),
+        Some(Format::Openmetrics) => {
+            print!("{}", snapshot.render(ExportFormat::OpenMetrics, &export))
+        }
+        Some(Format::Json) => println!("{}", snapshot.to_json_with(&export)),
         None => {}
+    }
+    if let Some(server) = server {
+        if args.linger > 0.0 {
+            report(&format!(
+                "serving the final snapshot for {} s\n",
+                args.linger
+            ));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::thread::sleep(Duration::from_secs_f64(args.linger));
+        }
+        server.stop();
     }
     Ok(())
 }
