@@ -109,6 +109,12 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
             .iter()
             .map(f64::to_string)
             .collect(),
+        quantile_labels: config
+            .quantiles()
+            .iter()
+            .map(f64::to_string)
+            .chain((!config.quantiles().contains(&1.0)).then(|| "1".to_owned()))
+            .collect(),
         family: String::new(),
         series_start: String::new(),
     };
@@ -123,6 +129,9 @@ struct TextEncoder<'a> {
     constant: &'a str,
     /// The histogram buckets' `le` values, rendered once per exposition.
     bound_labels: Vec<String>,
+    /// The summary's `quantile` values in the order the summaries give them: the configured
+    /// quantiles, then `1` (the maximum) unless configured.
+    quantile_labels: Vec<String>,
     /// The current family's sample name (with `_total` for counters).
     family: String,
     /// Scratch: the common start of a histogram series' bucket lines.
@@ -203,10 +212,12 @@ impl Encoder for TextEncoder<'_> {
         count: u64,
         sum_ms: u128,
     ) {
-        for &(quantile, value_ms) in quantiles {
-            let quantile = quantile.to_string();
-            let mut with_quantile: Vec<(&str, &str)> = labels.to_vec();
-            with_quantile.push(("quantile", &quantile));
+        let mut with_quantile: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
+        for (&(quantile, value_ms), label) in quantiles.iter().zip(&self.quantile_labels) {
+            debug_assert_eq!(label.parse::<f64>().ok(), Some(quantile));
+            with_quantile.clear();
+            with_quantile.extend_from_slice(labels);
+            with_quantile.push(("quantile", label));
             // NaN when empty, as Prometheus clients do.
             let value = value_ms.map_or_else(|| "NaN".into(), |ms| ms_as_seconds(u128::from(ms)));
             sample(self.out, &self.family, &with_quantile, self.constant, value);
