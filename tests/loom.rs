@@ -1,6 +1,6 @@
 //! loom models of the phase protocol: recording against snapshotting, concurrent snapshots,
 //! and publication. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test --release --no-default-features --test loom --target-dir target/loom`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p taskmeter --release --no-default-features --test loom --target-dir target/loom`.
 //!
 //! The engine is built with a tiny layout (1 significant digit, 2 ms: 32 slots). With one
 //! stripe there is no lease (one stripe is always shared), so the first models check the
