@@ -21,6 +21,10 @@ pub const DEFAULT_MAX_SNAPSHOT_WAIT: Duration = Duration::from_millis(5);
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// The longest sliding window accepted: a year.
 const MAX_WINDOW_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+/// Default capacity of each custom-label table ([`Builder::custom_labels`]).
+pub const DEFAULT_CUSTOM_LABELS: usize = 32;
+/// The most custom labels a table accepts.
+const MAX_CUSTOM_LABELS: usize = 1024;
 /// The most stripes an engine accepts.
 pub const MAX_STRIPES: usize = 1024;
 
@@ -78,6 +82,7 @@ pub(crate) struct Config {
     pub(crate) stripes: usize,
     pub(crate) max_snapshot_wait: Duration,
     pub(crate) window: Duration,
+    pub(crate) custom_labels: usize,
 }
 
 impl Config {
@@ -119,6 +124,7 @@ pub struct Builder {
     memory_limit_bytes: usize,
     max_snapshot_wait: Duration,
     window: Duration,
+    custom_labels: usize,
 }
 
 impl Default for Builder {
@@ -130,6 +136,7 @@ impl Default for Builder {
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             max_snapshot_wait: DEFAULT_MAX_SNAPSHOT_WAIT,
             window: DEFAULT_WINDOW,
+            custom_labels: DEFAULT_CUSTOM_LABELS,
         }
     }
 }
@@ -195,6 +202,17 @@ impl Builder {
         self
     }
 
+    /// How many custom runner labels, and as many custom error labels, the engine keeps
+    /// apart (default [`DEFAULT_CUSTOM_LABELS`], 32; accepted 0 to 1024): the labels of
+    /// [`AtomicMetrics::record_labelled_runner_error`](crate::AtomicMetrics::record_labelled_runner_error)
+    /// and solti's `Custom` variants. Past it, new labels are counted under
+    /// [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL). The counts take
+    /// `(3 + n + 1) × (4 + n + 1)` counters of 8 bytes (11 KiB at 32).
+    pub fn custom_labels(mut self, custom_labels: usize) -> Self {
+        self.custom_labels = custom_labels;
+        self
+    }
+
     /// Checks every setting and allocates the engine; nothing is allocated after this.
     pub fn build(self) -> Result<AtomicMetrics, ConfigError> {
         Ok(AtomicMetrics::with_config(self.validate()?))
@@ -225,11 +243,18 @@ impl Builder {
             u64::from(WINDOW_AGE_BUCKETS),
             MAX_WINDOW_MS,
         )?;
+        check(
+            "custom_labels",
+            self.custom_labels as u64,
+            0,
+            MAX_CUSTOM_LABELS as u64,
+        )?;
         let config = Config {
             layout: HdrLayout::new(self.highest_duration_ms, self.significant_digits),
             stripes,
             max_snapshot_wait: self.max_snapshot_wait,
             window: self.window,
+            custom_labels: self.custom_labels,
         };
         let needed = AtomicMetrics::recording_memory_for(&config);
         if needed > self.memory_limit_bytes {
@@ -270,6 +295,7 @@ impl Builder {
                 stripes,
                 max_snapshot_wait: self.max_snapshot_wait,
                 window: self.window,
+                custom_labels: self.custom_labels,
             };
             if AtomicMetrics::recording_memory_for(&config) <= self.memory_limit_bytes {
                 break;

@@ -9,6 +9,7 @@ use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::reader::Reader;
 use crate::recording::Recording;
+use crate::recording::labelled::Label;
 use crate::snapshot::Snapshot;
 
 /// The lock-free metrics engine.
@@ -108,7 +109,12 @@ impl AtomicMetrics {
     }
 
     pub(crate) fn with_config(config: Config) -> Self {
-        let recording = Recording::new(config.layout, config.leased(), config.shared());
+        let recording = Recording::new(
+            config.layout,
+            config.leased(),
+            config.shared(),
+            config.custom_labels,
+        );
         AtomicMetrics {
             reader: Reader::new(
                 &config.layout,
@@ -134,6 +140,35 @@ impl AtomicMetrics {
     /// The span of [`Snapshot::window`](crate::Snapshot::window) ([`Builder::window`]).
     pub fn window(&self) -> std::time::Duration {
         self.config.window
+    }
+
+    /// Counts a runner error whose runner or error label may be the application's own (solti's
+    /// `Custom(String)` variants). Two contract labels take the same path as
+    /// [`record_runner_error`](MetricsBackend::record_runner_error). A custom label already
+    /// seen is found without a lock or an allocation; a new one is added once, under a lock
+    /// taken only then; past [`Builder::custom_labels`] new labels are counted under
+    /// [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) and in
+    /// [`View::custom_label_overflows`](crate::View::custom_label_overflows).
+    ///
+    /// ```
+    /// use taskmeter::{AtomicMetrics, Label, RunnerErrorKind};
+    ///
+    /// let metrics = AtomicMetrics::new();
+    /// let runner = Label::Custom("image-resize".to_owned());
+    /// metrics.record_labelled_runner_error(runner, Label::Known(RunnerErrorKind::SpawnFailed));
+    /// let snapshot = metrics.snapshot();
+    /// let errors: Vec<_> = snapshot.cumulative().labelled_errors().collect();
+    /// assert_eq!(errors, [("image-resize", "spawn_failed", 1)]);
+    /// ```
+    pub fn record_labelled_runner_error(
+        &self,
+        runner: Label<RunnerType>,
+        kind: Label<RunnerErrorKind>,
+    ) {
+        match (runner.canonical(), kind.canonical()) {
+            (Label::Known(runner), Label::Known(kind)) => self.recording.record_error(runner, kind),
+            (runner, kind) => self.recording.labelled.record(runner, kind),
+        }
     }
 
     /// The top of the duration range, in ms.

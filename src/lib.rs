@@ -65,8 +65,9 @@ pub mod window;
 #[doc(hidden)]
 pub use barrier::fail_barriers as loom_fail_barriers;
 pub use config::{
-    Builder, ConfigError, DEFAULT_HIGHEST_DURATION_MS, DEFAULT_MAX_SNAPSHOT_WAIT,
-    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SIGNIFICANT_DIGITS, DEFAULT_WINDOW, MAX_STRIPES,
+    Builder, ConfigError, DEFAULT_CUSTOM_LABELS, DEFAULT_HIGHEST_DURATION_MS,
+    DEFAULT_MAX_SNAPSHOT_WAIT, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SIGNIFICANT_DIGITS,
+    DEFAULT_WINDOW, MAX_STRIPES,
 };
 pub use contract::{
     MetricsBackend, MetricsHandle, NoOpMetrics, RunnerErrorKind, RunnerType, TaskOutcome,
@@ -74,6 +75,7 @@ pub use contract::{
 };
 pub use engine::AtomicMetrics;
 pub use hdrhistogram::Histogram;
+pub use recording::labelled::{Label, OVERFLOW_LABEL};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use recording::route::exit_thread as loom_exit_thread;

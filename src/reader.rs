@@ -205,6 +205,12 @@ fn cut(
     }
     interval.started = started;
     interval.errors = errors;
+    // The labelled errors: counters of their own, outside the stripes, bound to no completion.
+    let overflows = recording.labelled.read(&mut interval.labelled);
+    for (count, previous) in interval.labelled.iter_mut().zip(&previous.labelled) {
+        *count -= previous;
+    }
+    interval.labelled_overflows = overflows - previous.labelled_overflows;
     recording.next_epoch();
     // 5. What is left is carried.
     let mut carried = 0;
@@ -307,7 +313,7 @@ impl Reader {
         max_wait: Duration,
         window: Duration,
     ) -> Self {
-        let empty = View::empty(layout);
+        let empty = View::empty(layout, &recording.labelled);
         let now = Instant::now();
         let age_buckets = AgeBuckets::new(window, now);
         let first = Arc::new(Snapshot {
@@ -317,6 +323,7 @@ impl Reader {
             interval: empty.clone(),
             window: View::empty_like(&empty),
             cumulative: empty,
+            untracked: [0; RunnerType::COUNT],
             sink_failures: 0,
             snapshot_failures: 0,
             carried_stripes: 0,
@@ -358,6 +365,7 @@ impl Reader {
                 cumulative: View::empty_like(&reader.previous.cumulative),
                 interval: View::empty_like(&reader.previous.cumulative),
                 window: View::empty_like(&reader.previous.cumulative),
+                untracked: [0; RunnerType::COUNT],
                 sink_failures: 0,
                 snapshot_failures: 0,
                 carried_stripes: 0,
@@ -365,6 +373,10 @@ impl Reader {
             next.interval.clear();
             next
         });
+        // Before the counters: every start an untracked task had was recorded before it was
+        // untracked (acquire, in `untracked`), so the counters read after include it and
+        // in-flight is never pushed below zero by it.
+        let untracked = recording.untracked();
         let carried = cut(
             recording,
             &reader.previous.cumulative,
@@ -389,6 +401,7 @@ impl Reader {
         next.sink_failures = sink_failures;
         next.snapshot_failures = snapshot_failures;
         next.carried_stripes = carried;
+        next.untracked = untracked;
         let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.

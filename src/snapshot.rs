@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::layout::{COMPLETION_LABELS, ERROR_LABELS, HdrLayout, completion_label, error_label};
 use crate::recording::counts::Drained;
+use crate::recording::labelled::LabelledErrors;
 
 /// Histogram buckets of `solti-prometheus` 0.0.2, in seconds: the default of the exports, so
 /// that dashboards built on it keep working.
@@ -55,20 +56,36 @@ pub struct View {
     pub(crate) layout: HdrLayout,
     pub(crate) sums: [u128; COMPLETION_LABELS],
     pub(crate) clamped: [u64; COMPLETION_LABELS],
+    /// Errors with a custom label, one count per cell of the engine's grid, and the table that
+    /// names the cells.
+    pub(crate) labelled: Vec<u64>,
+    pub(crate) labelled_overflows: u64,
+    labelled_names: Arc<LabelledErrors>,
 }
 
 impl View {
-    pub(crate) fn empty(layout: &HdrLayout) -> Self {
-        Self::with_table(layout, solti_bucket_of_slots(layout))
+    pub(crate) fn empty(layout: &HdrLayout, labelled: &Arc<LabelledErrors>) -> Self {
+        Self::with_tables(layout, solti_bucket_of_slots(layout), Arc::clone(labelled))
     }
 
     /// An empty view of the same engine as `other`.
     pub(crate) fn empty_like(other: &View) -> Self {
-        Self::with_table(&other.layout, Arc::clone(&other.solti_bucket_of_slot))
+        Self::with_tables(
+            &other.layout,
+            Arc::clone(&other.solti_bucket_of_slot),
+            Arc::clone(&other.labelled_names),
+        )
     }
 
-    fn with_table(layout: &HdrLayout, solti_bucket_of_slot: Arc<[u8]>) -> Self {
+    fn with_tables(
+        layout: &HdrLayout,
+        solti_bucket_of_slot: Arc<[u8]>,
+        labelled_names: Arc<LabelledErrors>,
+    ) -> Self {
         View {
+            labelled: vec![0; labelled_names.cells()],
+            labelled_overflows: 0,
+            labelled_names,
             solti_bucket_of_slot,
             started: [0; RunnerType::COUNT],
             errors: [0; ERROR_LABELS],
@@ -140,6 +157,26 @@ impl View {
         self.sums[completion_label(runner, outcome)]
     }
 
+    /// Runner errors with at least one custom label (see
+    /// [`AtomicMetrics::record_labelled_runner_error`](crate::AtomicMetrics::record_labelled_runner_error)):
+    /// `(runner label, error label, count)` for every pair counted in this view.
+    pub fn labelled_errors(&self) -> impl Iterator<Item = (&str, &str, u64)> {
+        self.labelled
+            .iter()
+            .enumerate()
+            .filter(|&(_, &count)| count > 0)
+            .filter_map(|(cell, &count)| {
+                let (runner, kind) = self.labelled_names.labels_of(cell)?;
+                Some((runner, kind, count))
+            })
+    }
+
+    /// Runner errors counted under [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) because a custom
+    /// label table was full.
+    pub fn custom_label_overflows(&self) -> u64 {
+        self.labelled_overflows
+    }
+
     /// How many of those completions had a duration above the configured
     /// `highest_duration_ms`, and were recorded in the histogram as that value.
     pub fn clamped(&self, runner: RunnerType, outcome: TaskOutcome) -> u64 {
@@ -171,6 +208,10 @@ impl View {
         for (mine, theirs) in self.clamped.iter_mut().zip(other.clamped) {
             *mine += theirs;
         }
+        for (mine, theirs) in self.labelled.iter_mut().zip(&other.labelled) {
+            *mine += theirs;
+        }
+        self.labelled_overflows += other.labelled_overflows;
     }
 
     /// Subtracts `older` from this view, which holds it: the window losing its oldest age
@@ -199,6 +240,10 @@ impl View {
         for (mine, theirs) in self.clamped.iter_mut().zip(older.clamped) {
             *mine -= theirs;
         }
+        for (mine, theirs) in self.labelled.iter_mut().zip(&older.labelled) {
+            *mine -= theirs;
+        }
+        self.labelled_overflows -= older.labelled_overflows;
     }
 
     /// Empties this view, keeping its histograms' storage for reuse.
@@ -213,6 +258,8 @@ impl View {
         self.solti_buckets = [[0; SOLTI_BUCKETS_SECONDS.len()]; COMPLETION_LABELS];
         self.sums = [0; COMPLETION_LABELS];
         self.clamped = [0; COMPLETION_LABELS];
+        self.labelled.fill(0);
+        self.labelled_overflows = 0;
     }
 
     /// Makes this view a copy of `other`, reusing this view's storage: a `memcpy` per
@@ -266,6 +313,8 @@ pub struct Snapshot {
     pub(crate) cumulative: View,
     pub(crate) interval: View,
     pub(crate) window: View,
+    /// Per runner, started tasks taken out of in-flight (see `Recording::untrack`).
+    pub(crate) untracked: [i64; RunnerType::COUNT],
     pub(crate) sink_failures: u64,
     pub(crate) snapshot_failures: u64,
     pub(crate) carried_stripes: usize,
@@ -311,16 +360,15 @@ impl Snapshot {
     }
 
     /// Tasks of `runner` started and not yet completed: cumulative started minus every
-    /// completion of that runner. Negative only if completions were recorded without their
+    /// completion of that runner (and minus the attempts an integration lost track of, see
+    /// `solti::TaskvisorMetrics`). Negative only if completions were recorded without their
     /// start.
     pub fn in_flight(&self, runner: RunnerType) -> i64 {
-        let started = self.cumulative.started(runner);
-        let completed = self.cumulative.completed_all(runner);
-        if started >= completed {
-            i64::try_from(started - completed).unwrap_or(i64::MAX)
-        } else {
-            i64::try_from(completed - started).map_or(i64::MIN, |gap| -gap)
-        }
+        let started = i128::from(self.cumulative.started(runner));
+        let completed = i128::from(self.cumulative.completed_all(runner));
+        let untracked = i128::from(self.untracked[runner.index()]);
+        let in_flight = started - completed - untracked;
+        i64::try_from(in_flight).unwrap_or(if in_flight > 0 { i64::MAX } else { i64::MIN })
     }
 
     /// Everything recorded since the engine was created, up to this snapshot.

@@ -142,6 +142,10 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
             encoder.number(&labels, Number::Count(view.errors(runner, kind)));
         }
     }
+    // Custom labels from their first count on (the table bounds them).
+    for (runner, kind, count) in view.labelled_errors() {
+        encoder.number(&[("runner", runner), ("error", kind)], Number::Count(count));
+    }
 
     // What every exposition says about the snapshot behind it, so that a stale one shows: a
     // timestamp that stops moving (alert on `time() - …_snapshot_timestamp_seconds`), and
@@ -205,6 +209,12 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
             Kind::Counter,
             "Snapshots a snapshotter took that panicked; the next one holds their calls",
             snapshot.snapshot_failures(),
+        ),
+        (
+            "custom_label_overflows_total",
+            Kind::Counter,
+            "Runner errors counted under the overflow label because a custom label table was full",
+            view.custom_label_overflows(),
         ),
         (
             "snapshot_carried_stripes",

@@ -17,7 +17,7 @@
 //! }
 //! VIEW = {
 //!   "started": { "<runner>": count, ... },
-//!   "errors": { "<runner>": { "<error kind>": count, ... }, ... },
+//!   "errors": { "<runner>": { "<error kind>": count, ... }, ... },  // custom labels as counted
 //!   "completed": { "<runner>": { "<outcome>": DURATIONS, ... }, ... }
 //! }
 //! DURATIONS = {
@@ -141,14 +141,23 @@ impl JsonSnapshot {
 impl JsonView {
     /// The JSON form of `view`.
     pub fn new(view: &View, quantiles: &[f64]) -> Self {
+        let mut errors = per_runner(|r| {
+            RunnerErrorKind::ALL
+                .iter()
+                .map(|&k| (k.as_label().to_owned(), view.errors(r, k)))
+                .collect::<BTreeMap<_, _>>()
+        });
+        // Custom labels, as counted (see `AtomicMetrics::record_labelled_runner_error`).
+        for (runner, kind, count) in view.labelled_errors() {
+            *errors
+                .entry(runner.to_owned())
+                .or_default()
+                .entry(kind.to_owned())
+                .or_default() += count;
+        }
         JsonView {
             started: per_runner(|r| view.started(r)),
-            errors: per_runner(|r| {
-                RunnerErrorKind::ALL
-                    .iter()
-                    .map(|&k| (k.as_label().to_owned(), view.errors(r, k)))
-                    .collect()
-            }),
+            errors,
             completed: per_runner(|r| {
                 TaskOutcome::ALL
                     .iter()

@@ -24,9 +24,13 @@
 //! sequences to keep plain stores exact across a migration, which safe Rust cannot express.
 
 pub(crate) mod counts;
+pub(crate) mod labelled;
 pub(crate) mod leased;
 pub(crate) mod route;
 pub(crate) mod shared;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::layout::{HdrLayout, completion_label, error_label};
@@ -48,6 +52,12 @@ pub(crate) struct Recording {
     /// could not register for `membarrier`, or by the reader when a barrier failed. Only the
     /// reader writes it; the writers learn the mode from the lease words, never from here.
     fenced: std::sync::atomic::AtomicBool,
+    /// Runner errors with a custom label; shared with the views, which name their cells.
+    pub(crate) labelled: Arc<labelled::LabelledErrors>,
+    /// Per runner, started tasks whose completion will never be recorded as such: an
+    /// integration that lost track of them (see `solti::TaskvisorMetrics`) takes them out of
+    /// in-flight here. Written by that integration, read by the reader before the counters.
+    untracked: [AtomicI64; RunnerType::COUNT],
 }
 
 /// Engine identities for the threads' shared routes; 0 means none.
@@ -70,9 +80,16 @@ enum Writer<'a> {
 
 impl Recording {
     /// `leased` leased and `shared` shared stripes (at least one shared).
-    pub(crate) fn new(layout: HdrLayout, leased: usize, shared: usize) -> Self {
+    pub(crate) fn new(
+        layout: HdrLayout,
+        leased: usize,
+        shared: usize,
+        custom_labels: usize,
+    ) -> Self {
         let fenced = !crate::barrier::prepare();
         Recording {
+            labelled: Arc::new(labelled::LabelledErrors::new(custom_labels)),
+            untracked: std::array::from_fn(|_| AtomicI64::new(0)),
             layout,
             fenced: std::sync::atomic::AtomicBool::new(fenced),
             leased: (0..leased)
@@ -127,6 +144,18 @@ impl Recording {
     pub(crate) fn started(&self, runner: usize) -> u64 {
         self.leased.iter().map(|s| s.started(runner)).sum::<u64>()
             + self.shared.iter().map(|s| s.started(runner)).sum::<u64>()
+    }
+
+    /// Takes `delta` started tasks of `runner` out of in-flight (or back in, negative).
+    #[cfg_attr(not(feature = "solti"), allow(dead_code))]
+    pub(crate) fn untrack(&self, runner: RunnerType, delta: i64) {
+        // Release: the reader that sees this sees the starts recorded before it.
+        self.untracked[runner.index()].fetch_add(delta, Ordering::Release);
+    }
+
+    /// Started tasks of each runner taken out of in-flight; read before the counters.
+    pub(crate) fn untracked(&self) -> [i64; RunnerType::COUNT] {
+        std::array::from_fn(|runner| self.untracked[runner].load(Ordering::Acquire))
     }
 
     /// Errors of one `(runner, kind)` label so far, on every stripe.
