@@ -106,10 +106,11 @@ fn reader(c: &mut Criterion) {
     group.finish();
 }
 
-/// The `solti` feature's mapping costs nothing measurable: the same list through taskmeter's
-/// trait and through `solti_runner`'s (`cargo bench --bench record --features solti -- solti`).
-#[cfg(feature = "solti")]
+/// The `solti-0-0-2` feature's mapping: the same list through taskmeter's trait and through
+/// `solti_runner` 0.0.2's (`cargo bench --bench record -- solti`).
+#[cfg(feature = "solti-0-0-2")]
 fn solti(c: &mut Criterion) {
+    use solti_runner_0_0_2 as solti_runner;
     use taskmeter::MetricsHandle;
     use taskmeter_workload::Call;
     let calls = task_mix(TASKS_PER_LIST, 1);
@@ -133,7 +134,7 @@ fn solti(c: &mut Criterion) {
         .collect();
     let metrics = Arc::new(AtomicMetrics::new());
     let ours: MetricsHandle = metrics.clone();
-    let theirs = metrics.solti_handle();
+    let theirs = metrics.solti_0_0_2_handle();
     let mut group = c.benchmark_group("solti");
     group.throughput(Throughput::Elements(calls.len() as u64));
     group.bench_function("taskmeter trait", |b| b.iter(|| replay(&*ours, &calls)));
@@ -151,7 +152,7 @@ fn solti(c: &mut Criterion) {
     group.finish();
 }
 
-#[cfg(not(feature = "solti"))]
+#[cfg(not(feature = "solti-0-0-2"))]
 fn solti(_: &mut Criterion) {}
 
 criterion_group! {

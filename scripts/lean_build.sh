@@ -33,7 +33,7 @@ RS
 cp "$root/Cargo.lock" "$consumer/Cargo.lock"
 cd "$consumer"
 tree="$(cargo tree -e normal,build --prefix none)"
-heavy="$(grep -E '^(clap|hyper|hyper-util|tokio|serde|serde_json|axum|tower|prost|protox|prometheus-client|solti-runner|tracing-subscriber) ' <<<"$tree" || true)"
+heavy="$(grep -E '^(clap|hyper|hyper-util|tokio|serde|serde_json|axum|tower|prost|protox|prometheus-client|solti-runner|taskvisor|tracing-subscriber) ' <<<"$tree" || true)"
 if [ -n "$heavy" ]; then
     echo "a consumer with taskmeter's default features compiles:" >&2
     echo "$heavy" >&2

@@ -171,6 +171,11 @@ impl AtomicMetrics {
         }
     }
 
+    #[cfg(all(feature = "solti", not(loom)))]
+    pub(crate) fn taskvisor(&self) -> &crate::solti::TaskvisorCounters {
+        &self.recording.taskvisor
+    }
+
     /// The top of the duration range, in ms.
     pub fn highest_duration_ms(&self) -> u64 {
         self.config.layout.highest()

@@ -56,8 +56,10 @@ mod sink;
 mod snapshot;
 #[cfg(not(loom))]
 mod snapshotter;
-#[cfg(feature = "solti")]
+#[cfg(all(feature = "solti", not(loom)))]
 pub mod solti;
+#[cfg(feature = "solti-0-0-2")]
+pub mod solti_0_0_2;
 mod sync;
 pub mod window;
 

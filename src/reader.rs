@@ -324,6 +324,8 @@ impl Reader {
             window: View::empty_like(&empty),
             cumulative: empty,
             untracked: [0; RunnerType::COUNT],
+            #[cfg(all(feature = "solti", not(loom)))]
+            taskvisor: None,
             sink_failures: 0,
             snapshot_failures: 0,
             carried_stripes: 0,
@@ -366,6 +368,8 @@ impl Reader {
                 interval: View::empty_like(&reader.previous.cumulative),
                 window: View::empty_like(&reader.previous.cumulative),
                 untracked: [0; RunnerType::COUNT],
+                #[cfg(all(feature = "solti", not(loom)))]
+                taskvisor: None,
                 sink_failures: 0,
                 snapshot_failures: 0,
                 carried_stripes: 0,
@@ -402,6 +406,10 @@ impl Reader {
         next.snapshot_failures = snapshot_failures;
         next.carried_stripes = carried;
         next.untracked = untracked;
+        #[cfg(all(feature = "solti", not(loom)))]
+        {
+            next.taskvisor = recording.taskvisor.figures();
+        }
         let snapshot = Arc::new(next);
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.

@@ -315,6 +315,9 @@ pub struct Snapshot {
     pub(crate) window: View,
     /// Per runner, started tasks taken out of in-flight (see `Recording::untrack`).
     pub(crate) untracked: [i64; RunnerType::COUNT],
+    /// What a `solti::TaskvisorMetrics` counted, when one is attached.
+    #[cfg(all(feature = "solti", not(loom)))]
+    pub(crate) taskvisor: Option<crate::solti::TaskvisorFigures>,
     pub(crate) sink_failures: u64,
     pub(crate) snapshot_failures: u64,
     pub(crate) carried_stripes: usize,

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
+use solti_prometheus_0_0_2 as solti_prometheus;
+use solti_runner_0_0_2 as solti_runner;
 use taskmeter::export::SOLTI_BUCKETS_SECONDS;
 use taskmeter::{
     AtomicMetrics, MetricsBackend, NoOpMetrics, RunnerErrorKind, RunnerType, TaskOutcome,

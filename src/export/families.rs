@@ -47,9 +47,16 @@ pub(crate) trait Encoder {
     fn family(&mut self, name: &str, kind: Kind, help: &str, unit: Option<&str>);
     /// A series of a counter or gauge family.
     fn number(&mut self, labels: Labels<'_>, value: Number);
-    /// A series of a histogram family: `cumulative[i]` completions at or below the
-    /// configuration's `buckets_seconds()[i]`, `count` in all, summing `sum_ms` exactly.
-    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128);
+    /// A series of a histogram family: `cumulative[i]` values at or below `bounds[i]` (in
+    /// seconds), `count` in all, summing `sum_ms` exactly.
+    fn histogram(
+        &mut self,
+        labels: Labels<'_>,
+        bounds: &[f64],
+        cumulative: &[u64],
+        count: u64,
+        sum_ms: u128,
+    );
     /// A series of a summary family: `(quantile, value in ms or None when empty)`.
     fn summary(
         &mut self,
@@ -114,7 +121,14 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
     for (runner, outcome) in completion_labels() {
         bucket_counts_of(view, runner, outcome, config, &mut cumulative);
         let (count, sum_ms) = count_and_sum(view, runner, outcome);
-        encoder.histogram(&labels_of(runner, outcome), &cumulative, count, sum_ms);
+        let bounds = config.buckets_seconds();
+        encoder.histogram(
+            &labels_of(runner, outcome),
+            bounds,
+            &cumulative,
+            count,
+            sum_ms,
+        );
     }
     if encoder.carries_native_histograms() {
         encoder.family(
@@ -145,6 +159,11 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
     // Custom labels from their first count on (the table bounds them).
     for (runner, kind, count) in view.labelled_errors() {
         encoder.number(&[("runner", runner), ("error", kind)], Number::Count(count));
+    }
+
+    #[cfg(all(feature = "solti", not(loom)))]
+    if let Some(figures) = &snapshot.taskvisor {
+        encode_taskvisor(figures, config, encoder);
     }
 
     // What every exposition says about the snapshot behind it, so that a stale one shows: a
@@ -227,6 +246,134 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
         encoder.family(&name(family), kind, help, None);
         encoder.number(&[], Number::Count(value));
     }
+}
+
+/// The families of solti-prometheus 0.0.8's `PrometheusTaskvisorSubscriber`, with its names,
+/// types, labels and HELP texts (subsystem `taskvisor`), and taskmeter's two about lost
+/// events.
+#[cfg(all(feature = "solti", not(loom)))]
+fn encode_taskvisor(
+    figures: &crate::solti::TaskvisorFigures,
+    config: &ExportConfig,
+    encoder: &mut impl Encoder,
+) {
+    use crate::solti::{BACKOFF_BUCKETS_SECONDS, BACKOFF_SOURCES, FINAL_OUTCOMES};
+    let name = |name: &str| {
+        let mut full = config.namespace().to_owned();
+        if !full.is_empty() {
+            full.push('_');
+        }
+        full.push_str("taskvisor_");
+        full.push_str(name);
+        full
+    };
+    let single = |encoder: &mut _, family: &str, kind, help: &str, value: u64| {
+        Encoder::family(encoder, &name(family), kind, help, None);
+        Encoder::number(encoder, &[], Number::Count(value));
+    };
+    single(
+        encoder,
+        "attempts_in_flight",
+        Kind::Gauge,
+        "Active task attempts tracked from delivered Taskvisor events; permanently NaN after \
+         detected event loss",
+        figures.attempts_in_flight,
+    );
+    single(
+        encoder,
+        "task_restarts_total",
+        Kind::Counter,
+        "Total task restarts (attempt > 1)",
+        figures.restarts,
+    );
+    encoder.family(
+        &name("task_backoffs_total"),
+        Kind::Counter,
+        "Total backoff events",
+        None,
+    );
+    for (source, &count) in BACKOFF_SOURCES.iter().zip(&figures.backoffs) {
+        encoder.number(&[("source", source)], Number::Count(count));
+    }
+    encoder.family(
+        &name("task_backoff_duration_seconds"),
+        Kind::Histogram,
+        "Backoff delay duration in seconds",
+        Some("seconds"),
+    );
+    let mut running = 0;
+    let cumulative: Vec<u64> = figures.backoff_buckets[..BACKOFF_BUCKETS_SECONDS.len()]
+        .iter()
+        .map(|&count| {
+            running += count;
+            running
+        })
+        .collect();
+    let count = figures.backoff_buckets.iter().sum();
+    let sum_ms = u128::from(figures.backoff_sum_ms);
+    encoder.histogram(&[], &BACKOFF_BUCKETS_SECONDS, &cumulative, count, sum_ms);
+    encoder.family(
+        &name("task_final_outcomes_total"),
+        Kind::Counter,
+        "Total final task outcomes",
+        None,
+    );
+    for (outcome, &count) in FINAL_OUTCOMES.iter().zip(&figures.final_outcomes) {
+        encoder.number(&[("outcome", outcome)], Number::Count(count));
+    }
+    let counters = [
+        (
+            "attempt_timeouts_total",
+            "Total attempt timeout events",
+            figures.attempt_timeouts,
+        ),
+        (
+            "subscriber_overflows_total",
+            "Total Taskvisor events reported lost by overflow diagnostics",
+            figures.overflows,
+        ),
+        (
+            "subscriber_panics_total",
+            "Total subscriber panic events",
+            figures.panics,
+        ),
+        (
+            "runtime_failures_total",
+            "Total internal taskvisor runtime failure events",
+            figures.runtime_failures,
+        ),
+        (
+            "ownership_retirements_total",
+            "Total delivered Taskvisor ownership-capacity retirement events",
+            figures.ownership_retirements,
+        ),
+        (
+            "ownership_retired_units_total",
+            "Total ownership-capacity units reported permanently retired by delivered Taskvisor \
+             events",
+            figures.ownership_retired_units,
+        ),
+    ];
+    for (family, help, value) in counters {
+        single(encoder, family, Kind::Counter, help, value);
+    }
+    if !config.extra_families() {
+        return;
+    }
+    single(
+        encoder,
+        "lost_attempt_closes_total",
+        Kind::Counter,
+        "Attempts whose close event was lost, taken out of in-flight",
+        figures.lost_attempt_closes,
+    );
+    single(
+        encoder,
+        "repaired_attempt_opens_total",
+        Kind::Counter,
+        "Attempts whose start event was lost, recorded as started at their close",
+        figures.repaired_attempt_opens,
+    );
 }
 
 /// The HDR summary: quantiles (and the maximum, as quantile 1) from the configured view,

@@ -117,6 +117,11 @@ impl ExportConfig {
         full
     }
 
+    /// The metric-name prefix.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The histogram buckets' upper bounds, in seconds (`+Inf` is implied).
     pub fn buckets_seconds(&self) -> &[f64] {
         &self.buckets_seconds

@@ -62,7 +62,6 @@ impl Snapshot {
                 .iter()
                 .map(|(name, value)| label(name, value))
                 .collect(),
-            bounds: config.buckets_seconds().to_vec(),
         };
         families::encode(self, config, &mut encoder);
         let mut body = Vec::new();
@@ -201,7 +200,6 @@ fn label(name: &str, value: &str) -> model::LabelPair {
 struct ProtobufEncoder {
     families: Vec<model::MetricFamily>,
     constant: Vec<model::LabelPair>,
-    bounds: Vec<f64>,
 }
 
 impl ProtobufEncoder {
@@ -254,9 +252,15 @@ impl Encoder for ProtobufEncoder {
         }
     }
 
-    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128) {
-        let bucket = self
-            .bounds
+    fn histogram(
+        &mut self,
+        labels: Labels<'_>,
+        bounds: &[f64],
+        cumulative: &[u64],
+        count: u64,
+        sum_ms: u128,
+    ) {
+        let bucket = bounds
             .iter()
             .zip(cumulative)
             .map(|(&upper_bound, &cumulative_count)| model::Bucket {

@@ -104,6 +104,7 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
         out,
         format,
         constant: config.const_labels_text(),
+        bounds: config.buckets_seconds(),
         bound_labels: config
             .buckets_seconds()
             .iter()
@@ -127,7 +128,8 @@ struct TextEncoder<'a> {
     format: Format,
     /// The constant labels, already written out ([`ExportConfig::const_labels_text`]).
     constant: &'a str,
-    /// The histogram buckets' `le` values, rendered once per exposition.
+    /// The configured histogram buckets, and their `le` values rendered once per exposition.
+    bounds: &'a [f64],
     bound_labels: Vec<String>,
     /// The summary's `quantile` values in the order the summaries give them: the configured
     /// quantiles, then `1` (the maximum) unless configured.
@@ -183,13 +185,27 @@ impl Encoder for TextEncoder<'_> {
         }
     }
 
-    fn histogram(&mut self, labels: Labels<'_>, cumulative: &[u64], count: u64, sum_ms: u128) {
+    fn histogram(
+        &mut self,
+        labels: Labels<'_>,
+        bounds: &[f64],
+        cumulative: &[u64],
+        count: u64,
+        sum_ms: u128,
+    ) {
         // Most lines of an exposition are buckets: their common start is rendered once per
-        // series.
+        // series, and the configured bounds once per exposition.
         self.series_start.clear();
         let bucket = format!("{}_bucket", self.family);
         sample_start(&mut self.series_start, &bucket, labels, self.constant);
-        let les = self.bound_labels.iter().map(String::as_str).chain(["+Inf"]);
+        let other_bounds: Vec<String>;
+        let bound_labels = if bounds == self.bounds {
+            &self.bound_labels
+        } else {
+            other_bounds = bounds.iter().map(f64::to_string).collect();
+            &other_bounds
+        };
+        let les = bound_labels.iter().map(String::as_str).chain(["+Inf"]);
         let counts = cumulative.iter().copied().chain([count]);
         for (le, count) in les.zip(counts) {
             self.out.push_str(&self.series_start);

@@ -221,12 +221,12 @@ impl LabelledErrors {
     }
 }
 
-fn label_at<'a>(
-    table: &'a LabelTable,
+fn label_at(
+    table: &LabelTable,
     index: usize,
     known: usize,
     known_label: impl Fn(usize) -> &'static str,
-) -> Option<&'a str> {
+) -> Option<&str> {
     if index < known {
         Some(known_label(index))
     } else if index - known == table.capacity() {

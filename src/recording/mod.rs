@@ -58,6 +58,9 @@ pub(crate) struct Recording {
     /// integration that lost track of them (see `solti::TaskvisorMetrics`) takes them out of
     /// in-flight here. Written by that integration, read by the reader before the counters.
     untracked: [AtomicI64; RunnerType::COUNT],
+    /// What `solti::TaskvisorMetrics` counts besides tasks, for the snapshots.
+    #[cfg(all(feature = "solti", not(loom)))]
+    pub(crate) taskvisor: crate::solti::TaskvisorCounters,
 }
 
 /// Engine identities for the threads' shared routes; 0 means none.
@@ -90,6 +93,8 @@ impl Recording {
         Recording {
             labelled: Arc::new(labelled::LabelledErrors::new(custom_labels)),
             untracked: std::array::from_fn(|_| AtomicI64::new(0)),
+            #[cfg(all(feature = "solti", not(loom)))]
+            taskvisor: Default::default(),
             layout,
             fenced: std::sync::atomic::AtomicBool::new(fenced),
             leased: (0..leased)

@@ -1,12 +1,14 @@
-//! The `solti` feature: `AtomicMetrics` as `solti_runner` 0.0.2's own `MetricsBackend`, so a
-//! solti runner swaps taskmeter in with one line:
+//! The `solti-0-0-2` feature: `AtomicMetrics` as `solti_runner` 0.0.2's own `MetricsBackend`
+//! (the version taskmeter's contract restates), so a runner on that SDK swaps taskmeter in
+//! with one line:
 //!
 //! ```
 //! use std::sync::Arc;
+//! use solti_runner_0_0_2 as solti_runner;
 //! use taskmeter::AtomicMetrics;
 //!
 //! let metrics = Arc::new(AtomicMetrics::new());
-//! let ctx = solti_runner::BuildContext::default().with_metrics(metrics.solti_handle());
+//! let ctx = solti_runner::BuildContext::default().with_metrics(metrics.solti_0_0_2_handle());
 //! // Runners call it as always:
 //! ctx.metrics().record_task_started(solti_runner::RunnerType::Wasm);
 //! assert_eq!(metrics.snapshot().cumulative().started(taskmeter::RunnerType::Wasm), 1);
@@ -23,6 +25,8 @@
 //! (`MetricsBackend::record_task_started(&*metrics, ..)`) or through a handle.
 
 use std::sync::Arc;
+
+use solti_runner_0_0_2 as solti_runner;
 
 use crate::{AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 
@@ -97,9 +101,9 @@ impl solti_runner::MetricsBackend for AtomicMetrics {
 }
 
 impl AtomicMetrics {
-    /// This engine as a `solti_runner::MetricsHandle`, for `BuildContext::new` or
+    /// This engine as a `solti_runner` 0.0.2 `MetricsHandle`, for `BuildContext::new` or
     /// `with_metrics`.
-    pub fn solti_handle(self: &Arc<Self>) -> solti_runner::MetricsHandle {
+    pub fn solti_0_0_2_handle(self: &Arc<Self>) -> solti_runner::MetricsHandle {
         Arc::clone(self) as solti_runner::MetricsHandle
     }
 }
