@@ -434,6 +434,44 @@ mod tests {
         assert_eq!(metrics.snapshot().interval().completed(runner, outcome), 1);
     }
 
+    /// The full-count fallback with a clamped duration, reached both from the hot path and
+    /// from the first call after a snapshot (which relearns the phase on the cold path): the
+    /// calls that go to the shared stripe keep their clamped flag and their true duration.
+    #[test]
+    fn a_full_count_of_a_clamped_duration_falls_back_whole_before_and_after_a_snapshot() {
+        let metrics = small_engine_with_one_lease();
+        let (runner, outcome) = (RunnerType::Wasm, TaskOutcome::Failure);
+        let duration = metrics.highest_duration_ms() + 5_000; // clamped
+        let label = crate::layout::completion_label(runner, outcome);
+        let slot = metrics
+            .config
+            .layout
+            .index_of(metrics.highest_duration_ms());
+        for after_a_snapshot in [false, true] {
+            metrics.record_task_completed(runner, outcome, duration);
+            if after_a_snapshot {
+                // The holder's next call relearns the new phase out of line, and finds it full.
+                metrics.snapshot();
+            }
+            metrics.recording.leased[0].set_count(label, slot, u32::MAX - 1);
+            for _ in 0..3 {
+                metrics.record_task_completed(runner, outcome, duration);
+            }
+            let snapshot = metrics.snapshot();
+            let view = snapshot.interval();
+            let calls = if after_a_snapshot { 3 } else { 4 };
+            // The preset count stands for the calls before it (the first call among them).
+            assert_eq!(view.completed(runner, outcome), u64::from(u32::MAX) - 1 + 3);
+            assert_eq!(
+                view.clamped(runner, outcome),
+                calls,
+                "after a snapshot: {after_a_snapshot}"
+            );
+            assert_eq!(view.duration_sum_ms(runner, outcome), calls * duration);
+            metrics.snapshot();
+        }
+    }
+
     /// The token, hence the lease, of a thread that exited passes to the next thread, with
     /// no snapshot in between; what both recorded is all there.
     ///
