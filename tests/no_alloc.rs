@@ -115,7 +115,26 @@ fn recording_while_snapshots_are_taken_allocates_nothing_on_the_writer() {
     let metrics = Arc::new(AtomicMetrics::new());
     let snapshotter = metrics.spawn_snapshotter(std::time::Duration::from_millis(1));
     let calls = task_mix(50_000, 4);
-    let allocations = allocations_of(|| replay(&*metrics, &calls));
+    let mut published = (0, 0);
+    let allocations = allocations_of(|| {
+        // Replays until the snapshotter has published two snapshots since the first replay
+        // began (bounded: a stalled snapshotter fails the check below).
+        let first = metrics.latest().sequence();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            replay(&*metrics, &calls);
+            let now = metrics.latest().sequence();
+            if now >= first + 2 || std::time::Instant::now() > deadline {
+                published = (first, now);
+                break;
+            }
+        }
+    });
     snapshotter.stop();
     assert_eq!(allocations, 0);
+    let (first, last) = published;
+    assert!(
+        last >= first + 2,
+        "snapshots {first} to {last} during the replays"
+    );
 }

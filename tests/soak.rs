@@ -1,5 +1,6 @@
-//! The soak: every core records at full speed while a snapshot is taken every 10 ms and
-//! checked; at the end every total is exact. Ignored by default; `.ci/run` runs it for
+//! The soak: twice as many threads as cores record at full speed, some on leased stripes and
+//! the rest on shared ones, while a snapshot is taken every 10 ms and checked; at the end every
+//! total is exact. Ignored by default; `.ci/run` runs it for
 //! `TASKMETER_SOAK_SECS` seconds (60 there):
 //! `TASKMETER_SOAK_SECS=60 cargo test --release --test soak -- --ignored --nocapture`.
 #![cfg(not(loom))]
@@ -24,8 +25,13 @@ fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    let metrics = Arc::new(AtomicMetrics::new());
+    // Oversubscribed, and with fewer leased stripes than threads: leased and shared stripes
+    // are both soaked, and threads are descheduled inside calls.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let threads = 2 * cores + 1;
+    let metrics = Arc::new(AtomicMetrics::builder().stripes(cores + 1).build().unwrap());
+    let leased = metrics.leased_stripes();
+    assert!(leased < threads && leased >= 1);
     let checked = Arc::new(AtomicU64::new(0));
     // Only the previous cumulative counts are kept: holding a snapshot would stop the engine
     // from reusing its storage.
@@ -111,7 +117,7 @@ fn soak() {
     let checked = checked.load(Ordering::Relaxed);
     assert!(checked > 0);
     println!(
-        "soak: {threads} threads, {:.1} s, {} events ({:.1} M events/s), {checked} snapshots checked, all totals exact",
+        "soak: {threads} threads ({leased} on leased stripes, the rest shared), {:.1} s, {} events ({:.1} M events/s), {checked} snapshots checked, all totals exact",
         elapsed.as_secs_f64(),
         2 * tasks,
         2.0 * tasks as f64 / elapsed.as_secs_f64() / 1e6

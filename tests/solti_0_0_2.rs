@@ -75,15 +75,19 @@ fn runners_record_through_a_build_context_from_many_threads() {
         expected.add(calls);
     }
     let snapshot = metrics.snapshot();
+    // Every count, sum and error equal to the calls made.
+    assert_eq!(expected.first_difference(snapshot.cumulative()), None);
     for runner in taskmeter::RunnerType::ALL {
-        assert_eq!(
-            snapshot.cumulative().started(runner),
-            expected.started(runner)
-        );
+        for kind in taskmeter::RunnerErrorKind::ALL {
+            assert_eq!(
+                snapshot.cumulative().errors(runner, kind),
+                expected.errors(runner, kind)
+            );
+        }
         for outcome in taskmeter::TaskOutcome::ALL {
             assert_eq!(
-                snapshot.cumulative().completed(runner, outcome),
-                expected.completed(runner, outcome)
+                u128::from(snapshot.cumulative().duration_sum_ms(runner, outcome)),
+                expected.duration_sum_ms(runner, outcome)
             );
         }
     }
