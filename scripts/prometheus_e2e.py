@@ -194,6 +194,8 @@ def run(workdir):
 
 
 def main():
+    if not os.path.exists(BINARY):
+        sys.exit(f"{BINARY} does not exist: build the main job first (cargo build --release)")
     if shutil.which("prometheus") is None:
         sys.exit("prometheus is not installed (Debian: apt-get install prometheus)")
     workdir = tempfile.mkdtemp(prefix="taskmeter-e2e-")

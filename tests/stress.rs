@@ -272,7 +272,7 @@ fn tasks_handed_between_threads_never_make_in_flight_negative() {
         let mut spins = 0_u32;
         while !condition() {
             spins += 1;
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
