@@ -12,7 +12,7 @@ use taskmeter_workload::{Totals, replay, task_mix};
 #[path = "common/harness.rs"]
 mod harness;
 
-use harness::{TASKS_PER_LIST, replay_on_threads};
+use harness::{TASKS_PER_LIST, calls_of_batch, replay_on_threads};
 
 fn threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("growth threads");
@@ -22,14 +22,31 @@ fn threads(c: &mut Criterion) {
             .collect();
         group.throughput(Throughput::Elements(lists[0].len() as u64));
         let metrics = Arc::new(AtomicMetrics::new());
+        let mut made = 0;
         group.bench_function(format!("{threads} threads"), |b| {
             b.iter_custom(|iters| {
                 // The snapshotter's turns between batches (see `Peer::between_batches`).
                 metrics.snapshot();
                 metrics.snapshot();
+                made += calls_of_batch(&lists, iters, false);
                 replay_on_threads(&metrics, &lists, iters, |_| {})
             })
         });
+        // Every call made, counted once.
+        let snapshot = metrics.snapshot();
+        let view = snapshot.cumulative();
+        let counted: u64 = taskmeter::RunnerType::ALL
+            .iter()
+            .map(|&runner| {
+                view.started(runner)
+                    + view.completed_all(runner)
+                    + taskmeter::RunnerErrorKind::ALL
+                        .iter()
+                        .map(|&kind| view.errors(runner, kind))
+                        .sum::<u64>()
+            })
+            .sum();
+        assert_eq!(counted, made, "{threads} threads: counted of made");
     }
     group.finish();
 }

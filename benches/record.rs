@@ -6,7 +6,10 @@
 //!
 //! - `1 thread`: one thread, the mix;
 //! - `2 threads`: two threads, each with its own list of the mix;
-//! - `2 threads, hot label`: two threads, all calls on (subprocess, success, 1 ms).
+//! - `2 threads, hot label`: two threads, all calls on (subprocess, success, 1 ms);
+//!
+//! each for taskmeter alone, taskmeter with a snapshotter running inside the timed window
+//! (`taskmeter, snapshotter`), and the baseline.
 //!
 //! The baseline is the simplest correct design: one plain array of `CachePadded<AtomicU64>`
 //! with one `fetch_add` per counter touched (started; completed, sum and one log2 bucket), and
@@ -18,42 +21,49 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use taskmeter::AtomicMetrics;
-use taskmeter_workload::{Totals, replay, task_mix};
+use taskmeter::{AtomicMetrics, MetricsBackend};
+use taskmeter_workload::{replay, task_mix};
 
 #[path = "common/harness.rs"]
 mod harness;
 #[path = "common/peers.rs"]
 mod peers;
 
-use harness::{TASKS_PER_LIST, replay_on_threads, scenarios};
+use harness::{TASKS_PER_LIST, calls_of_batch, replay_on_threads, scenarios};
 use peers::{Peer, SharedFetchAdd};
+
+/// How often the snapshotter of the `taskmeter, snapshotter` rows snapshots: ten times the
+/// demo's rate, so that several snapshots fall inside every timed batch.
+const SNAPSHOT_PERIOD: Duration = Duration::from_millis(50);
 
 fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("record");
     for (scenario, lists) in scenarios() {
         group.throughput(Throughput::Elements(lists[0].len() as u64));
-        let backends: [(&str, Arc<dyn Peer>); 2] = [
+        // The engine with a snapshotter running inside the timed windows: what the writers pay
+        // for the snapshots (their slow path after each switch, the lines the reader takes).
+        let observed = Arc::new(AtomicMetrics::new());
+        let snapshotter = observed.spawn_snapshotter(SNAPSHOT_PERIOD);
+        let backends: [(&str, Arc<dyn Peer>); 3] = [
             ("taskmeter", Arc::new(AtomicMetrics::new())),
+            ("taskmeter, snapshotter", observed.clone()),
             ("baseline shared fetch_add", Arc::new(SharedFetchAdd::new())),
         ];
         for (name, backend) in backends {
-            let mut ran = false;
+            let mut made = 0;
             group.bench_function(format!("{name}/{scenario}"), |b| {
-                ran = true;
                 b.iter_custom(|iters| {
                     backend.between_batches();
+                    made += calls_of_batch(&lists, iters, false);
                     replay_on_threads(&backend, &lists, iters, |_| {})
                 })
             });
-            // Nobody is measured doing nothing: whole replays were counted (a filtered run,
-            // `cargo bench -- NAME`, may not have run this one at all).
-            let list_calls: u64 = lists.iter().map(|l| Totals::of(l).calls()).sum();
-            assert!(
-                !ran || backend.calls_counted() >= list_calls,
-                "{name} lost calls"
-            );
+            // Nobody is measured doing nothing: every call made was counted, once (a filtered
+            // run, `cargo bench -- NAME`, may not have run this row: then none were made).
+            let counted = backend.calls_counted();
+            assert_eq!(counted, made, "{name}/{scenario}: counted of made");
         }
+        snapshotter.stop();
     }
     group.finish();
 }
@@ -63,6 +73,28 @@ fn reader(c: &mut Criterion) {
     let metrics = Arc::new(AtomicMetrics::new());
     replay(&*metrics, &task_mix(TASKS_PER_LIST, 9));
     group.bench_function("snapshot/idle", |b| b.iter(|| metrics.snapshot()));
+    // The same, while a thread holds a lease and records a task now and then (every ~50 µs):
+    // each snapshot then makes its `membarrier` call and may wait for the holder.
+    let holding = Arc::new(AtomicBool::new(true));
+    let holder = {
+        let (metrics, holding) = (Arc::clone(&metrics), Arc::clone(&holding));
+        std::thread::spawn(move || {
+            while holding.load(Ordering::Relaxed) {
+                metrics.record_task_started(taskmeter::RunnerType::Wasm);
+                metrics.record_task_completed(
+                    taskmeter::RunnerType::Wasm,
+                    taskmeter::TaskOutcome::Success,
+                    3,
+                );
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+    };
+    group.bench_function("snapshot/idle, a lease holder active", |b| {
+        b.iter(|| metrics.snapshot())
+    });
+    holding.store(false, Ordering::Relaxed);
+    holder.join().unwrap();
     // Idle snapshots of engines with few and many stripes (80: what the default gives a
     // 32-CPU host), each after the mix was recorded once: the cut follows what was written.
     for stripes in [3, 80] {

@@ -122,6 +122,15 @@ pub fn replay_on_threads<B: MetricsBackend + ?Sized>(
     })
 }
 
+/// The calls a batch of `iters` replays of `lists` makes: every list `iters` times, plus the
+/// first call each thread of [`replay_on_threads`] makes before the timing (none for
+/// [`replay_churning`]). The benches add these up and check each backend counted exactly that.
+pub fn calls_of_batch(lists: &[Vec<Call>], iters: u64, churning: bool) -> u64 {
+    let per_replay: u64 = lists.iter().map(|list| list.len() as u64).sum();
+    let first_calls = if churning { 0 } else { lists.len() as u64 };
+    iters * per_replay + first_calls
+}
+
 /// The criterion settings of the benches with many rows (`peers`, `growth`): 10 samples of
 /// 2 s each, so a whole run stays within minutes.
 pub fn many_rows_config() -> Criterion {
