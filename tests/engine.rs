@@ -339,3 +339,43 @@ proptest! {
         }
     }
 }
+
+/// Errors under custom labels over several snapshots: each interval holds exactly what was
+/// recorded since the previous snapshot, the cumulative view everything, the overflow too.
+#[test]
+fn custom_label_errors_split_into_intervals_that_add_up() {
+    use taskmeter::{Label, OVERFLOW_LABEL};
+    let metrics = AtomicMetrics::builder().custom_labels(1).build().unwrap();
+    let custom = |label: &str| Label::Custom(label.to_owned());
+    let spawn = || Label::Known(RunnerErrorKind::SpawnFailed);
+    let mut cumulative = 0;
+    let mut overflows = 0;
+    for round in 1..=4_u64 {
+        for _ in 0..round {
+            metrics.record_labelled_runner_error(custom("gpu"), spawn());
+            metrics.record_labelled_runner_error(custom(&format!("new-{round}")), spawn());
+        }
+        cumulative += round;
+        overflows += round;
+        let snapshot = metrics.snapshot();
+        let interval: Vec<_> = snapshot.interval().labelled_errors().collect();
+        assert_eq!(
+            interval,
+            [
+                ("gpu", "spawn_failed", round),
+                (OVERFLOW_LABEL, "spawn_failed", round)
+            ],
+            "round {round}"
+        );
+        assert_eq!(snapshot.interval().custom_label_overflows(), round);
+        let all: Vec<_> = snapshot.cumulative().labelled_errors().collect();
+        assert_eq!(
+            all,
+            [
+                ("gpu", "spawn_failed", cumulative),
+                (OVERFLOW_LABEL, "spawn_failed", cumulative)
+            ]
+        );
+        assert_eq!(snapshot.cumulative().custom_label_overflows(), overflows);
+    }
+}
