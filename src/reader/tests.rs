@@ -207,6 +207,48 @@ fn a_writer_stopped_inside_a_leased_call_is_carried_then_drained_whole() {
     assert_eq!(Tally::of(metrics.snapshot().cumulative()), expected);
 }
 
+/// Within the bound, a cut waits: a writer inside a call that leaves after 30 ms, on a leased
+/// and on a shared stripe, is drained by the snapshot it delayed, which carries nothing.
+#[test]
+fn a_snapshot_waits_within_its_bound_for_a_writer_inside_a_call() {
+    let inside = Duration::from_millis(30);
+    for stripes in [3, 1] {
+        let metrics = engine(stripes, Duration::from_secs(5));
+        let expected = record(&metrics, 0, 200);
+        // This thread is inside a call on its leased stripe, or on the shared stripe's lane.
+        let leased = metrics
+            .recording
+            .leased
+            .iter()
+            .find(|stripe| stripe.holder() >= crate::recording::leased::FIRST_TOKEN);
+        let shared_call = match leased {
+            Some(stripe) => {
+                stripe.step_holder_sequence();
+                None
+            }
+            None => Some(metrics.recording.shared[0].enter_lane(3)),
+        };
+        std::thread::scope(|scope| {
+            let snapshot = scope.spawn(|| {
+                let started = std::time::Instant::now();
+                (metrics.snapshot(), started.elapsed())
+            });
+            std::thread::sleep(inside);
+            match leased {
+                Some(stripe) => stripe.step_holder_sequence(),
+                None => drop(shared_call),
+            }
+            let (snapshot, waited) = snapshot.join().unwrap();
+            assert_eq!(snapshot.carried_stripes(), 0, "{stripes} stripes");
+            assert!(
+                waited >= inside,
+                "{stripes} stripes: returned after {waited:?}"
+            );
+            assert_eq!(Tally::of(snapshot.cumulative()), expected);
+        });
+    }
+}
+
 #[test]
 fn a_writer_stopped_inside_a_shared_phase_is_carried_then_drained_whole() {
     // No lease: every call goes to the one shared stripe.
