@@ -113,17 +113,29 @@ fn record_paths_allocate_nothing_from_a_threads_first_call() {
 #[test]
 fn recording_while_snapshots_are_taken_allocates_nothing_on_the_writer() {
     let metrics = Arc::new(AtomicMetrics::new());
-    let snapshotter = metrics.spawn_snapshotter(std::time::Duration::from_millis(1));
+    // The snapshotter's sink says how far it got: the recording thread reads an atomic, not
+    // `latest()`, whose first use on a thread may allocate arc-swap's per-thread node.
+    let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let snapshotter = taskmeter::SnapshotterBuilder::new(std::time::Duration::from_millis(1))
+        .sink({
+            let taken = Arc::clone(&taken);
+            move |snapshot: &taskmeter::Snapshot| -> Result<(), taskmeter::SinkError> {
+                taken.store(snapshot.sequence(), std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .spawn(&metrics);
     let calls = task_mix(50_000, 4);
     let mut published = (0, 0);
     let allocations = allocations_of(|| {
         // Replays until the snapshotter has published two snapshots since the first replay
         // began (bounded: a stalled snapshotter fails the check below).
-        let first = metrics.latest().sequence();
+        let sequence = || taken.load(std::sync::atomic::Ordering::Relaxed);
+        let first = sequence();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             replay(&*metrics, &calls);
-            let now = metrics.latest().sequence();
+            let now = sequence();
             if now >= first + 2 || std::time::Instant::now() > deadline {
                 published = (first, now);
                 break;
