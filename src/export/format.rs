@@ -41,28 +41,14 @@ impl Format {
         };
         let mut openmetrics: Option<f32> = None;
         let mut text: Option<f32> = None;
-        for range in accept.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
-            let quality = parts
-                .filter_map(|parameter| parameter.strip_prefix("q="))
-                .find_map(|q| q.parse::<f32>().ok())
-                .filter(|q| q.is_finite())
-                .unwrap_or(1.0);
-            let slot = match media_type.as_str() {
-                "application/openmetrics-text" => &mut openmetrics,
-                "text/plain" => &mut text,
-                _ => continue,
-            };
-            // Several versions of one type: keep the best quality offered.
-            *slot = Some(slot.map_or(quality, |best: f32| best.max(quality)));
+        for range in media_ranges(accept) {
+            match range.media_type.as_str() {
+                "application/openmetrics-text" => offer(&mut openmetrics, range.quality),
+                "text/plain" => offer(&mut text, range.quality),
+                _ => {}
+            }
         }
-        let prefers_openmetrics = match (openmetrics, text) {
-            (Some(om), Some(text)) => om > 0.0 && om >= text,
-            (Some(om), None) => om > 0.0,
-            _ => false,
-        };
-        if prefers_openmetrics {
+        if ranks_first(openmetrics, text) {
             Format::OpenMetrics
         } else {
             Format::Prometheus
@@ -75,6 +61,58 @@ impl Format {
             Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
         }
+    }
+}
+
+/// One media range of an `Accept` header: its type (lower case), its q-value (1 when absent
+/// or not a finite number), and its other parameters.
+pub(crate) struct MediaRange<'a> {
+    pub(crate) media_type: String,
+    pub(crate) quality: f32,
+    parameters: &'a str,
+}
+
+impl MediaRange<'_> {
+    /// The value of parameter `name` (case-insensitive name), if given.
+    pub(crate) fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.split(';').find_map(|parameter| {
+            let (key, value) = parameter.split_once('=')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// The media ranges of an `Accept` header, in order.
+pub(crate) fn media_ranges(accept: &str) -> impl Iterator<Item = MediaRange<'_>> {
+    accept.split(',').map(|range| {
+        let (media_type, parameters) = range.split_once(';').unwrap_or((range, ""));
+        let quality = parameters
+            .split(';')
+            .map(str::trim)
+            .filter_map(|parameter| parameter.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .filter(|q| q.is_finite())
+            .unwrap_or(1.0);
+        MediaRange {
+            media_type: media_type.trim().to_ascii_lowercase(),
+            quality,
+            parameters,
+        }
+    })
+}
+
+/// Keeps the best quality offered for one type (several versions of it may be offered).
+pub(crate) fn offer(best: &mut Option<f32>, quality: f32) {
+    *best = Some(best.map_or(quality, |best| best.max(quality)));
+}
+
+/// Whether a type offered at `mine` is accepted (above zero) and ranked at least as high as
+/// the other types, offered at `others`.
+pub(crate) fn ranks_first(mine: Option<f32>, others: Option<f32>) -> bool {
+    match (mine, others) {
+        (Some(mine), Some(others)) => mine > 0.0 && mine >= others,
+        (Some(mine), None) => mine > 0.0,
+        (None, _) => false,
     }
 }
 

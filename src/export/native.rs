@@ -28,6 +28,7 @@ use prost::Message;
 
 use super::ExportConfig;
 use super::families::{self, Encoder, Kind, Labels, Number};
+use super::format::{media_ranges, offer, ranks_first};
 use crate::snapshot::Snapshot;
 
 /// `Content-Type` of the protobuf exposition.
@@ -83,38 +84,19 @@ pub(crate) fn prefers_protobuf(accept: Option<&str>) -> bool {
     };
     let mut protobuf: Option<f32> = None;
     let mut text: Option<f32> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let (mut quality, mut proto, mut delimited) = (1.0_f32, false, false);
-        for parameter in parts {
-            let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
-            match key.trim().to_ascii_lowercase().as_str() {
-                "q" => {
-                    quality = value
-                        .trim()
-                        .parse()
-                        .ok()
-                        .filter(|q: &f32| q.is_finite())
-                        .unwrap_or(1.0)
-                }
-                "proto" => proto = value.trim() == "io.prometheus.client.MetricFamily",
-                "encoding" => delimited = value.trim() == "delimited",
-                _ => {}
+    for range in media_ranges(accept) {
+        match range.media_type.as_str() {
+            "application/vnd.google.protobuf"
+                if range.parameter("proto") == Some("io.prometheus.client.MetricFamily")
+                    && range.parameter("encoding") == Some("delimited") =>
+            {
+                offer(&mut protobuf, range.quality)
             }
+            "application/openmetrics-text" | "text/plain" => offer(&mut text, range.quality),
+            _ => {}
         }
-        let slot = match media_type.as_str() {
-            "application/vnd.google.protobuf" if proto && delimited => &mut protobuf,
-            "application/openmetrics-text" | "text/plain" => &mut text,
-            _ => continue,
-        };
-        *slot = Some(slot.map_or(quality, |best: f32| best.max(quality)));
     }
-    match (protobuf, text) {
-        (Some(protobuf), Some(text)) => protobuf > 0.0 && protobuf >= text,
-        (Some(protobuf), None) => protobuf > 0.0,
-        (None, _) => false,
-    }
+    ranks_first(protobuf, text)
 }
 
 /// The coarsest native schema whose buckets are no wider than `significant_digits` of HDR
