@@ -4,32 +4,48 @@
 # tests that exercise the engine; a mutant no test kills is a hole in the suite, or an
 # equivalent mutant (listed with its reason in TESTING.md).
 #
-#   scripts/mutants.sh                      # every engine module: a few hours on 2 cores
+#   scripts/mutants.sh                      # every engine module: hours on 2 cores
 #   scripts/mutants.sh src/window.rs        # one file
+#   scripts/mutants.sh --loom src/window.rs # then its survivors against the loom models
 #
-# Results go to target/mutants/mutants.out (caught.txt, missed.txt, timeout.txt, unviable.txt).
-# Not run by CI: too slow.
+# Results go to $MUTANTS_OUT/mutants.out (default target/mutants; caught.txt, missed.txt,
+# timeout.txt, unviable.txt). `--loom` reruns, in the same output, only the mutants the last
+# run did not catch, built with `--cfg loom` and tested by the loom models (the orderings
+# and barriers that no test on real threads can catch reliably). Not run by CI: too slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 
+loom=false
+if [ "${1:-}" = --loom ]; then
+    loom=true
+    shift
+fi
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
     files=(src/layout.rs src/recording/counts.rs src/recording/leased.rs
            src/recording/shared.rs src/recording/route.rs src/recording/mod.rs
            src/recording/labelled.rs src/reader.rs src/snapshot.rs src/window.rs)
 fi
-file_args=()
+args=(--package taskmeter --profile mutants --no-shuffle --output "${MUTANTS_OUT:-target/mutants}"
+      # Helpers of `#[cfg(all(test, not(loom)))]` modules are test code, not engine code.
+      --exclude-re ' in tests::')
 for file in "${files[@]}"; do
-    file_args+=(--file "$file")
+    args+=(--file "$file")
 done
 
-# The `mutants` profile (Cargo.toml): optimized enough for the threaded tests to run quickly,
-# incremental so that each mutant rebuilds in seconds. Test targets: those that drive the
-# engine's protocols and figures (the exports, server and fault tests add little here and
-# take long).
-cargo mutants --package taskmeter --profile mutants --no-shuffle \
-    --output target/mutants --timeout-multiplier 5 \
-    "${file_args[@]}" \
-    -- --lib --test engine --test stress --test small_threads --test window --test memory \
-    --test no_alloc --test fuzz_corpus
+if $loom; then
+    # The models at preemption bound 2 (CI runs 3): minutes per mutant, not hours.
+    RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
+        cargo mutants "${args[@]}" --iterate --no-default-features --timeout 600 \
+        -- --test loom
+else
+    # The `mutants` profile (Cargo.toml): optimized enough for the threaded tests to run
+    # quickly, incremental so that each mutant rebuilds in seconds. Test targets: those that
+    # drive the engine's protocols and figures (the exports, server and fault tests add
+    # little here and take long). A mutant still running after 30 s (the unmutated tests take
+    # about 13) has hung: counted as timed out.
+    cargo mutants "${args[@]}" --timeout 30 \
+        -- --lib --test engine --test stress --test small_threads --test window --test memory \
+        --test no_alloc --test fuzz_corpus
+fi

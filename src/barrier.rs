@@ -85,6 +85,8 @@ fn register() -> bool {
 /// `fenced`: the engine's mode, as the writer's remembered lease word says.
 #[inline(always)]
 pub(crate) fn light(fenced: bool) {
+    #[cfg(all(test, not(loom)))]
+    tests::count_light(fenced);
     #[cfg(not(loom))]
     if fenced || cfg!(miri) {
         fence(Ordering::SeqCst);
@@ -179,6 +181,21 @@ pub(crate) mod tests {
 
     pub(super) fn failing_here() -> bool {
         FAILING.get()
+    }
+
+    std::thread_local! {
+        static LIGHT: Cell<[u64; 2]> = const { Cell::new([0; 2]) };
+    }
+
+    pub(super) fn count_light(fenced: bool) {
+        let mut counts = LIGHT.get();
+        counts[usize::from(fenced)] += 1;
+        LIGHT.set(counts);
+    }
+
+    /// The light barriers this thread has made so far: `[compiler fences, real fences]`.
+    pub(crate) fn light_barriers_here() -> [u64; 2] {
+        LIGHT.get()
     }
 }
 

@@ -830,3 +830,6 @@ fn step(sequence: &AtomicU64) {
     // this value (or a later one) sees every write this thread made before it.
     sequence.store(sequence.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -28,6 +28,8 @@ pub(crate) mod labelled;
 pub(crate) mod leased;
 pub(crate) mod route;
 pub(crate) mod shared;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -234,6 +236,8 @@ impl Recording {
     /// stripe; else [`find_route`](Self::find_route).
     #[inline(always)]
     fn unleased_writer(&self) -> Writer<'_> {
+        #[cfg(all(test, not(loom)))]
+        tests::count_unleased_call();
         if let Some((stripe, holder)) = self.remembered_lease()
             && let Some((call, holder)) = stripe.enter_relearning(holder)
         {
