@@ -8,7 +8,8 @@
 #   scripts/mutants.sh src/window.rs        # one file
 #   scripts/mutants.sh --loom src/window.rs # then its survivors against the loom models
 #
-# Results go to $MUTANTS_OUT/mutants.out (default target/mutants; caught.txt, missed.txt,
+# `MUTANTS_RE=REGEX` tests only the mutants whose names (as `cargo mutants --list` shows them)
+# match. Results go to $MUTANTS_OUT/mutants.out (default target/mutants; caught.txt, missed.txt,
 # timeout.txt, unviable.txt). `--loom` reruns, in the same output, only the mutants the last
 # run did not catch, built with `--cfg loom` and tested by the loom models (the orderings
 # and barriers that no test on real threads can catch reliably). Not run by CI: too slow.
@@ -33,6 +34,9 @@ args=(--package taskmeter --profile mutants --no-shuffle --output "${MUTANTS_OUT
 for file in "${files[@]}"; do
     args+=(--file "$file")
 done
+if [ -n "${MUTANTS_RE:-}" ]; then
+    args+=(--re "$MUTANTS_RE")
+fi
 
 if $loom; then
     # The models at preemption bound 2 (CI runs 3): minutes per mutant, not hours.

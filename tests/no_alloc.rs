@@ -1,8 +1,9 @@
-//! The record paths allocate nothing after construction, a thread's first call included.
+//! The record paths allocate nothing after construction, a thread's first call included; and
+//! what an engine says it reserves is what its stripes allocate.
 //!
-//! A counting global allocator counts every allocation of the process; the test only looks at
-//! the allocations made by one thread while it records, so the harness's own threads do not
-//! disturb it.
+//! A counting global allocator counts every allocation of the process, and the bytes each
+//! thread holds; the tests only look at what one thread does, so the harness's own threads do
+//! not disturb them.
 #![cfg(not(loom))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -16,6 +17,9 @@ struct CountingAllocator;
 
 std::thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread (wrapping: a thread may free what
+    /// another allocated).
+    static HELD_BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 fn count_allocation() {
@@ -23,26 +27,40 @@ fn count_allocation() {
     let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
 }
 
+fn count_bytes(allocated: usize, freed: usize) {
+    let _ = HELD_BYTES.try_with(|held| {
+        held.set(
+            held.get()
+                .wrapping_add(allocated as u64)
+                .wrapping_sub(freed as u64),
+        )
+    });
+}
+
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_allocation();
+        count_bytes(layout.size(), 0);
         // SAFETY: forwarded unchanged to the system allocator, under the caller's contract.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count_allocation();
+        count_bytes(layout.size(), 0);
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_allocation();
+        count_bytes(new_size, layout.size());
         // SAFETY: as for `alloc`; `ptr` came from this allocator, which is `System`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_bytes(0, layout.size());
         // SAFETY: as for `realloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -148,5 +166,41 @@ fn recording_while_snapshots_are_taken_allocates_nothing_on_the_writer() {
     assert!(
         last >= first + 2,
         "snapshots {first} to {last} during the replays"
+    );
+}
+
+/// What a new engine of `stripes` stripes holds allocated right after `build()`, and what it
+/// says it reserves.
+fn held_and_reserved(stripes: usize) -> (u64, u64) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let before = HELD_BYTES.with(Cell::get);
+                let metrics = AtomicMetrics::builder().stripes(stripes).build().unwrap();
+                let held = HELD_BYTES.with(Cell::get).wrapping_sub(before);
+                (held, metrics.recording_memory_bytes() as u64)
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn the_memory_an_engine_reserves_is_what_each_stripe_allocates() {
+    // Per stripe, the engine reserves exactly what its stripes allocate, plus the reader's
+    // note of where the stripe stands in a cut; everything else is the same whatever the
+    // number of stripes (the layout, the first snapshot), so it cancels out.
+    let (fewer, more) = (16, 80);
+    let (held_fewer, reserved_fewer) = held_and_reserved(fewer);
+    let (held_more, reserved_more) = held_and_reserved(more);
+    let held = held_more - held_fewer;
+    let reserved = reserved_more - reserved_fewer;
+    let extra_per_stripe = held
+        .checked_sub(reserved)
+        .unwrap_or_else(|| panic!("{reserved} bytes said reserved for {held} allocated"))
+        / (more - fewer) as u64;
+    assert!(
+        extra_per_stripe <= 128,
+        "{extra_per_stripe} bytes a stripe allocated beyond what the engine reports"
     );
 }

@@ -53,13 +53,14 @@ fn tasks(metrics: &AtomicMetrics, tasks: u64) {
 /// its ordinal and its leases) until dropped.
 struct Worker<'scope> {
     jobs: mpsc::Sender<Box<dyn FnOnce() + Send + 'scope>>,
+    thread: std::thread::ScopedJoinHandle<'scope, ()>,
 }
 
 impl<'scope> Worker<'scope> {
     fn spawn<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
         let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send + 'scope>>();
-        scope.spawn(move || queue.into_iter().for_each(|job| job()));
-        Worker { jobs }
+        let thread = scope.spawn(move || queue.into_iter().for_each(|job| job()));
+        Worker { jobs, thread }
     }
 
     fn run<T: Send + 'scope>(&self, job: impl FnOnce() -> T + Send + 'scope) -> T {
@@ -67,6 +68,12 @@ impl<'scope> Worker<'scope> {
         let job = move || drop(done.send(job()));
         self.jobs.send(Box::new(job)).unwrap();
         result.recv().unwrap()
+    }
+
+    /// Ends the thread, and returns once it has exited (its ordinal back in the pool).
+    fn exit(self) {
+        drop(self.jobs);
+        self.thread.join().unwrap();
     }
 }
 
@@ -212,6 +219,45 @@ fn a_holder_idle_when_the_barrier_fails_is_waited_for_all_the_same() {
             last.cumulative()
                 .completed(RunnerType::Container, TaskOutcome::Success),
             20
+        );
+    });
+}
+
+#[test]
+fn a_revoked_holder_that_exited_is_no_longer_waited_for_once_its_ordinal_is_taken_again() {
+    let metrics = one_lease();
+    if metrics.is_fenced() {
+        return;
+    }
+    std::thread::scope(|scope| {
+        let holder = Worker::spawn(scope);
+        let ordinal = holder.run(|| {
+            tasks(&metrics, 10);
+            super::route::identity().ordinal
+        });
+        fail_heavy_barriers_here(true);
+        assert_eq!(metrics.snapshot().carried_stripes(), 1);
+        fail_heavy_barriers_here(false);
+        holder.exit();
+        // A new thread takes the ordinal (lowest first: one of the next few does), and with it
+        // the token, but records nothing here: only the exit tells the reader the old holder
+        // is gone.
+        let mut aside = Vec::new();
+        loop {
+            let next = Worker::spawn(scope);
+            let took = next.run(|| super::route::identity().ordinal);
+            aside.push(next);
+            if took == ordinal {
+                break;
+            }
+            assert!(aside.len() < 64, "no new thread took ordinal {ordinal}");
+        }
+        let last = metrics.snapshot();
+        assert_eq!(last.carried_stripes(), 0, "the exit went unseen");
+        assert_eq!(
+            last.cumulative()
+                .completed(RunnerType::Container, TaskOutcome::Success),
+            10
         );
     });
 }
@@ -363,5 +409,36 @@ fn a_call_made_inside_another_goes_elsewhere_and_the_outer_one_stays_open() {
             view.completed(RunnerType::Container, TaskOutcome::Success),
             15
         );
+    });
+}
+
+#[test]
+fn a_token_is_gone_once_its_thread_exits_or_while_no_thread_holds_it() {
+    use super::leased::{FIRST_TOKEN, TOKENS};
+    use super::route::{exits_of, identity, token_gone_since};
+    // The last token of the pool: no test holds that many threads.
+    let unheld = FIRST_TOKEN + TOKENS as u64 - 1;
+    assert!(token_gone_since(unheld, exits_of(unheld)));
+    std::thread::scope(|scope| {
+        // Enough live threads that their ordinals span more than one word of the pool.
+        let threads: Vec<(Worker, u64)> = (0..80)
+            .map(|_| {
+                let thread = Worker::spawn(scope);
+                let token = thread.run(|| identity().token.unwrap());
+                (thread, token)
+            })
+            .collect();
+        let distinct: std::collections::HashSet<u64> =
+            threads.iter().map(|(_, token)| *token).collect();
+        assert_eq!(distinct.len(), threads.len(), "live threads share a token");
+        for (_, token) in &threads {
+            assert!(!token_gone_since(*token, exits_of(*token)), "token {token}");
+        }
+        for (thread, token) in threads {
+            let exits = exits_of(token);
+            thread.exit();
+            // Gone whether or not another thread has taken the ordinal since.
+            assert!(token_gone_since(token, exits), "token {token}");
+        }
     });
 }

@@ -20,8 +20,8 @@ fn only_a_closed_fenced_word_names_a_token_to_wait_for() {
 fn a_switch_counts_once_keeps_the_phase_and_the_fenced_bit_and_clears_the_holder() {
     for word in [
         FIRST_TOKEN,
-        CLOSED | 7 * ONE_SWITCH,
-        Phase::BIT | FENCED | 3 * ONE_SWITCH | (FIRST_TOKEN + 9),
+        CLOSED | (7 * ONE_SWITCH),
+        Phase::BIT | FENCED | (3 * ONE_SWITCH) | (FIRST_TOKEN + 9),
         // The count wraps within its bits, touching neither the phase nor the fenced bit.
         Phase::BIT | FENCED | SWITCHES_MASK | FIRST_TOKEN,
     ] {
