@@ -3,11 +3,11 @@
 //! losing a count, so they are checked here, call by call, on threads of their own.
 
 use std::cell::Cell;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::barrier::tests::{fail_heavy_barriers_here, light_barriers_here};
-use crate::{AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::{AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, Snapshot, TaskOutcome};
 
 std::thread_local! {
     static UNLEASED_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -38,6 +38,31 @@ fn one_lease() -> AtomicMetrics {
         .max_snapshot_wait(Duration::from_millis(1))
         .build()
         .unwrap()
+}
+
+/// No leased stripe at all: a thread recording there remembers a shared route and no lease.
+fn no_lease() -> AtomicMetrics {
+    AtomicMetrics::builder().stripes(1).build().unwrap()
+}
+
+/// A snapshot taken while this thread's heavy barriers fail, as a seccomp filter would make
+/// them: held leases are revoked and the engine becomes fenced.
+fn snapshot_with_a_failing_barrier(metrics: &AtomicMetrics) -> Arc<Snapshot> {
+    fail_heavy_barriers_here(true);
+    let snapshot = metrics.snapshot();
+    fail_heavy_barriers_here(false);
+    snapshot
+}
+
+/// `snapshot` carries no stripe and counts exactly `tasks` tasks of [`tasks`].
+fn assert_whole(snapshot: &Snapshot, tasks: u64, carried_why: &str) {
+    assert_eq!(snapshot.carried_stripes(), 0, "{carried_why}");
+    let view = snapshot.cumulative();
+    assert_eq!(view.started(RunnerType::Container), tasks);
+    assert_eq!(
+        view.completed(RunnerType::Container, TaskOutcome::Success),
+        tasks
+    );
 }
 
 /// `tasks` tasks of one label and duration, each a start, a completion and an error.
@@ -126,9 +151,7 @@ fn once_fenced_a_holder_fences_every_call() {
         assert_eq!(barriers[1], 0, "a real fence before the engine was fenced");
         assert!(!metrics.recording.leased[0].word_is_fenced());
         // The holder is idle when the barrier fails: its lease is revoked.
-        fail_heavy_barriers_here(true);
-        metrics.snapshot();
-        fail_heavy_barriers_here(false);
+        snapshot_with_a_failing_barrier(&metrics);
         assert!(metrics.is_fenced());
         assert!(metrics.recording.leased[0].word_is_fenced());
         // Its next call acknowledges the revoke; the lease it claims after the next snapshot
@@ -140,15 +163,13 @@ fn once_fenced_a_holder_fences_every_call() {
         assert_eq!(unleased, 0);
         assert_eq!(barriers, [0, 3_000]);
     });
-    let last = metrics.snapshot();
-    assert_eq!(last.carried_stripes(), 0);
-    assert_eq!(last.cumulative().started(RunnerType::Container), 1_102);
+    assert_whole(&metrics.snapshot(), 1_102, "a stripe still carried");
 }
 
 #[test]
 fn a_thread_back_from_another_engine_finds_the_lease_its_token_holds() {
     let leased = one_lease();
-    let shared_only = AtomicMetrics::builder().stripes(1).build().unwrap();
+    let shared_only = no_lease();
     on_a_new_thread(|| {
         tasks(&leased, 10);
         // The thread's memory now names a shared route in the other engine, and no lease.
@@ -169,8 +190,7 @@ fn a_thread_back_from_another_engine_finds_the_lease_its_token_holds() {
 #[test]
 fn a_holder_whose_memory_moved_on_still_acknowledges_a_revoked_lease() {
     let leased = one_lease();
-    // One shared stripe, no lease: a thread recording there remembers no lease at all.
-    let shared_only = AtomicMetrics::builder().stripes(1).build().unwrap();
+    let shared_only = no_lease();
     if leased.is_fenced() {
         // No barrier to fail: a fenced engine never revokes.
         return;
@@ -179,20 +199,14 @@ fn a_holder_whose_memory_moved_on_still_acknowledges_a_revoked_lease() {
         let holder = Worker::spawn(scope);
         holder.run(|| tasks(&leased, 10));
         holder.run(|| tasks(&shared_only, 10));
-        fail_heavy_barriers_here(true);
-        assert_eq!(leased.snapshot().carried_stripes(), 1);
-        fail_heavy_barriers_here(false);
+        assert_eq!(
+            snapshot_with_a_failing_barrier(&leased).carried_stripes(),
+            1
+        );
         // The holder comes back with no lease in mind: its search for one finds the revoked
         // word and acknowledges it.
         holder.run(|| tasks(&leased, 10));
-        let last = leased.snapshot();
-        assert_eq!(last.carried_stripes(), 0, "the acknowledgment was lost");
-        let view = last.cumulative();
-        assert_eq!(view.started(RunnerType::Container), 20);
-        assert_eq!(
-            view.completed(RunnerType::Container, TaskOutcome::Success),
-            20
-        );
+        assert_whole(&leased.snapshot(), 20, "the acknowledgment was lost");
     });
 }
 
@@ -208,18 +222,13 @@ fn a_holder_idle_when_the_barrier_fails_is_waited_for_all_the_same() {
         metrics.snapshot();
         // Idle since: the failing cut's close takes the lease back, and without a barrier it
         // cannot know the holder did not begin a call since; it waits for its acknowledgment.
-        fail_heavy_barriers_here(true);
-        assert_eq!(metrics.snapshot().carried_stripes(), 1);
-        fail_heavy_barriers_here(false);
+        assert_eq!(
+            snapshot_with_a_failing_barrier(&metrics).carried_stripes(),
+            1
+        );
         assert_eq!(metrics.snapshot().carried_stripes(), 1);
         holder.run(|| tasks(&metrics, 10));
-        let last = metrics.snapshot();
-        assert_eq!(last.carried_stripes(), 0);
-        assert_eq!(
-            last.cumulative()
-                .completed(RunnerType::Container, TaskOutcome::Success),
-            20
-        );
+        assert_whole(&metrics.snapshot(), 20, "a stripe still carried");
     });
 }
 
@@ -235,9 +244,10 @@ fn a_revoked_holder_that_exited_is_no_longer_waited_for_once_its_ordinal_is_take
             tasks(&metrics, 10);
             super::route::identity().ordinal
         });
-        fail_heavy_barriers_here(true);
-        assert_eq!(metrics.snapshot().carried_stripes(), 1);
-        fail_heavy_barriers_here(false);
+        assert_eq!(
+            snapshot_with_a_failing_barrier(&metrics).carried_stripes(),
+            1
+        );
         holder.exit();
         // A new thread takes the ordinal (lowest first: one of the next few does), and with it
         // the token, but records nothing here: only the exit tells the reader the old holder
@@ -252,13 +262,7 @@ fn a_revoked_holder_that_exited_is_no_longer_waited_for_once_its_ordinal_is_take
             }
             assert!(aside.len() < 64, "no new thread took ordinal {ordinal}");
         }
-        let last = metrics.snapshot();
-        assert_eq!(last.carried_stripes(), 0, "the exit went unseen");
-        assert_eq!(
-            last.cumulative()
-                .completed(RunnerType::Container, TaskOutcome::Success),
-            10
-        );
+        assert_whole(&metrics.snapshot(), 10, "the exit went unseen");
     });
 }
 
@@ -327,10 +331,7 @@ fn three_leases() -> AtomicMetrics {
 
 #[test]
 fn a_thread_back_from_another_engine_keeps_its_lease_rather_than_claim_a_free_one() {
-    let (metrics, shared_only) = (
-        three_leases(),
-        AtomicMetrics::builder().stripes(1).build().unwrap(),
-    );
+    let (metrics, shared_only) = (three_leases(), no_lease());
     std::thread::scope(|scope| {
         let away = AwayFromFirst::new(scope, &metrics);
         away.holder.run(|| tasks(&shared_only, 1));
@@ -369,9 +370,10 @@ fn a_revoked_holder_acknowledges_before_its_search_claims_another_lease() {
     }
     std::thread::scope(|scope| {
         let away = AwayFromFirst::new(scope, &metrics);
-        fail_heavy_barriers_here(true);
-        assert_eq!(metrics.snapshot().carried_stripes(), 1);
-        fail_heavy_barriers_here(false);
+        assert_eq!(
+            snapshot_with_a_failing_barrier(&metrics).carried_stripes(),
+            1
+        );
         let moved_to = away.holder.run(|| {
             tasks(&metrics, 1);
             super::route::remembered_lease().0
@@ -380,9 +382,7 @@ fn a_revoked_holder_acknowledges_before_its_search_claims_another_lease() {
             moved_to, away.first,
             "the search did not start where expected"
         );
-        let last = metrics.snapshot();
-        assert_eq!(last.carried_stripes(), 0, "the acknowledgment was lost");
-        assert_eq!(last.cumulative().started(RunnerType::Container), 5);
+        assert_whole(&metrics.snapshot(), 5, "the acknowledgment was lost");
     });
 }
 
@@ -401,14 +401,7 @@ fn a_call_made_inside_another_goes_elsewhere_and_the_outer_one_stays_open() {
         // The outer call is still inside: the reader waits for it, then carries its stripe.
         assert_eq!(metrics.snapshot().carried_stripes(), 1);
         drop(outer);
-        let last = metrics.snapshot();
-        assert_eq!(last.carried_stripes(), 0);
-        let view = last.cumulative();
-        assert_eq!(view.started(RunnerType::Container), 15);
-        assert_eq!(
-            view.completed(RunnerType::Container, TaskOutcome::Success),
-            15
-        );
+        assert_whole(&metrics.snapshot(), 15, "a stripe still carried");
     });
 }
 
