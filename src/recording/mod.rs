@@ -262,6 +262,8 @@ impl Recording {
     /// spread out), else a shared stripe until the next snapshot frees leases.
     #[cold]
     fn find_route(&self) -> Writer<'_> {
+        #[cfg(all(test, not(loom)))]
+        tests::count_route_search();
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
         let identity = route::identity();
         let mut closed_seen = false;

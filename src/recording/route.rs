@@ -300,3 +300,6 @@ pub(crate) fn identity() -> Identity {
     update(|state| state.identity = Some(identity));
     identity
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -11,10 +11,22 @@ use crate::{AtomicMetrics, MetricsBackend, RunnerErrorKind, RunnerType, Snapshot
 
 std::thread_local! {
     static UNLEASED_CALLS: Cell<u64> = const { Cell::new(0) };
+    static ROUTE_SEARCHES: Cell<u64> = const { Cell::new(0) };
 }
 
 pub(super) fn count_unleased_call() {
     UNLEASED_CALLS.set(UNLEASED_CALLS.get() + 1);
+}
+
+pub(super) fn count_route_search() {
+    ROUTE_SEARCHES.set(ROUTE_SEARCHES.get() + 1);
+}
+
+/// How many times `calls` made this thread search for a route.
+fn searches(calls: impl FnOnce()) -> u64 {
+    let before = ROUTE_SEARCHES.get();
+    calls();
+    ROUTE_SEARCHES.get() - before
 }
 
 /// What `calls` made this thread pay: out-of-line calls, and light barriers
@@ -30,7 +42,7 @@ fn paid(calls: impl FnOnce()) -> (u64, [u64; 2]) {
 }
 
 /// One leased and one shared stripe: a thread's lease is the only one.
-fn one_lease() -> AtomicMetrics {
+pub(super) fn one_lease() -> AtomicMetrics {
     AtomicMetrics::builder()
         .stripes(2)
         .significant_digits(2)
@@ -41,13 +53,13 @@ fn one_lease() -> AtomicMetrics {
 }
 
 /// No leased stripe at all: a thread recording there remembers a shared route and no lease.
-fn no_lease() -> AtomicMetrics {
+pub(super) fn no_lease() -> AtomicMetrics {
     AtomicMetrics::builder().stripes(1).build().unwrap()
 }
 
 /// A snapshot taken while this thread's heavy barriers fail, as a seccomp filter would make
 /// them: held leases are revoked and the engine becomes fenced.
-fn snapshot_with_a_failing_barrier(metrics: &AtomicMetrics) -> Arc<Snapshot> {
+pub(super) fn snapshot_with_a_failing_barrier(metrics: &AtomicMetrics) -> Arc<Snapshot> {
     fail_heavy_barriers_here(true);
     let snapshot = metrics.snapshot();
     fail_heavy_barriers_here(false);
@@ -55,7 +67,7 @@ fn snapshot_with_a_failing_barrier(metrics: &AtomicMetrics) -> Arc<Snapshot> {
 }
 
 /// `snapshot` carries no stripe and counts exactly `tasks` tasks of [`tasks`].
-fn assert_whole(snapshot: &Snapshot, tasks: u64, carried_why: &str) {
+pub(super) fn assert_whole(snapshot: &Snapshot, tasks: u64, carried_why: &str) {
     assert_eq!(snapshot.carried_stripes(), 0, "{carried_why}");
     let view = snapshot.cumulative();
     assert_eq!(view.started(RunnerType::Container), tasks);
@@ -66,7 +78,7 @@ fn assert_whole(snapshot: &Snapshot, tasks: u64, carried_why: &str) {
 }
 
 /// `tasks` tasks of one label and duration, each a start, a completion and an error.
-fn tasks(metrics: &AtomicMetrics, tasks: u64) {
+pub(super) fn tasks(metrics: &AtomicMetrics, tasks: u64) {
     for _ in 0..tasks {
         metrics.record_task_started(RunnerType::Container);
         metrics.record_task_completed(RunnerType::Container, TaskOutcome::Success, 40);
@@ -76,19 +88,19 @@ fn tasks(metrics: &AtomicMetrics, tasks: u64) {
 
 /// A thread of its own that runs the jobs it is given, one at a time, and stays alive (with
 /// its ordinal and its leases) until dropped.
-struct Worker<'scope> {
+pub(super) struct Worker<'scope> {
     jobs: mpsc::Sender<Box<dyn FnOnce() + Send + 'scope>>,
     thread: std::thread::ScopedJoinHandle<'scope, ()>,
 }
 
 impl<'scope> Worker<'scope> {
-    fn spawn<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+    pub(super) fn spawn<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
         let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send + 'scope>>();
         let thread = scope.spawn(move || queue.into_iter().for_each(|job| job()));
         Worker { jobs, thread }
     }
 
-    fn run<T: Send + 'scope>(&self, job: impl FnOnce() -> T + Send + 'scope) -> T {
+    pub(super) fn run<T: Send + 'scope>(&self, job: impl FnOnce() -> T + Send + 'scope) -> T {
         let (done, result) = mpsc::sync_channel(1);
         let job = move || drop(done.send(job()));
         self.jobs.send(Box::new(job)).unwrap();
@@ -96,7 +108,7 @@ impl<'scope> Worker<'scope> {
     }
 
     /// Ends the thread, and returns once it has exited (its ordinal back in the pool).
-    fn exit(self) {
+    pub(super) fn exit(self) {
         drop(self.jobs);
         self.thread.join().unwrap();
     }
@@ -406,32 +418,24 @@ fn a_call_made_inside_another_goes_elsewhere_and_the_outer_one_stays_open() {
 }
 
 #[test]
-fn a_token_is_gone_once_its_thread_exits_or_while_no_thread_holds_it() {
-    use super::leased::{FIRST_TOKEN, TOKENS};
-    use super::route::{exits_of, identity, token_gone_since};
-    // The last token of the pool: no test holds that many threads.
-    let unheld = FIRST_TOKEN + TOKENS as u64 - 1;
-    assert!(token_gone_since(unheld, exits_of(unheld)));
+fn a_thread_on_shared_stripes_searches_for_a_route_once_per_snapshot() {
+    let shared_only = no_lease();
+    let leased = one_lease();
     std::thread::scope(|scope| {
-        // Enough live threads that their ordinals span more than one word of the pool.
-        let threads: Vec<(Worker, u64)> = (0..80)
-            .map(|_| {
-                let thread = Worker::spawn(scope);
-                let token = thread.run(|| identity().token.unwrap());
-                (thread, token)
-            })
-            .collect();
-        let distinct: std::collections::HashSet<u64> =
-            threads.iter().map(|(_, token)| *token).collect();
-        assert_eq!(distinct.len(), threads.len(), "live threads share a token");
-        for (_, token) in &threads {
-            assert!(!token_gone_since(*token, exits_of(*token)), "token {token}");
-        }
-        for (thread, token) in threads {
-            let exits = exits_of(token);
-            thread.exit();
-            // Gone whether or not another thread has taken the ordinal since.
-            assert!(token_gone_since(token, exits), "token {token}");
-        }
+        // Another thread holds `leased`'s only lease.
+        let holder = Worker::spawn(scope);
+        holder.run(|| tasks(&leased, 1));
+        on_a_new_thread(|| {
+            for metrics in [&shared_only, &leased] {
+                assert_eq!(searches(|| tasks(metrics, 1_000)), 1);
+                assert_eq!(searches(|| tasks(metrics, 1_000)), 0);
+            }
+            // A snapshot may free a lease: the next call looks again, once.
+            shared_only.snapshot();
+            assert_eq!(searches(|| tasks(&shared_only, 1_000)), 1);
+        });
     });
+    assert_whole(&shared_only.snapshot(), 3_000, "nothing is leased");
+    let view = leased.snapshot();
+    assert_eq!(view.cumulative().started(RunnerType::Container), 2_001);
 }
