@@ -301,19 +301,8 @@ impl<'scope> AwayFromFirst<'scope> {
             tasks(metrics, 1);
             super::route::remembered_lease().0
         });
-        // Ordinals are taken lowest first: one of the next few threads starts there.
         let mut aside = vec![other];
-        let holder = loop {
-            let candidate = Worker::spawn(scope);
-            if candidate.run(|| super::route::identity().ordinal % 3) == first as u64 {
-                break candidate;
-            }
-            assert!(
-                aside.len() < 64,
-                "no thread's search starts at stripe {first}"
-            );
-            aside.push(candidate);
-        };
+        let holder = starting_at(scope, first, &mut aside);
         let held = holder.run(|| {
             tasks(metrics, 1);
             super::route::remembered_lease().0
@@ -339,6 +328,55 @@ fn three_leases() -> AtomicMetrics {
         .max_snapshot_wait(Duration::from_millis(1))
         .build()
         .unwrap()
+}
+
+/// A new thread whose search for one of [`three_leases`]' leases starts at `stripe`. Ordinals
+/// are taken lowest first, so one of the next few threads starts there; the others are kept
+/// alive in `aside`, so that their ordinals are not taken again.
+fn starting_at<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    stripe: usize,
+    aside: &mut Vec<Worker<'scope>>,
+) -> Worker<'scope> {
+    loop {
+        let candidate = Worker::spawn(scope);
+        if candidate.run(|| super::route::identity().ordinal % 3) == stripe as u64 {
+            return candidate;
+        }
+        assert!(
+            aside.len() < 64,
+            "no thread's search starts at stripe {stripe}"
+        );
+        aside.push(candidate);
+    }
+}
+
+#[test]
+fn a_search_for_a_lease_tries_every_stripe_from_wherever_it_starts() {
+    for free in 0..3 {
+        for start in 0..3 {
+            let metrics = three_leases();
+            std::thread::scope(|scope| {
+                let mut aside = Vec::new();
+                for held in (0..3).filter(|&stripe| stripe != free) {
+                    // Its own stripe is free: its search claims it.
+                    let holder = starting_at(scope, held, &mut aside);
+                    holder.run(|| tasks(&metrics, 1));
+                    aside.push(holder);
+                }
+                let searcher = starting_at(scope, start, &mut aside);
+                let lease = searcher.run(|| {
+                    tasks(&metrics, 1);
+                    super::route::remembered_lease().0
+                });
+                assert_eq!(
+                    lease, free,
+                    "a search from stripe {start} missed the free lease"
+                );
+            });
+            assert_whole(&metrics.snapshot(), 3, "nobody records any more");
+        }
+    }
 }
 
 #[test]
@@ -438,4 +476,35 @@ fn a_thread_on_shared_stripes_searches_for_a_route_once_per_snapshot() {
     assert_whole(&shared_only.snapshot(), 3_000, "nothing is leased");
     let view = leased.snapshot();
     assert_eq!(view.cumulative().started(RunnerType::Container), 2_001);
+}
+
+#[test]
+fn threads_spread_over_every_shared_stripe_then_over_every_lane() {
+    use super::shared::SHARED_LANES;
+    let mut most_shared = 0;
+    for stripes in [1, 2, 3, 8, 16, 64] {
+        let metrics = AtomicMetrics::builder().stripes(stripes).build().unwrap();
+        let recording = &metrics.recording;
+        let shared = recording.shared.len();
+        most_shared = most_shared.max(shared);
+        let places: Vec<(usize, usize)> = (0..(shared * SHARED_LANES) as u64)
+            .map(|ordinal| recording.shared_lane_of(ordinal))
+            .collect();
+        assert!(
+            places
+                .iter()
+                .all(|&(stripe, lane)| stripe < shared && lane < SHARED_LANES)
+        );
+        let stripes_first: std::collections::HashSet<usize> =
+            places[..shared].iter().map(|&(stripe, _)| stripe).collect();
+        assert_eq!(stripes_first.len(), shared, "{stripes} stripes: {places:?}");
+        let every_place: std::collections::HashSet<(usize, usize)> =
+            places.iter().copied().collect();
+        assert_eq!(
+            every_place.len(),
+            places.len(),
+            "{stripes} stripes: {places:?}"
+        );
+    }
+    assert!(most_shared >= 2, "no configuration with two shared stripes");
 }
