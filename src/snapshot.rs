@@ -469,6 +469,68 @@ mod tests {
         }
     }
 
+    /// Every count of `actual` equals `expected`'s: started, errors, histograms, default
+    /// buckets, sums, clamped, labelled errors and their overflow.
+    fn assert_same_counts(actual: &super::View, expected: &super::View) {
+        assert_eq!(actual.started, expected.started);
+        assert_eq!(actual.errors, expected.errors);
+        assert!(actual.durations == expected.durations, "histograms differ");
+        assert_eq!(actual.solti_buckets, expected.solti_buckets);
+        assert_eq!(actual.sums, expected.sums);
+        assert_eq!(actual.clamped, expected.clamped);
+        assert_eq!(actual.labelled, expected.labelled);
+        assert_eq!(actual.labelled_overflows, expected.labelled_overflows);
+    }
+
+    /// The window's arithmetic: subtracting a view undoes adding it, in every count, so that
+    /// an age bucket leaving the window takes exactly what it brought.
+    #[test]
+    fn subtracting_a_view_undoes_adding_it_in_every_count() {
+        use crate::{Label, RunnerErrorKind};
+        let metrics = AtomicMetrics::builder()
+            .custom_labels(1)
+            .highest_duration_ms(60_000)
+            .build()
+            .unwrap();
+        let mut intervals = Vec::new();
+        for round in 1..=2_u64 {
+            for task in 0..50 * round {
+                let runner = RunnerType::ALL[(task % 3) as usize];
+                metrics.record_task_started(runner);
+                // Some above the range, clamped.
+                let duration = task * task * 40 * round;
+                metrics.record_task_completed(
+                    runner,
+                    TaskOutcome::ALL[(task % 4) as usize],
+                    duration,
+                );
+                metrics.record_runner_error(runner, RunnerErrorKind::SpawnFailed);
+                // One custom label fits; the others overflow.
+                let custom = Label::Custom(format!("runner-{}", task % (round + 1)));
+                metrics.record_labelled_runner_error(
+                    custom,
+                    Label::Known(RunnerErrorKind::SpawnFailed),
+                );
+            }
+            intervals.push(metrics.snapshot().interval().clone());
+        }
+        let [older, newer] = &intervals[..] else {
+            unreachable!()
+        };
+        for view in [older, newer] {
+            assert!(view.clamped.iter().sum::<u64>() > 0);
+            assert!(view.labelled.iter().sum::<u64>() > 0 && view.labelled_overflows > 0);
+            assert!(view.solti_buckets.iter().flatten().sum::<u64>() > 0);
+        }
+        let mut window = super::View::empty_like(older);
+        window.add(older);
+        window.add(newer);
+        window.subtract(older);
+        assert_same_counts(&window, newer);
+        window.subtract(newer);
+        assert_same_counts(&window, &super::View::empty_like(older));
+    }
+
     fn check_default_buckets_kept_while_draining(digits: u8) {
         let metrics = AtomicMetrics::builder()
             .stripes(2)
