@@ -531,6 +531,52 @@ mod tests {
         assert_same_counts(&window, &super::View::empty_like(older));
     }
 
+    #[test]
+    fn in_flight_saturates_at_the_ends_of_i64() {
+        let metrics = AtomicMetrics::new();
+        let runner = RunnerType::Wasm;
+        for _ in 0..2 {
+            metrics.record_task_completed(runner, TaskOutcome::Success, 1);
+        }
+        let mut snapshot = (*metrics.snapshot()).clone();
+        let at = runner.index();
+        snapshot.cumulative.started[at] = u64::MAX;
+        assert_eq!(snapshot.in_flight(runner), i64::MAX);
+        snapshot.cumulative.started[at] = 0;
+        snapshot.untracked[at] = i64::MAX - 2;
+        assert_eq!(
+            snapshot.in_flight(runner),
+            -i64::MAX,
+            "just inside the range"
+        );
+        snapshot.untracked[at] = i64::MAX;
+        assert_eq!(snapshot.in_flight(runner), i64::MIN);
+    }
+
+    #[test]
+    fn debug_shows_the_counts_and_the_snapshot_s_place() {
+        let metrics = AtomicMetrics::new();
+        metrics.record_task_started(RunnerType::Container);
+        metrics.record_task_completed(RunnerType::Container, TaskOutcome::Failure, 70_000_000_000);
+        metrics.record_runner_error(RunnerType::Wasm, crate::RunnerErrorKind::SpawnFailed);
+        let snapshot = metrics.snapshot();
+        let view = snapshot.cumulative();
+        let completed: Vec<u64> = view.durations.iter().map(|h| h.len()).collect();
+        let debug = format!("{view:?}");
+        for field in [
+            format!("started: {:?}", view.started),
+            format!("completed: {completed:?}"),
+            format!("errors: {:?}", view.errors),
+            format!("clamped: {:?}", view.clamped),
+        ] {
+            assert!(field.contains('1'), "{field}");
+            assert!(debug.contains(&field), "{debug} lacks {field}");
+        }
+        let debug = format!("{snapshot:?}");
+        assert!(debug.starts_with("Snapshot { sequence: 1,"), "{debug}");
+        assert!(debug.contains(&format!("interval: {view:?}")), "{debug}");
+    }
+
     fn check_default_buckets_kept_while_draining(digits: u8) {
         let metrics = AtomicMetrics::builder()
             .stripes(2)

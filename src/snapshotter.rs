@@ -337,6 +337,7 @@ mod tests {
             metrics.record_task_started(RunnerType::Wasm);
             metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 4);
         }
+        assert_eq!(metrics.snapshot().snapshot_failures(), 0);
         faults::panic_at(metrics.recording.id(), Step::OneDrained);
         let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(1));
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -10,7 +10,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use taskmeter::{AtomicMetrics, MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome};
+use taskmeter::{
+    AtomicMetrics, MetricsBackend, MetricsHandle, RunnerErrorKind, RunnerType, TaskOutcome,
+};
 use taskmeter_workload::{replay, task_mix};
 
 struct CountingAllocator;
@@ -202,5 +204,24 @@ fn the_memory_an_engine_reserves_is_what_each_stripe_allocates() {
     assert!(
         extra_per_stripe <= 128,
         "{extra_per_stripe} bytes a stripe allocated beyond what the engine reports"
+    );
+}
+
+#[test]
+fn the_memory_a_snapshot_reports_is_what_a_copy_of_it_holds() {
+    let metrics = AtomicMetrics::builder().custom_labels(4).build().unwrap();
+    for (task, runner) in RunnerType::ALL.into_iter().enumerate() {
+        metrics.record_task_completed(runner, TaskOutcome::Success, 10_u64.pow(task as u32));
+    }
+    let snapshot = metrics.snapshot();
+    let before = HELD_BYTES.with(Cell::get);
+    let copy = (*snapshot).clone();
+    let allocated = HELD_BYTES.with(Cell::get).wrapping_sub(before) as usize;
+    // What the copy holds: itself and what it allocated; its views' tables are shared.
+    let held = std::mem::size_of::<taskmeter::Snapshot>() + allocated;
+    let reported = copy.memory_bytes();
+    assert!(
+        reported.abs_diff(held) * 50 <= held,
+        "{reported} bytes reported, {held} held"
     );
 }
