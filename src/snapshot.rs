@@ -269,13 +269,17 @@ impl View {
         self.add(other);
     }
 
+    /// Bytes this view holds: itself, its histograms and their counts, and its labelled
+    /// counts (the tables it shares with the engine's other views are not counted).
     pub(crate) fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
+            + self.durations.capacity() * std::mem::size_of::<Histogram<u64>>()
             + self
                 .durations
                 .iter()
                 .map(|h| h.distinct_values() * std::mem::size_of::<u64>())
                 .sum::<usize>()
+            + self.labelled.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -416,7 +420,8 @@ impl Snapshot {
         &self.window
     }
 
-    /// Bytes this snapshot holds (its three views, histograms included).
+    /// Bytes this snapshot holds: itself, and its three views' histograms and labelled counts
+    /// (not the label tables it shares with the engine).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>() - 3 * std::mem::size_of::<View>()
             + self.cumulative.memory_bytes()
