@@ -257,6 +257,66 @@ mod tests {
             .collect()
     }
 
+    /// Model comparison: every pair of labels, known, custom or overflowing on either side, is
+    /// counted in a cell of its own, whatever the capacity.
+    #[test]
+    fn every_pair_of_labels_has_a_cell_of_its_own() {
+        for capacity in [0, 1, 3] {
+            let errors = LabelledErrors::new(capacity);
+            // The known labels, then one custom label more than the table keeps.
+            let runners: Vec<(Label<RunnerType>, String)> = RunnerType::ALL
+                .iter()
+                .map(|&runner| (Label::Known(runner), runner.as_label().to_owned()))
+                .chain((0..=capacity).map(|i| {
+                    let name = format!("runner-{i}");
+                    let shown = if i < capacity {
+                        name.clone()
+                    } else {
+                        OVERFLOW_LABEL.into()
+                    };
+                    (custom(&name), shown)
+                }))
+                .collect();
+            let kinds: Vec<(Label<RunnerErrorKind>, String)> = RunnerErrorKind::ALL
+                .iter()
+                .map(|&kind| (Label::Known(kind), kind.as_label().to_owned()))
+                .chain((0..=capacity).map(|i| {
+                    let name = format!("kind-{i}");
+                    let shown = if i < capacity {
+                        name.clone()
+                    } else {
+                        OVERFLOW_LABEL.into()
+                    };
+                    (custom(&name), shown)
+                }))
+                .collect();
+            let mut expected = std::collections::BTreeMap::new();
+            let (mut calls, mut overflows) = (0, 0);
+            for (runner, runner_shown) in &runners {
+                for (kind, kind_shown) in &kinds {
+                    if matches!((runner, kind), (Label::Known(_), Label::Known(_))) {
+                        continue;
+                    }
+                    // A distinct number of calls per pair, so that no two cells can swap.
+                    calls += 1;
+                    for _ in 0..calls {
+                        errors.record(runner.clone(), kind.clone());
+                    }
+                    *expected
+                        .entry((runner_shown.clone(), kind_shown.clone()))
+                        .or_insert(0) += calls;
+                    if runner_shown == OVERFLOW_LABEL || kind_shown == OVERFLOW_LABEL {
+                        overflows += calls;
+                    }
+                }
+            }
+            let seen: std::collections::BTreeMap<_, _> = counts(&errors).into_iter().collect();
+            assert_eq!(seen, expected, "capacity {capacity}");
+            let mut grid = vec![0; errors.cells()];
+            assert_eq!(errors.read(&mut grid), overflows, "capacity {capacity}");
+        }
+    }
+
     #[test]
     fn labels_are_added_once_and_overflow_past_the_capacity() {
         let errors = LabelledErrors::new(2);
