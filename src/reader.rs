@@ -120,18 +120,21 @@ pub(crate) mod faults {
     use std::sync::Mutex;
 
     /// The engine whose next cut panics, and where.
-    static PANIC_AT: Mutex<Option<(u64, super::Step)>> = Mutex::new(None);
+    /// Per engine, armed by tests that may run at once.
+    static PANIC_AT: Mutex<Vec<(u64, super::Step)>> = Mutex::new(Vec::new());
 
     /// Makes the next cut of the engine with `id` panic at `step`, once, on whichever thread
     /// takes it.
     pub(crate) fn panic_at(id: u64, step: super::Step) {
-        *PANIC_AT.lock().unwrap() = Some((id, step));
+        let mut armed = PANIC_AT.lock().unwrap_or_else(|p| p.into_inner());
+        armed.retain(|&(engine, _)| engine != id);
+        armed.push((id, step));
     }
 
     pub(super) fn point(id: u64, step: super::Step) {
         let mut armed = PANIC_AT.lock().unwrap_or_else(|p| p.into_inner());
-        if *armed == Some((id, step)) {
-            *armed = None;
+        if let Some(at) = armed.iter().position(|&fault| fault == (id, step)) {
+            armed.swap_remove(at);
             drop(armed);
             panic!("fault injected at {step:?}");
         }

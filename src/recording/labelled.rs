@@ -257,10 +257,11 @@ mod tests {
             .collect()
     }
 
-    /// Model comparison: every pair of labels, known, custom or overflowing on either side, is
-    /// counted in a cell of its own, whatever the capacity.
+    /// Model comparison: every pair of labels, known or custom, is counted in a cell of its
+    /// own, and a pair with a label past the capacity in that side's overflow cell, whatever
+    /// the capacity.
     #[test]
-    fn every_pair_of_labels_has_a_cell_of_its_own() {
+    fn every_pair_of_labels_is_counted_in_its_own_cell_or_an_overflow_cell() {
         for capacity in [0, 1, 3] {
             let errors = LabelledErrors::new(capacity);
             // The known labels, then one custom label more than the table keeps.

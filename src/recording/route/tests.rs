@@ -2,6 +2,7 @@
 //! reader learns that a token's holder is gone. Scenarios that need the pool to themselves
 //! run alone, in a child process.
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,26 +22,41 @@ fn alone_in_a_child_process(name: &str, body: impl FnOnce()) {
         return body();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1"])
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
         .env(ALONE, name)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read as the child writes, so that a full pipe cannot stop it.
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("{name}: the child ran past a minute and was killed (a hang)");
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let Some(status) = status else {
+        panic!("{name}: the child ran past a minute and was killed (a hang):\n{stdout}\n{stderr}");
+    };
     assert!(
-        output.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name}: the child failed or ran no test:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name}: the child failed or ran no test:\n{stdout}\n{stderr}"
     );
 }
 
@@ -95,20 +111,27 @@ fn a_thread_local_destructor_after_the_exit_keeps_the_ordinal_but_not_the_token(
     .join()
     .unwrap();
     assert!(had.token.is_some(), "{had:?}");
-    let late = reported.recv().unwrap();
+    let late = reported
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the thread-local destructor ran");
     assert_eq!(late.ordinal, had.ordinal, "{late:?}");
     assert_eq!(late.token, None, "a token given back is still used");
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "spawns a process")]
 fn a_holder_that_exited_before_its_lease_was_revoked_is_not_waited_for() {
     const NAME: &str = "recording::route::tests::\
         a_holder_that_exited_before_its_lease_was_revoked_is_not_waited_for";
+    // Fenced engines make no barrier to fail: the scenario needs `membarrier`, which this
+    // process and its child have or lack alike.
+    if one_lease().is_fenced() {
+        eprintln!("skipped: the engine is fenced here (no membarrier)");
+        return;
+    }
     alone_in_a_child_process(NAME, || {
         let (metrics, elsewhere) = (one_lease(), no_lease());
-        if metrics.is_fenced() {
-            return;
-        }
+        assert!(!metrics.is_fenced(), "fenced in the child only");
         std::thread::scope(|scope| {
             // Ordinal 0 stays held throughout, by a thread that records elsewhere.
             let first = Worker::spawn(scope);
