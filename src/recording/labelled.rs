@@ -257,6 +257,29 @@ mod tests {
             .collect()
     }
 
+    /// The labels of one side, each with the name it is counted under: the known ones, then
+    /// one custom label more than the table keeps.
+    fn one_side<T: Copy>(
+        known: &[T],
+        name_of: impl Fn(T) -> &'static str,
+        prefix: &str,
+        capacity: usize,
+    ) -> Vec<(Label<T>, String)> {
+        let known = known
+            .iter()
+            .map(|&label| (Label::Known(label), name_of(label).to_owned()));
+        let customs = (0..=capacity).map(|i| {
+            let name = format!("{prefix}-{i}");
+            let counted_as = if i < capacity {
+                name.clone()
+            } else {
+                OVERFLOW_LABEL.into()
+            };
+            (custom(&name), counted_as)
+        });
+        known.chain(customs).collect()
+    }
+
     /// Model comparison: every pair of labels, known or custom, is counted in a cell of its
     /// own, and a pair with a label past the capacity in that side's overflow cell, whatever
     /// the capacity.
@@ -264,33 +287,13 @@ mod tests {
     fn every_pair_of_labels_is_counted_in_its_own_cell_or_an_overflow_cell() {
         for capacity in [0, 1, 3] {
             let errors = LabelledErrors::new(capacity);
-            // The known labels, then one custom label more than the table keeps.
-            let runners: Vec<(Label<RunnerType>, String)> = RunnerType::ALL
-                .iter()
-                .map(|&runner| (Label::Known(runner), runner.as_label().to_owned()))
-                .chain((0..=capacity).map(|i| {
-                    let name = format!("runner-{i}");
-                    let shown = if i < capacity {
-                        name.clone()
-                    } else {
-                        OVERFLOW_LABEL.into()
-                    };
-                    (custom(&name), shown)
-                }))
-                .collect();
-            let kinds: Vec<(Label<RunnerErrorKind>, String)> = RunnerErrorKind::ALL
-                .iter()
-                .map(|&kind| (Label::Known(kind), kind.as_label().to_owned()))
-                .chain((0..=capacity).map(|i| {
-                    let name = format!("kind-{i}");
-                    let shown = if i < capacity {
-                        name.clone()
-                    } else {
-                        OVERFLOW_LABEL.into()
-                    };
-                    (custom(&name), shown)
-                }))
-                .collect();
+            let runners = one_side(&RunnerType::ALL, RunnerType::as_label, "runner", capacity);
+            let kinds = one_side(
+                &RunnerErrorKind::ALL,
+                RunnerErrorKind::as_label,
+                "kind",
+                capacity,
+            );
             let mut expected = std::collections::BTreeMap::new();
             let (mut calls, mut overflows) = (0, 0);
             for (runner, runner_shown) in &runners {
