@@ -63,9 +63,10 @@ use crate::snapshot::Snapshot;
 /// what its recording threads write. [`recording_memory_bytes`](Self::recording_memory_bytes)
 /// is the bound: everything reserved.
 ///
-/// The reader keeps, besides the published snapshot and one spare, the sliding window's
-/// [`WINDOW_AGE_BUCKETS`](crate::WINDOW_AGE_BUCKETS) age buckets, each a third of a
-/// snapshot's [`memory_bytes`](crate::Snapshot::memory_bytes).
+/// The read side holds the published snapshot and the window's
+/// [`WINDOW_AGE_BUCKETS`](crate::WINDOW_AGE_BUCKETS) bucket starts, which share every block of
+/// counts that did not change: it follows the blocks of slots ever written, not the layout
+/// (see [`Snapshot::memory_bytes`](crate::Snapshot::memory_bytes)).
 ///
 /// # Example
 ///
@@ -228,9 +229,16 @@ impl AtomicMetrics {
         self.snapshot_at(SystemTime::now(), Instant::now())
     }
 
+    /// When the window's age buckets began: the origin of its rolls, for tests that model
+    /// them.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn window_origin(&self) -> Instant {
+        self.reader.window_origin()
+    }
+
     /// [`snapshot`](Self::snapshot) with the clocks read by the caller, so tests can move them,
     /// backwards included.
-    fn snapshot_at(&self, wall_clock: SystemTime, monotonic: Instant) -> Arc<Snapshot> {
+    pub(crate) fn snapshot_at(&self, wall_clock: SystemTime, monotonic: Instant) -> Arc<Snapshot> {
         // Relaxed: a plain tally; any recent value will do.
         let sink_failures = self
             .sink_failures

@@ -128,6 +128,11 @@ impl HdrLayout {
         (sub_bucket as u64) << bucket
     }
 
+    /// The highest value that falls in slot `index` (hdrhistogram's `highest_equivalent`).
+    pub(crate) fn highest_at(&self, index: usize) -> u64 {
+        self.value_at(index + 1) - 1
+    }
+
     /// An empty `hdrhistogram::Histogram` with exactly this layout.
     pub(crate) fn empty_histogram(&self) -> Histogram<u64> {
         Histogram::new_with_bounds(LOWEST_DISCERNIBLE_MS, self.highest, self.significant_digits)

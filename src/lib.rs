@@ -83,7 +83,7 @@ pub use recording::labelled::{Label, OVERFLOW_LABEL};
 pub use recording::route::exit_thread as loom_exit_thread;
 #[cfg(not(loom))]
 pub use sink::{SinkError, SnapshotSink};
-pub use snapshot::{Snapshot, View};
+pub use snapshot::{DurationCounts, SlotCount, Snapshot, View};
 #[cfg(not(loom))]
 pub use snapshotter::{MIN_SNAPSHOT_PERIOD, Snapshotter, SnapshotterBuilder, StopTimedOut};
 pub use window::WINDOW_AGE_BUCKETS;

@@ -50,7 +50,7 @@ use crate::recording::Recording;
 use crate::recording::counts::Drained;
 use crate::recording::leased::Closed;
 use crate::recording::shared::Flipped;
-use crate::snapshot::{Snapshot, View};
+use crate::snapshot::{DrainedLabel, Snapshot, View};
 use crate::sync::{Backoff, Mutex, lock};
 use crate::window::AgeBuckets;
 
@@ -65,15 +65,17 @@ pub(crate) struct Reader {
 struct ReaderState {
     previous: Arc<Snapshot>,
     previous_at: Instant,
-    /// The snapshot before `previous`, once nobody else holds it: its storage is reused for
-    /// the next snapshot, so a steady snapshotter allocates nothing large. Costs one snapshot
-    /// of memory.
-    spare: Option<Snapshot>,
-    /// The snapshot a cut is building: here rather than on the stack so that a cut that
-    /// unwinds leaves its interval, with what it drained, to the next cut.
-    building: Option<Snapshot>,
-    /// The sliding window's age buckets; `previous.window` is their sum.
+    /// The empty view: the interval of every snapshot that found nothing new, and what a new
+    /// interval starts from (sharing its tables, allocating nothing).
+    empty: Arc<View>,
+    /// The interval a cut is building: here rather than on the stack so that a cut that
+    /// unwinds leaves what it drained to the next cut.
+    building: Option<View>,
+    /// The sliding window's age buckets.
     age_buckets: AgeBuckets,
+    /// The labelled error counts as read by the last cut; kept so that reading them
+    /// allocates nothing.
+    labelled_buffer: Vec<u64>,
     /// The stripes switched and not yet drained.
     switched: Switched,
     /// One histogram's non-zero slots during a drain; kept so that draining allocates
@@ -159,9 +161,17 @@ fn cut(
     interval: &mut View,
     switched: &mut Switched,
     buffer: &mut Vec<(u32, u64)>,
+    labelled: &mut Vec<u64>,
     max_wait: Duration,
 ) -> usize {
-    let mut collect = |drained: Drained<'_>| interval.add_drained(drained);
+    let mut collect = |drained: Drained<'_>| {
+        interval.add_drained(DrainedLabel {
+            label: drained.label,
+            sum: drained.sum,
+            clamped: drained.clamped,
+            slots: drained.slots,
+        });
+    };
     // 0. Drain what earlier cuts carried and is still now, so that this cut switches it again.
     drain_what_is_still(recording, switched, buffer, &mut collect, true);
     // 1. Close and flip what is not carried.
@@ -209,9 +219,12 @@ fn cut(
     interval.started = started;
     interval.errors = errors;
     // The labelled errors: counters of their own, outside the stripes, bound to no completion.
-    let overflows = recording.labelled.read(&mut interval.labelled);
-    for (count, previous) in interval.labelled.iter_mut().zip(&previous.labelled) {
-        *count -= previous;
+    // Kept aside unless one changed, so that a quiet interval shares the empty view's.
+    labelled.resize(previous.labelled.len(), 0);
+    let overflows = recording.labelled.read(labelled);
+    if labelled.iter().ne(previous.labelled.iter()) {
+        let growth = labelled.iter().zip(previous.labelled.iter());
+        interval.labelled = Arc::new(growth.map(|(now, before)| now - before).collect());
     }
     interval.labelled_overflows = overflows - previous.labelled_overflows;
     recording.next_epoch();
@@ -316,16 +329,16 @@ impl Reader {
         max_wait: Duration,
         window: Duration,
     ) -> Self {
-        let empty = View::empty(layout, &recording.labelled);
+        let empty = Arc::new(View::empty(layout, &recording.labelled));
         let now = Instant::now();
-        let age_buckets = AgeBuckets::new(window, now);
+        let age_buckets = AgeBuckets::new(window, now, &empty);
         let first = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
             elapsed: Duration::ZERO,
-            interval: empty.clone(),
-            window: View::empty_like(&empty),
-            cumulative: empty,
+            interval: Arc::clone(&empty),
+            window: Arc::clone(&empty),
+            cumulative: Arc::clone(&empty),
             untracked: [0; RunnerType::COUNT],
             #[cfg(all(feature = "solti", not(loom)))]
             taskvisor: None,
@@ -337,7 +350,7 @@ impl Reader {
             state: Mutex::new(ReaderState {
                 previous: Arc::clone(&first),
                 previous_at: now,
-                spare: None,
+                empty,
                 building: None,
                 age_buckets,
                 switched: Switched {
@@ -345,6 +358,7 @@ impl Reader {
                     shared: recording.shared.iter().map(|_| None).collect(),
                 },
                 drain_buffer: Vec::new(),
+                labelled_buffer: Vec::new(),
             }),
             published: Published::new(first),
             max_wait,
@@ -353,6 +367,11 @@ impl Reader {
 
     /// Cuts `recording`, builds the snapshot with the given clocks, publishes it and returns
     /// it.
+    ///
+    /// What did not change is shared with the previous snapshot, never copied: with nothing
+    /// drained, counted or expired, the new snapshot's views are the previous ones; otherwise
+    /// the cumulative view copies only the blocks of counts the interval touched (see
+    /// `snapshot::durations`), and the window is moved as `window` describes.
     pub(crate) fn snapshot_at(
         &self,
         recording: &Recording,
@@ -362,24 +381,8 @@ impl Reader {
     ) -> Arc<Snapshot> {
         let mut guard = lock(&self.state);
         let reader = &mut *guard;
-        let building = reader.building.get_or_insert_with(|| {
-            let mut next = reader.spare.take().unwrap_or_else(|| Snapshot {
-                sequence: 0,
-                taken_at: SystemTime::UNIX_EPOCH,
-                elapsed: Duration::ZERO,
-                cumulative: View::empty_like(&reader.previous.cumulative),
-                interval: View::empty_like(&reader.previous.cumulative),
-                window: View::empty_like(&reader.previous.cumulative),
-                untracked: [0; RunnerType::COUNT],
-                #[cfg(all(feature = "solti", not(loom)))]
-                taskvisor: None,
-                sink_failures: 0,
-                snapshot_failures: 0,
-                carried_stripes: 0,
-            });
-            next.interval.clear();
-            next
-        });
+        let empty = &reader.empty;
+        let building = reader.building.get_or_insert_with(|| View::clone(empty));
         // Before the counters: every start an untracked task had was recorded before it was
         // untracked (acquire, in `untracked`), so the counters read after include it and
         // in-flight is never pushed below zero by it.
@@ -387,41 +390,56 @@ impl Reader {
         let carried = cut(
             recording,
             &reader.previous.cumulative,
-            &mut building.interval,
+            building,
             &mut reader.switched,
             &mut reader.drain_buffer,
+            &mut reader.labelled_buffer,
             self.max_wait,
         );
-        let mut next = reader.building.take().expect("built above");
+        let interval = reader.building.take().expect("built above");
         let previous = &reader.previous;
-        next.cumulative.copy_from(&previous.cumulative);
-        next.cumulative.add(&next.interval);
-        next.window.copy_from(&previous.window);
+        let (interval, cumulative) = if interval.is_empty() {
+            (Arc::clone(&reader.empty), Arc::clone(&previous.cumulative))
+        } else {
+            let mut cumulative = View::clone(&previous.cumulative);
+            cumulative.add(&interval);
+            (Arc::new(interval), Arc::new(cumulative))
+        };
         let now = monotonic.max(reader.previous_at);
-        reader
-            .age_buckets
-            .slide(now, &next.interval, &mut next.window);
-        next.sequence = previous.sequence + 1;
-        next.taken_at = wall_clock;
-        // Saturating: never negative, whatever the caller's clocks did.
-        next.elapsed = monotonic.saturating_duration_since(reader.previous_at);
-        next.sink_failures = sink_failures;
-        next.snapshot_failures = snapshot_failures;
-        next.carried_stripes = carried;
-        next.untracked = untracked;
-        #[cfg(all(feature = "solti", not(loom)))]
-        {
-            next.taskvisor = recording.taskvisor.figures();
-        }
-        let snapshot = Arc::new(next);
+        let window = reader.age_buckets.slide(
+            now,
+            &previous.cumulative,
+            &previous.window,
+            &interval,
+            &cumulative,
+        );
+        let snapshot = Arc::new(Snapshot {
+            sequence: previous.sequence + 1,
+            taken_at: wall_clock,
+            // Saturating: never negative, whatever the caller's clocks did.
+            elapsed: monotonic.saturating_duration_since(reader.previous_at),
+            cumulative,
+            interval,
+            window,
+            untracked,
+            #[cfg(all(feature = "solti", not(loom)))]
+            taskvisor: recording.taskvisor.figures(),
+            sink_failures,
+            snapshot_failures,
+            carried_stripes: carried,
+        });
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.
         self.published.store(Arc::clone(&snapshot));
         reader.previous_at = reader.previous_at.max(monotonic);
-        let retired = std::mem::replace(&mut reader.previous, Arc::clone(&snapshot));
-        // Out of `published` and `reader` now: reuse its storage unless a user still holds it.
-        reader.spare = Arc::try_unwrap(retired).ok();
+        reader.previous = Arc::clone(&snapshot);
         snapshot
+    }
+
+    /// When the window's first age bucket began: the origin of its rolls.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn window_origin(&self) -> Instant {
+        lock(&self.state).age_buckets.origin()
     }
 
     /// The last published snapshot: wait-free.

@@ -10,8 +10,17 @@
 //! most, like the age buckets of the Go client's summaries. Counts stay exact: buckets are
 //! added and subtracted, never estimated.
 //!
-//! Memory: one [`View`] per age bucket, kept by the reader, and one in each snapshot.
+//! The reader keeps, per age bucket, the cumulative view at the moment the bucket began
+//! receiving intervals, so the window is the latest cumulative view minus the oldest live
+//! bucket's start: the same exact integers as a sum of intervals. Between two rolls a
+//! snapshot adds its interval to the previous window; a roll subtracts the new start from the
+//! cumulative view, which costs the blocks of counts that changed since that start (blocks
+//! left alone are shared by both and dropped unread).
+//!
+//! Memory: four cumulative views, sharing with the latest one every block that did not
+//! change within the window.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::View;
@@ -22,9 +31,9 @@ pub const WINDOW_AGE_BUCKETS: u32 = 4;
 
 /// The age buckets of one engine's window, in the reader's state.
 pub(crate) struct AgeBuckets {
-    /// Ring of buckets; `current` receives the intervals of snapshots taken now. Empty until
-    /// the first snapshot, so that an engine nobody snapshots keeps no window.
-    buckets: Vec<View>,
+    /// Ring of the cumulative views at which each bucket began receiving; `current` receives
+    /// the intervals of snapshots taken now, and the one after it is the oldest.
+    starts: Vec<Arc<View>>,
     current: usize,
     /// When `current` began receiving.
     current_since: Instant,
@@ -33,27 +42,42 @@ pub(crate) struct AgeBuckets {
 }
 
 impl AgeBuckets {
-    /// Empty buckets for a window of `window`, starting now.
-    pub(crate) fn new(window: Duration, now: Instant) -> Self {
+    /// Buckets for a window of `window`, every one starting now, at `cumulative`.
+    pub(crate) fn new(window: Duration, now: Instant, cumulative: &Arc<View>) -> Self {
         AgeBuckets {
-            buckets: Vec::new(),
+            starts: (0..WINDOW_AGE_BUCKETS)
+                .map(|_| Arc::clone(cumulative))
+                .collect(),
             current: 0,
             current_since: now,
             span: window / WINDOW_AGE_BUCKETS,
         }
     }
 
-    /// Moves the window to `now`, given `window`, the sum of every bucket: the buckets whose
-    /// time has passed are subtracted from it and emptied, then `interval` (taken now) is added
-    /// to the current bucket and to `window`. Afterwards `window` is again the sum of every
-    /// bucket.
-    pub(crate) fn slide(&mut self, now: Instant, interval: &View, window: &mut View) {
-        if self.buckets.is_empty() {
-            self.buckets = (0..WINDOW_AGE_BUCKETS)
-                .map(|_| View::empty_like(interval))
-                .collect();
-        }
-        let buckets = self.buckets.len();
+    /// When the current bucket began: before the first snapshot, the origin of every roll.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn origin(&self) -> Instant {
+        self.current_since
+    }
+
+    /// The start of the oldest bucket in the window.
+    fn oldest_start(&self) -> &Arc<View> {
+        &self.starts[(self.current + 1) % self.starts.len()]
+    }
+
+    /// Moves the window to `now` and returns its view: `before` and `window` are the previous
+    /// snapshot's cumulative and window views, `interval` the one taken now and `after` the
+    /// cumulative view with it. The buckets whose time has passed begin again at `before`.
+    pub(crate) fn slide(
+        &mut self,
+        now: Instant,
+        before: &Arc<View>,
+        window: &Arc<View>,
+        interval: &View,
+        after: &Arc<View>,
+    ) -> Arc<View> {
+        let oldest_before = Arc::clone(self.oldest_start());
+        let buckets = self.starts.len();
         let mut expired = 0;
         while self
             .current_since
@@ -61,18 +85,30 @@ impl AgeBuckets {
             .is_some_and(|end| now >= end)
         {
             if expired == buckets {
-                // A gap longer than the whole window: every bucket is already empty.
+                // A gap longer than the whole window: every bucket already starts at `before`.
                 self.current_since = now;
                 break;
             }
             self.current = (self.current + 1) % buckets;
-            let oldest = &mut self.buckets[self.current];
-            window.subtract(oldest);
-            oldest.clear();
+            self.starts[self.current] = Arc::clone(before);
             self.current_since += self.span;
             expired += 1;
         }
-        self.buckets[self.current].add(interval);
-        window.add(interval);
+        let oldest = self.oldest_start();
+        if Arc::ptr_eq(oldest, &oldest_before) {
+            // The same start: the window grows by the interval alone.
+            if interval.is_empty() {
+                return Arc::clone(window);
+            }
+            let mut grown = View::clone(window);
+            grown.add(interval);
+            return Arc::new(grown);
+        }
+        if Arc::ptr_eq(oldest, after) {
+            return Arc::new(View::empty_like(after));
+        }
+        let mut difference = View::clone(after);
+        difference.subtract(oldest);
+        Arc::new(difference)
     }
 }

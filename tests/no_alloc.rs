@@ -207,17 +207,36 @@ fn the_memory_an_engine_reserves_is_what_each_stripe_allocates() {
     );
 }
 
+/// Every count in a snapshot of its own: each label, a custom-label error, and a built
+/// histogram; the engine is then dropped, and dropping the snapshot frees what it reported.
 #[test]
-fn the_memory_a_snapshot_reports_is_what_a_copy_of_it_holds() {
+fn the_memory_a_snapshot_reports_is_what_dropping_it_frees() {
+    use taskmeter::{Label, RunnerErrorKind};
     let metrics = AtomicMetrics::builder().custom_labels(4).build().unwrap();
+    // Holds the tables the snapshot shares with the engine (they are not the snapshot's).
+    let first = metrics.latest();
     for (task, runner) in RunnerType::ALL.into_iter().enumerate() {
-        metrics.record_task_completed(runner, TaskOutcome::Success, 10_u64.pow(task as u32));
+        for outcome in TaskOutcome::ALL {
+            metrics.record_task_completed(runner, outcome, 10_u64.pow(task as u32));
+            metrics.record_task_completed(runner, outcome, 7_000_000);
+        }
     }
+    metrics.record_labelled_runner_error(
+        Label::Custom("plugin".to_owned()),
+        Label::Known(RunnerErrorKind::SpawnFailed),
+    );
     let snapshot = metrics.snapshot();
+    let built = snapshot
+        .window()
+        .duration(RunnerType::Wasm, TaskOutcome::Success);
+    assert_eq!(built.len(), 2);
+    drop(metrics);
+    let reported = snapshot.memory_bytes();
     let before = HELD_BYTES.with(Cell::get);
-    let copy = (*snapshot).clone();
-    let allocated = HELD_BYTES.with(Cell::get).wrapping_sub(before) as usize;
-    // What the copy holds: itself and what it allocated; its views' tables are shared.
-    let held = std::mem::size_of::<taskmeter::Snapshot>() + allocated;
-    assert_eq!(copy.memory_bytes(), held);
+    drop(snapshot);
+    let freed = before.wrapping_sub(HELD_BYTES.with(Cell::get)) as usize;
+    // What the `Arc<Snapshot>` itself held: the snapshot and two reference counts.
+    let header = 2 * std::mem::size_of::<usize>();
+    assert_eq!(reported + header, freed);
+    drop(first);
 }

@@ -88,6 +88,7 @@ fn concurrent_snapshots_stay_consistent_and_lose_nothing() {
     let metrics = Arc::new(AtomicMetrics::builder().stripes(2).build().unwrap());
     let snapshotter = metrics.spawn_snapshotter(Duration::from_millis(1));
     let writing = AtomicBool::new(true);
+    let moving = std::sync::atomic::AtomicUsize::new(0);
     let mut all_snapshots = Vec::new();
     let mut total_tasks = 0;
     std::thread::scope(|scope| {
@@ -99,13 +100,24 @@ fn concurrent_snapshots_stay_consistent_and_lose_nothing() {
             .collect();
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let (metrics, writing) = (&metrics, &writing);
+                let (metrics, writing, moving) = (&metrics, &writing, &moving);
                 scope.spawn(move || {
                     // Stops the writers even when a check below panics.
                     let _stop_writers = StopOnDrop(writing);
+                    // At least SNAPSHOTS_PER_READER, and on until 20 of both readers' saw
+                    // writes: a snapshot takes microseconds, and all may be over before a
+                    // writer runs.
                     let mut taken = Vec::new();
-                    for _ in 0..SNAPSHOTS_PER_READER {
-                        taken.push(metrics.snapshot());
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    while taken.len() < SNAPSHOTS_PER_READER
+                        || (moving.load(Ordering::Relaxed) < 20
+                            && std::time::Instant::now() < deadline)
+                    {
+                        let snapshot = metrics.snapshot();
+                        if snapshot.interval().completed_all(RunnerType::Subprocess) > 0 {
+                            moving.fetch_add(1, Ordering::Relaxed);
+                        }
+                        taken.push(snapshot);
                         check_consistent(&metrics.latest(), None);
                     }
                     taken

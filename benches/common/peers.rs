@@ -45,6 +45,10 @@ pub trait Peer: MetricsBackend {
     fn export(&self) -> Option<String> {
         None
     }
+    /// The engine itself, when this is taskmeter.
+    fn as_taskmeter(&self) -> Option<&AtomicMetrics> {
+        None
+    }
 }
 
 /// Sums started, completed and error counters in a Prometheus text export.
@@ -64,6 +68,9 @@ fn counted_in_text(text: &str) -> u64 {
 // ---- taskmeter -------------------------------------------------------------------------
 
 impl Peer for AtomicMetrics {
+    fn as_taskmeter(&self) -> Option<&AtomicMetrics> {
+        Some(self)
+    }
     fn calls_counted(&self) -> u64 {
         let snapshot = self.snapshot();
         let view = snapshot.cumulative();
@@ -862,6 +869,30 @@ impl Peer for Measured {
 }
 
 /// Every backend of the comparison, by its row name.
+/// How to make a fresh peer.
+pub type MakePeer = fn() -> Arc<dyn Peer>;
+
+/// Every peer that exports, with how to make a fresh one.
+pub fn all_fresh() -> Vec<(&'static str, MakePeer)> {
+    vec![
+        ("taskmeter", || Arc::new(AtomicMetrics::new())),
+        (
+            "solti-prometheus 0.0.2",
+            || Arc::new(SoltiPrometheus::new()),
+        ),
+        ("prometheus 0.14, cached", || {
+            Arc::new(PrometheusCached::new())
+        }),
+        ("metrics 0.24 + exporter", || {
+            Arc::new(MetricsExporter::new())
+        }),
+        ("prometheus-client 0.26, cached", || {
+            Arc::new(PrometheusClient::new())
+        }),
+        ("measured 0.0.25", || Arc::new(Measured::new())),
+    ]
+}
+
 pub fn all() -> Vec<(&'static str, Arc<dyn Peer>)> {
     vec![
         ("taskmeter", Arc::new(AtomicMetrics::new())),

@@ -2,12 +2,10 @@
 //! ([`super::prometheus`]) and the protobuf format (`super::native`) are two [`Encoder`]s of
 //! this one list, so their names, types, help texts and values cannot drift apart.
 
-use hdrhistogram::Histogram;
-
 use super::{ExportConfig, QuantilesOver, SOLTI_BUCKETS_SECONDS};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::layout::completion_label;
-use crate::snapshot::{Snapshot, View};
+use crate::snapshot::{DurationCounts, Snapshot, View};
 
 /// A family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +72,7 @@ pub(crate) trait Encoder {
     fn native_histogram(
         &mut self,
         _labels: Labels<'_>,
-        _histogram: &Histogram<u64>,
+        _durations: &DurationCounts,
         _count: u64,
         _sum_ms: u128,
     ) {
@@ -139,8 +137,8 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
         );
         for (runner, outcome) in completion_labels() {
             let (count, sum_ms) = count_and_sum(view, runner, outcome);
-            let histogram = view.duration(runner, outcome);
-            encoder.native_histogram(&labels_of(runner, outcome), histogram, count, sum_ms);
+            let durations = view.duration_counts(runner, outcome);
+            encoder.native_histogram(&labels_of(runner, outcome), durations, count, sum_ms);
         }
     }
 
@@ -401,20 +399,14 @@ fn encode_summaries(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut im
     );
     let mut quantiles: Vec<(f64, Option<u64>)> = Vec::new();
     for (runner, outcome) in completion_labels() {
-        let histogram = quantile_view.duration(runner, outcome);
-        // Validated ascending: one pass for all, the one scan of a histogram an export makes.
-        let values = histogram.value_at_quantiles(config.quantiles().iter().copied());
-        let present = |value| (!histogram.is_empty()).then_some(value);
+        let durations = quantile_view.duration_counts(runner, outcome);
+        // Each quantile skips whole blocks by their totals; an empty label costs nothing.
+        let present = !durations.is_empty();
+        let value_at = |quantile| present.then(|| durations.value_at_quantile(quantile));
         quantiles.clear();
-        quantiles.extend(
-            config
-                .quantiles()
-                .iter()
-                .zip(values)
-                .map(|(&q, v)| (q, present(v))),
-        );
+        quantiles.extend(config.quantiles().iter().map(|&q| (q, value_at(q))));
         if !config.quantiles().contains(&1.0) {
-            quantiles.push((1.0, present(histogram.max())));
+            quantiles.push((1.0, present.then(|| durations.max())));
         }
         let (count, sum_ms) = count_and_sum(snapshot.cumulative(), runner, outcome);
         encoder.summary(&labels_of(runner, outcome), &quantiles, count, sum_ms);
@@ -461,44 +453,40 @@ fn bucket_counts_of(
         }
     } else {
         let bounds_ms = config.buckets_seconds().iter().map(|b| b * 1e3);
-        bucket_counts(view.duration(runner, outcome), bounds_ms, cumulative);
+        bucket_counts(view.duration_counts(runner, outcome), bounds_ms, cumulative);
     }
 }
 
-/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`.
-/// One pass over the counts in all: each bucket sums the slots after the previous bound's slot
-/// up to the slot of `floor(bound)` (slot lower edges are integers, so that slot is the last
-/// one starting at or below the bound).
+/// Fills `cumulative[i]` with the completions whose HDR slot starts at or below `bounds_ms[i]`
+/// (slot lower edges are integers, so that is the slot of `floor(bound)`).
 pub(crate) fn bucket_counts(
-    histogram: &Histogram<u64>,
+    durations: &DurationCounts,
     bounds_ms: impl Iterator<Item = f64>,
     cumulative: &mut [u64],
 ) {
-    let mut running = 0_u64;
-    let mut next_low = 0_u64;
     for (count, bound) in cumulative.iter_mut().zip(bounds_ms) {
-        let high = bound.floor() as u64; // bounds are validated finite and positive
-        if !histogram.is_empty() && high >= next_low && next_low <= histogram.max() {
-            running += histogram.count_between(next_low, high);
-            next_low = histogram.highest_equivalent(high).saturating_add(1);
-        }
-        *count = running;
+        // Bounds are validated finite and positive.
+        *count = durations.count_at_or_below(bound.floor() as u64);
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::{AtomicMetrics, MetricsBackend};
 
     #[test]
     fn bucket_counts_are_cumulative_and_exact_in_the_unit_range() {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).unwrap();
+        let metrics = AtomicMetrics::new();
+        let (runner, outcome) = (RunnerType::Wasm, TaskOutcome::Success);
         for value in [5, 10, 11, 25, 1_000, 1_999, 4_000_000] {
-            histogram.record(value).unwrap();
+            metrics.record_task_completed(runner, outcome, value);
         }
+        let snapshot = metrics.snapshot();
         let bounds = [10.0, 25.0, 1_000.0, 2_000.0, 3_600_000.0];
         let mut counts = [0; 5];
-        bucket_counts(&histogram, bounds.into_iter(), &mut counts);
+        let durations = snapshot.cumulative().duration_counts(runner, outcome);
+        bucket_counts(durations, bounds.into_iter(), &mut counts);
         assert_eq!(counts, [2, 4, 5, 6, 6]);
     }
 }

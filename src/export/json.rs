@@ -35,7 +35,6 @@
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_QUANTILES, ExportConfig};
@@ -182,7 +181,7 @@ fn per_runner<T>(make: impl Fn(RunnerType) -> T) -> BTreeMap<String, T> {
 
 impl JsonDurations {
     fn new(view: &View, runner: RunnerType, outcome: TaskOutcome, quantiles: &[f64]) -> Self {
-        let histogram: &Histogram<u64> = view.duration(runner, outcome);
+        let histogram = view.duration_counts(runner, outcome);
         let present = !histogram.is_empty();
         JsonDurations {
             count: histogram.len(),

@@ -22,14 +22,13 @@
 //! holding that rank, so within about one bucket width (plus the HDR slot) of the HDR value.
 //! Durations of 0 ms go to the zero bucket.
 
-use hdrhistogram::Histogram;
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as model;
 use prost::Message;
 
 use super::ExportConfig;
 use super::families::{self, Encoder, Kind, Labels, Number};
 use super::format::{media_ranges, offer, ranks_first};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{DurationCounts, Snapshot};
 
 /// `Content-Type` of the protobuf exposition.
 pub const PROTOBUF_CONTENT_TYPE: &str =
@@ -127,8 +126,8 @@ fn bucket_index(value: f64, schema: i32) -> i32 {
 }
 
 /// The native histogram of `histogram` (values in ms), in seconds.
-fn native(histogram: &Histogram<u64>, count: u64, sum_ms: u128) -> model::Histogram {
-    let schema = schema_for(histogram.sigfig());
+fn native(durations: &DurationCounts, count: u64, sum_ms: u128) -> model::Histogram {
+    let schema = schema_for(durations.significant_digits());
     let mut native = model::Histogram {
         sample_count: count,
         sample_sum: sum_ms as f64 / 1e3,
@@ -138,9 +137,8 @@ fn native(histogram: &Histogram<u64>, count: u64, sum_ms: u128) -> model::Histog
     };
     // Buckets in increasing order, each slot's count at its lowest value's bucket.
     let mut buckets: Vec<(i32, u64)> = Vec::new();
-    for slot in histogram.iter_recorded() {
-        let lowest = histogram.lowest_equivalent(slot.value_iterated_to());
-        let slot_count = slot.count_at_value();
+    for slot in durations.iter() {
+        let (lowest, slot_count) = (slot.lowest_ms, slot.count);
         if lowest == 0 {
             native.zero_count += slot_count;
             continue;
@@ -288,11 +286,11 @@ impl Encoder for ProtobufEncoder {
     fn native_histogram(
         &mut self,
         labels: Labels<'_>,
-        histogram: &Histogram<u64>,
+        durations: &DurationCounts,
         count: u64,
         sum_ms: u128,
     ) {
-        self.metric(labels).histogram = Some(native(histogram, count, sum_ms));
+        self.metric(labels).histogram = Some(native(durations, count, sum_ms));
     }
 }
 

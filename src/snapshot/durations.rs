@@ -1,0 +1,456 @@
+//! One label's duration counts, kept sparse: the non-empty 64-slot blocks of its HDR layout,
+//! each behind an `Arc`, so that the views and snapshots holding the same counts share them.
+//!
+//! # Costs
+//!
+//! With `b` the label's non-empty blocks (at most 288 at the default layout, 3,584 at 4
+//! significant digits, and in practice the few dozen that a runner's durations land in):
+//! - cloning: one reference count per block; an empty label costs O(1) everywhere;
+//! - adding another label's counts: its blocks, each copied (512 bytes) only if still shared;
+//! - subtracting counts that share blocks with these: a shared block is dropped unread;
+//! - a quantile or a bucket bound: whole blocks skipped by their totals, then one block
+//!   scanned: O(b + 64);
+//! - [`DurationCounts::histogram`]: the full `hdrhistogram::Histogram` is built on first call
+//!   only (144 KiB at the defaults) and kept with the counts.
+//!
+//! Every figure equals what `hdrhistogram` computes from a histogram of the same values: the
+//! model tests beside this module compare them.
+
+use std::sync::{Arc, OnceLock};
+
+use hdrhistogram::Histogram;
+
+use crate::layout::HdrLayout;
+
+/// Slots per block: the same blocks the recording marks written.
+const BLOCK_SLOTS: usize = 64;
+
+/// One block's counts and their total.
+#[derive(Clone)]
+struct Block {
+    counts: [u64; BLOCK_SLOTS],
+    total: u64,
+}
+
+impl Block {
+    const EMPTY: Block = Block {
+        counts: [0; BLOCK_SLOTS],
+        total: 0,
+    };
+
+    fn add(&mut self, other: &Block) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+    }
+
+    fn subtract(&mut self, older: &Block) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&older.counts) {
+            *mine -= theirs;
+        }
+        self.total -= older.total;
+    }
+}
+
+/// One non-empty slot of a label's durations: the range of values it stands for, in ms, and
+/// how many completions fell in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotCount {
+    /// The lowest value of the slot (hdrhistogram's `lowest_equivalent`).
+    pub lowest_ms: u64,
+    /// The highest value of the slot (hdrhistogram's `highest_equivalent`).
+    pub highest_ms: u64,
+    /// Completions in the slot.
+    pub count: u64,
+}
+
+/// The durations of one `(runner, outcome)` in one view, as the non-empty slots of the
+/// engine's HDR layout: what exports read instead of a full histogram.
+///
+/// Every statistic equals `hdrhistogram`'s for a `Histogram<u64>` holding the same values,
+/// which [`histogram`](Self::histogram) builds (once) when a caller needs one. Memory and
+/// costs follow the blocks of 64 slots that hold a count, never the layout: an empty label
+/// costs O(1), a quantile O(non-empty blocks + 64).
+///
+/// ```
+/// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome};
+///
+/// let metrics = AtomicMetrics::new();
+/// for ms in [3, 3, 40, 2_500] {
+///     metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, ms);
+/// }
+/// let snapshot = metrics.snapshot();
+/// let counts = snapshot.cumulative().duration_counts(RunnerType::Wasm, TaskOutcome::Success);
+/// assert_eq!(counts.len(), 4);
+/// assert_eq!(counts.value_at_quantile(0.5), 3);
+/// assert_eq!(counts.max(), 2_501); // the top of 2,500's slot, 2 ms wide at 3 digits
+/// let slots: Vec<(u64, u64)> = counts.iter().map(|s| (s.lowest_ms, s.count)).collect();
+/// assert_eq!(slots, [(3, 2), (40, 1), (2_500, 1)]);
+/// ```
+pub struct DurationCounts {
+    layout: HdrLayout,
+    /// The non-empty blocks, by block index ascending.
+    blocks: Vec<(u32, Arc<Block>)>,
+    total: u64,
+    /// The full histogram, built on first use.
+    dense: OnceLock<Histogram<u64>>,
+}
+
+impl Clone for DurationCounts {
+    /// Shares every block; the built histogram, if any, is not copied.
+    fn clone(&self) -> Self {
+        DurationCounts {
+            layout: self.layout,
+            blocks: self.blocks.clone(),
+            total: self.total,
+            dense: OnceLock::new(),
+        }
+    }
+}
+
+impl DurationCounts {
+    pub(crate) fn empty(layout: HdrLayout) -> Self {
+        DurationCounts {
+            layout,
+            blocks: Vec::new(),
+            total: 0,
+            dense: OnceLock::new(),
+        }
+    }
+
+    /// The significant decimal digits of the engine's layout.
+    pub(crate) fn significant_digits(&self) -> u8 {
+        self.layout.significant_digits()
+    }
+
+    /// Completions counted.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether no completion is counted.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The non-empty slots, by value ascending.
+    pub fn iter(&self) -> impl Iterator<Item = SlotCount> + '_ {
+        self.blocks.iter().flat_map(move |(index, block)| {
+            let first = *index as usize * BLOCK_SLOTS;
+            block
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|&(_, &count)| count != 0)
+                .map(move |(offset, &count)| self.slot_count(first + offset, count))
+        })
+    }
+
+    fn slot_count(&self, slot: usize, count: u64) -> SlotCount {
+        SlotCount {
+            lowest_ms: self.layout.value_at(slot),
+            highest_ms: self.layout.highest_at(slot),
+            count,
+        }
+    }
+
+    /// The lowest value counted (the lowest of its slot), or 0 when empty:
+    /// `Histogram::min`.
+    pub fn min(&self) -> u64 {
+        self.iter().next().map_or(0, |slot| slot.lowest_ms)
+    }
+
+    /// The highest value counted (the highest of its slot), or 0 when empty:
+    /// `Histogram::max`.
+    pub fn max(&self) -> u64 {
+        let Some((index, block)) = self.blocks.last() else {
+            return 0;
+        };
+        let offset = block
+            .counts
+            .iter()
+            .rposition(|&count| count != 0)
+            .expect("a stored block is non-empty");
+        self.layout
+            .highest_at(*index as usize * BLOCK_SLOTS + offset)
+    }
+
+    /// The mean, each slot counted at its middle, or 0 when empty: `Histogram::mean`, to the
+    /// last bit (the same sum in the same order).
+    pub fn mean(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let total = self.total as f64;
+        self.iter().fold(0.0_f64, |mean, slot| {
+            let width = slot.highest_ms - slot.lowest_ms + 1;
+            let median = slot.lowest_ms + (width >> 1);
+            mean + median as f64 * slot.count as f64 / total
+        })
+    }
+
+    /// The value at `quantile` (capped at 1): the highest value of the first slot at which
+    /// the running count reaches `ceil(quantile × len)` (at least 1), or the lowest for
+    /// quantile 0; 0 when empty. `Histogram::value_at_quantile`.
+    pub fn value_at_quantile(&self, quantile: f64) -> u64 {
+        let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+        let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
+        match self.slot_of_rank(rank) {
+            Some(slot) if quantile == 0.0 => self.layout.value_at(slot),
+            Some(slot) => self.layout.highest_at(slot),
+            None => 0,
+        }
+    }
+
+    /// The first slot at which the running count reaches `rank`.
+    fn slot_of_rank(&self, rank: u64) -> Option<usize> {
+        let mut below = 0_u64;
+        for (index, block) in &self.blocks {
+            if below + block.total < rank {
+                below += block.total;
+                continue;
+            }
+            for (offset, &count) in block.counts.iter().enumerate() {
+                below += count;
+                if below >= rank {
+                    return Some(*index as usize * BLOCK_SLOTS + offset);
+                }
+            }
+        }
+        None
+    }
+
+    /// Completions whose slot starts at or below `value_ms`: what a Prometheus bucket with
+    /// that upper bound counts.
+    pub fn count_at_or_below(&self, value_ms: u64) -> u64 {
+        let Some(last) = self.last_slot_at_or_below(value_ms) else {
+            return 0;
+        };
+        let (last_block, last_offset) = (last / BLOCK_SLOTS, last % BLOCK_SLOTS);
+        let mut count = 0;
+        for (index, block) in &self.blocks {
+            let index = *index as usize;
+            if index < last_block {
+                count += block.total;
+            } else {
+                if index == last_block {
+                    count += block.counts[..=last_offset].iter().sum::<u64>();
+                }
+                break;
+            }
+        }
+        count
+    }
+
+    /// The last slot of the layout whose lowest value is at most `value_ms`.
+    fn last_slot_at_or_below(&self, value_ms: u64) -> Option<usize> {
+        let slots = self.layout.len();
+        if value_ms >= self.layout.value_at(slots) {
+            return Some(slots - 1);
+        }
+        Some(self.layout.index_of(value_ms))
+    }
+
+    /// These counts as an `hdrhistogram::Histogram` of the engine's layout, built on first
+    /// call and kept (the layout's size: 144 KiB at the defaults).
+    pub fn histogram(&self) -> &Histogram<u64> {
+        self.dense.get_or_init(|| {
+            let mut histogram = self.layout.empty_histogram();
+            for slot in self.iter() {
+                histogram
+                    .record_n(slot.lowest_ms, slot.count)
+                    .expect("a slot's value lies within the layout's range");
+            }
+            histogram
+        })
+    }
+
+    /// Adds `(slot, count)` pairs, in slot order.
+    pub(crate) fn add_slots(&mut self, slots: &[(u32, u64)]) {
+        self.dense = OnceLock::new();
+        let mut rest = slots;
+        while let Some(&(first, _)) = rest.first() {
+            let index = first / BLOCK_SLOTS as u32;
+            let in_block = rest
+                .iter()
+                .position(|&(slot, _)| slot / BLOCK_SLOTS as u32 != index)
+                .unwrap_or(rest.len());
+            let block = self.block_mut(index);
+            let before = block.total;
+            for &(slot, count) in &rest[..in_block] {
+                block.counts[slot as usize % BLOCK_SLOTS] += count;
+                block.total += count;
+            }
+            self.total += block.total - before;
+            rest = &rest[in_block..];
+        }
+    }
+
+    /// The block of `index`, inserted empty if absent, unshared.
+    fn block_mut(&mut self, index: u32) -> &mut Block {
+        let at = match self.blocks.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.blocks.insert(at, (index, Arc::new(Block::EMPTY)));
+                at
+            }
+        };
+        Arc::make_mut(&mut self.blocks[at].1)
+    }
+
+    /// Adds `other`'s counts: a block these lack is shared, not copied.
+    pub(crate) fn add(&mut self, other: &DurationCounts) {
+        if other.total == 0 {
+            return;
+        }
+        self.dense = OnceLock::new();
+        self.total += other.total;
+        if self.blocks.is_empty() {
+            self.blocks.clone_from(&other.blocks);
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.blocks.len() + other.blocks.len());
+        let mut mine = std::mem::take(&mut self.blocks).into_iter().peekable();
+        for (index, theirs) in &other.blocks {
+            while let Some(before) = mine.next_if(|(at, _)| at < index) {
+                merged.push(before);
+            }
+            match mine.next_if(|(at, _)| at == index) {
+                Some((_, mut block)) => {
+                    Arc::make_mut(&mut block).add(theirs);
+                    merged.push((*index, block));
+                }
+                None => merged.push((*index, Arc::clone(theirs))),
+            }
+        }
+        merged.extend(mine);
+        self.blocks = merged;
+    }
+
+    /// Subtracts `older`, whose every count these hold: a block shared with `older` is
+    /// dropped without being read.
+    pub(crate) fn subtract(&mut self, older: &DurationCounts) {
+        if older.total == 0 {
+            return;
+        }
+        self.dense = OnceLock::new();
+        self.total -= older.total;
+        let mut theirs = older.blocks.iter().peekable();
+        self.blocks.retain_mut(|(index, block)| {
+            let Some((_, old)) = theirs.next_if(|(at, _)| at == index) else {
+                return true;
+            };
+            if Arc::ptr_eq(block, old) {
+                return false;
+            }
+            let block = Arc::make_mut(block);
+            block.subtract(old);
+            block.total != 0
+        });
+        assert!(
+            theirs.next().is_none(),
+            "a view holds every block of what is subtracted from it"
+        );
+    }
+
+    /// Adds to `seen` these counts' own bytes, their block list, the blocks `seen` has not
+    /// counted yet, and the built histogram if any.
+    pub(crate) fn count_memory(&self, seen: &mut Allocations) {
+        seen.bytes += std::mem::size_of::<Self>()
+            + self.blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
+        for (_, block) in &self.blocks {
+            if seen.first(Arc::as_ptr(block)) {
+                seen.bytes += arc_allocation::<Block>();
+            }
+        }
+        if let Some(histogram) = self.dense.get() {
+            seen.bytes += histogram.distinct_values() * std::mem::size_of::<u64>();
+        }
+    }
+}
+
+/// The allocations counted so far by a memory count that visits shared ones more than once.
+#[derive(Default)]
+pub(crate) struct Allocations {
+    counted: std::collections::HashSet<usize>,
+    pub(crate) bytes: usize,
+}
+
+impl Allocations {
+    /// Whether `allocation` is seen for the first time.
+    pub(crate) fn first<T: ?Sized>(&mut self, allocation: *const T) -> bool {
+        self.counted.insert(allocation.cast::<()>() as usize)
+    }
+}
+
+/// The bytes of one `Arc<T>` allocation: the value and its two reference counts.
+pub(crate) const fn arc_allocation<T>() -> usize {
+    std::mem::size_of::<T>() + 2 * std::mem::size_of::<usize>()
+}
+
+impl std::fmt::Debug for DurationCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurationCounts")
+            .field("len", &self.total)
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn counts(layout: HdrLayout, values: &[u64]) -> DurationCounts {
+        let mut slots: Vec<(u32, u64)> = values
+            .iter()
+            .map(|&v| (layout.index_of(v) as u32, 1))
+            .collect();
+        slots.sort_unstable();
+        let mut counts = DurationCounts::empty(layout);
+        counts.add_slots(&slots);
+        counts
+    }
+
+    /// A block that two label counts share is not copied by a clone, is copied (and the
+    /// other left alone) by an add, and is dropped unread by a subtract.
+    #[test]
+    fn blocks_are_shared_until_written() {
+        let layout = HdrLayout::new(86_400_000, 3);
+        let older = counts(layout, &[1, 2, 5_000]);
+        let mut newer = older.clone();
+        assert!(Arc::ptr_eq(&older.blocks[0].1, &newer.blocks[0].1));
+        newer.add(&counts(layout, &[3]));
+        assert!(!Arc::ptr_eq(&older.blocks[0].1, &newer.blocks[0].1));
+        assert!(Arc::ptr_eq(&older.blocks[1].1, &newer.blocks[1].1));
+        assert_eq!(older.len(), 3);
+        assert_eq!(older.blocks[0].1.counts[3], 0);
+        newer.subtract(&older);
+        assert_eq!(newer.len(), 1);
+        assert_eq!(
+            newer.blocks.len(),
+            1,
+            "the shared block is gone, the emptied one too"
+        );
+        assert_eq!(newer.iter().map(|s| s.lowest_ms).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn an_empty_label_reads_as_an_empty_histogram() {
+        let layout = HdrLayout::new(86_400_000, 3);
+        let empty = DurationCounts::empty(layout);
+        let dense = layout.empty_histogram();
+        assert_eq!(empty.min(), dense.min());
+        assert_eq!(empty.max(), dense.max());
+        assert_eq!(empty.mean(), dense.mean());
+        for quantile in [0.0, 0.5, 1.0] {
+            assert_eq!(
+                empty.value_at_quantile(quantile),
+                dense.value_at_quantile(quantile)
+            );
+        }
+        assert_eq!(empty.count_at_or_below(u64::MAX), 0);
+        assert!(*empty.histogram() == dense);
+    }
+}
