@@ -23,7 +23,7 @@
 //!
 //! [`MetricsServer`]: crate::server::MetricsServer
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::{ExportConfig, Format};
@@ -50,11 +50,43 @@ pub struct Exposition {
 /// then the scrape takes a snapshot itself, so that stale figures are never served as
 /// current. A snapshot a scrape takes is an interval a snapshotter's sinks do not see; with a
 /// snapshotter running more often than `max_snapshot_age`, scrapes take none.
+///
+/// Each body is rendered once per snapshot and format: scrapes of a snapshot already rendered
+/// in their format (by this endpoint or a clone of it) copy the body, and concurrent scrapes
+/// of a new one wait for a single render.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     metrics: Arc<AtomicMetrics>,
     export: ExportConfig,
     max_snapshot_age: Duration,
+    rendered: Arc<Rendered>,
+}
+
+/// Per body kind, the last body rendered and the sequence of its snapshot.
+#[derive(Debug, Default)]
+struct Rendered {
+    bodies: [Mutex<Option<(u64, Arc<[u8]>)>>; BODY_KINDS],
+}
+
+/// Prometheus text, OpenMetrics, protobuf, JSON.
+const BODY_KINDS: usize = 4;
+
+impl Rendered {
+    /// The body of kind `kind` for `snapshot`, rendered by `render` unless it already was.
+    fn body(&self, kind: usize, snapshot: &Snapshot, render: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+        // A render that panicked left nothing behind: the cache is still sound.
+        let mut cached = self.bodies[kind]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*cached {
+            Some((sequence, body)) if *sequence == snapshot.sequence() => body.to_vec(),
+            _ => {
+                let body = render();
+                *cached = Some((snapshot.sequence(), Arc::from(&body[..])));
+                body
+            }
+        }
+    }
 }
 
 impl Endpoint {
@@ -64,12 +96,15 @@ impl Endpoint {
             metrics,
             export: ExportConfig::default(),
             max_snapshot_age: DEFAULT_MAX_SNAPSHOT_AGE,
+            rendered: Arc::default(),
         }
     }
 
     /// How the expositions are named and shaped.
     pub fn export(mut self, export: ExportConfig) -> Self {
         self.export = export;
+        // Bodies rendered with another configuration are not this endpoint's.
+        self.rendered = Arc::default();
         self
     }
 
@@ -112,22 +147,33 @@ impl Endpoint {
         if super::native::prefers_protobuf(accept) {
             return Exposition {
                 content_type: super::native::PROTOBUF_CONTENT_TYPE,
-                body: snapshot.to_protobuf(&self.export),
+                body: self
+                    .rendered
+                    .body(2, &snapshot, || snapshot.to_protobuf(&self.export)),
             };
         }
         let format = Format::from_accept(accept);
+        let kind = match format {
+            Format::Prometheus => 0,
+            Format::OpenMetrics => 1,
+        };
         Exposition {
             content_type: format.content_type(),
-            body: snapshot.render(format, &self.export).into_bytes(),
+            body: self.rendered.body(kind, &snapshot, || {
+                snapshot.render(format, &self.export).into_bytes()
+            }),
         }
     }
 
     /// The answer to `GET /metrics.json`: [`Snapshot::to_json_with`].
     #[cfg(feature = "json")]
     pub fn metrics_json(&self) -> Exposition {
+        let snapshot = self.snapshot();
         Exposition {
             content_type: JSON_CONTENT_TYPE,
-            body: self.snapshot().to_json_with(&self.export).into_bytes(),
+            body: self.rendered.body(3, &snapshot, || {
+                snapshot.to_json_with(&self.export).into_bytes()
+            }),
         }
     }
 }
@@ -135,3 +181,64 @@ impl Endpoint {
 /// `Content-Type` of the JSON export.
 #[cfg(feature = "json")]
 pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{MetricsBackend, RunnerType};
+
+    /// Concurrent scrapes of one snapshot pay one render; a new snapshot is rendered anew.
+    #[test]
+    fn a_snapshot_is_rendered_once_per_kind() {
+        let metrics = Arc::new(AtomicMetrics::new());
+        let rendered = Rendered::default();
+        let renders = AtomicUsize::new(0);
+        let render = |snapshot: &Snapshot| {
+            renders.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+            snapshot.to_prometheus().into_bytes()
+        };
+        let first = metrics.snapshot();
+        let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let scrapes: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| rendered.body(0, &first, || render(&first))))
+                .collect();
+            scrapes.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert_eq!(renders.load(Ordering::Relaxed), 1);
+        assert!(
+            bodies
+                .iter()
+                .all(|body| *body == first.to_prometheus().into_bytes())
+        );
+        // Another kind of body is its own render.
+        rendered.body(1, &first, || render(&first));
+        assert_eq!(renders.load(Ordering::Relaxed), 2);
+        metrics.record_task_started(RunnerType::Wasm);
+        let second = metrics.snapshot();
+        let body = rendered.body(0, &second, || render(&second));
+        assert_eq!(renders.load(Ordering::Relaxed), 3);
+        assert_eq!(body, second.to_prometheus().into_bytes());
+    }
+
+    /// An endpoint serves what the snapshot it picks says, never a body cached for an earlier
+    /// one, and a clone shares the cache of its original.
+    #[test]
+    fn an_endpoint_serves_the_current_snapshot() {
+        let metrics = Arc::new(AtomicMetrics::new());
+        let endpoint = Endpoint::new(Arc::clone(&metrics)).max_snapshot_age(Duration::ZERO);
+        let clone = endpoint.clone();
+        for started in 1..=3_u64 {
+            metrics.record_task_started(RunnerType::Container);
+            for scraper in [&endpoint, &clone] {
+                let body = String::from_utf8(scraper.metrics(None).body).unwrap();
+                let line =
+                    format!("solti_runner_tasks_started_total{{runner=\"container\"}} {started}\n");
+                assert!(body.contains(&line), "{body}");
+            }
+        }
+        assert!(Arc::ptr_eq(&endpoint.rendered, &clone.rendered));
+    }
+}

@@ -310,6 +310,9 @@ impl DurationCounts {
             self.blocks.clone_from(&other.blocks);
             return;
         }
+        if self.add_in_place(other) {
+            return;
+        }
         let mut merged = Vec::with_capacity(self.blocks.len() + other.blocks.len());
         let mut mine = std::mem::take(&mut self.blocks).into_iter().peekable();
         for (index, theirs) in &other.blocks {
@@ -326,6 +329,27 @@ impl DurationCounts {
         }
         merged.extend(mine);
         self.blocks = merged;
+    }
+
+    /// Adds `other`'s blocks where these have a block of the same index already, walking
+    /// both lists once; returns `false`, having added nothing, if one of `other`'s blocks is
+    /// new here (the caller merges the lists instead).
+    fn add_in_place(&mut self, other: &DurationCounts) -> bool {
+        let mut mine = 0;
+        let mut positions = Vec::with_capacity(other.blocks.len());
+        for (index, _) in &other.blocks {
+            while self.blocks.get(mine).is_some_and(|(at, _)| at < index) {
+                mine += 1;
+            }
+            match self.blocks.get(mine) {
+                Some((at, _)) if at == index => positions.push(mine),
+                _ => return false,
+            }
+        }
+        for (&at, (_, theirs)) in positions.iter().zip(&other.blocks) {
+            Arc::make_mut(&mut self.blocks[at].1).add(theirs);
+        }
+        true
     }
 
     /// Subtracts `older`, whose every count these hold: a block shared with `older` is
