@@ -50,6 +50,17 @@ pub(crate) fn error_label(runner: RunnerType, kind: RunnerErrorKind) -> usize {
     runner.index() * RunnerErrorKind::COUNT + kind.index()
 }
 
+/// The grid of custom-label error counts: how many cells it has and what each is called.
+/// The recording keeps it (custom labels are named as they are first used); snapshots read
+/// the names through it when they are exported.
+pub(crate) trait LabelGrid: Send + Sync + std::panic::RefUnwindSafe {
+    /// Cells in the grid: the length of a view's labelled counts.
+    fn cells(&self) -> usize;
+    /// The labels of a cell: `(runner, error kind)`, `None` for one not named yet (its count
+    /// is then 0).
+    fn labels_of(&self, cell: usize) -> Option<(&str, &str)>;
+}
+
 /// The smallest duration, in ms, that has a slot of its own. 0 ms shares slot 0 with nothing
 /// else, as in hdrhistogram.
 pub(crate) const LOWEST_DISCERNIBLE_MS: u64 = 1;

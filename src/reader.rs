@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::barrier;
 use crate::contract::RunnerType;
-use crate::layout::{ERROR_LABELS, HdrLayout};
+use crate::layout::{ERROR_LABELS, HdrLayout, LabelGrid};
 use crate::publish::Published;
 use crate::recording::Recording;
 use crate::recording::counts::Drained;
@@ -329,7 +329,8 @@ impl Reader {
         max_wait: Duration,
         window: Duration,
     ) -> Self {
-        let empty = Arc::new(View::empty(layout, &recording.labelled));
+        let grid: Arc<dyn LabelGrid> = recording.labelled.clone();
+        let empty = Arc::new(View::empty(layout, &grid));
         let now = Instant::now();
         let age_buckets = AgeBuckets::new(window, now, &empty);
         let first = Arc::new(Snapshot {

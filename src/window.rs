@@ -101,7 +101,7 @@ impl AgeBuckets {
                 return Arc::clone(window);
             }
             let mut grown = View::clone(window);
-            grown.add(interval);
+            grown.add_since(interval, after, oldest);
             return Arc::new(grown);
         }
         if Arc::ptr_eq(oldest, after) {

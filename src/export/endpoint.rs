@@ -62,10 +62,17 @@ pub struct Endpoint {
     rendered: Arc<Rendered>,
 }
 
-/// Per body kind, the last body rendered and the sequence of its snapshot.
+/// Per body kind, the last body rendered.
 #[derive(Debug, Default)]
 struct Rendered {
-    bodies: [Mutex<Option<(u64, Arc<[u8]>)>>; BODY_KINDS],
+    bodies: [Mutex<Option<Body>>; BODY_KINDS],
+}
+
+/// A rendered body and the sequence of its snapshot.
+#[derive(Debug)]
+struct Body {
+    sequence: u64,
+    bytes: Vec<u8>,
 }
 
 /// Prometheus text, OpenMetrics, protobuf, JSON.
@@ -79,11 +86,14 @@ impl Rendered {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &*cached {
-            Some((sequence, body)) if *sequence == snapshot.sequence() => body.to_vec(),
+            Some(body) if body.sequence == snapshot.sequence() => body.bytes.clone(),
             _ => {
-                let body = render();
-                *cached = Some((snapshot.sequence(), Arc::from(&body[..])));
-                body
+                let bytes = render();
+                *cached = Some(Body {
+                    sequence: snapshot.sequence(),
+                    bytes: bytes.clone(),
+                });
+                bytes
             }
         }
     }

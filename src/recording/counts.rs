@@ -169,10 +169,18 @@ impl<C: Count> HistogramCounts<C> {
     /// them and the label's bitmap zero; returns how many. Visits marked blocks only. Nobody
     /// may write this phase meanwhile.
     pub(crate) fn take_label(&self, label: usize, out: &mut Vec<(u32, u64)>) -> usize {
-        out.resize(self.slots_per_histogram, (0, 0));
         let histogram =
             &self.counts[label * self.slots_per_histogram..(label + 1) * self.slots_per_histogram];
         let words = &self.written[label * self.words_per_label..(label + 1) * self.words_per_label];
+        // Room for every slot of the marked blocks: the buffer grows with the blocks ever
+        // written at once, not with the layout.
+        let marked: usize = words
+            .iter()
+            .map(|word| word.load(Ordering::Relaxed).count_ones() as usize)
+            .sum();
+        if out.len() < marked * BLOCK_SLOTS {
+            out.resize(marked * BLOCK_SLOTS, (0, 0));
+        }
         let mut found = 0;
         for (word_index, word) in words.iter().enumerate() {
             // Relaxed: ordered by the protocol that handed this phase to the reader.

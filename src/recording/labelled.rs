@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::contract::{RunnerErrorKind, RunnerType};
+use crate::layout::LabelGrid;
 
 /// The label a custom label is counted under once its table is full.
 pub const OVERFLOW_LABEL: &str = "_overflow";
@@ -218,6 +219,16 @@ impl LabelledErrors {
             RunnerErrorKind::ALL[i].as_label()
         })?;
         Some((runner, kind))
+    }
+}
+
+impl LabelGrid for LabelledErrors {
+    fn cells(&self) -> usize {
+        LabelledErrors::cells(self)
+    }
+
+    fn labels_of(&self, cell: usize) -> Option<(&str, &str)> {
+        LabelledErrors::labels_of(self, cell)
     }
 }
 

@@ -124,6 +124,21 @@ impl DurationCounts {
         self.layout.significant_digits()
     }
 
+    /// The configured top of the range (hdrhistogram's `highest_trackable_value`).
+    pub(crate) fn highest_trackable(&self) -> u64 {
+        self.layout.highest()
+    }
+
+    /// `(slot index, count)` of the non-empty slots, in slot order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.blocks.iter().flat_map(|(index, block)| {
+            let first = *index as usize * BLOCK_SLOTS;
+            (block.counts.iter().enumerate())
+                .filter(|&(_, &count)| count != 0)
+                .map(move |(offset, &count)| (first + offset, count))
+        })
+    }
+
     /// Completions counted.
     pub fn len(&self) -> u64 {
         self.total
@@ -136,15 +151,8 @@ impl DurationCounts {
 
     /// The non-empty slots, by value ascending.
     pub fn iter(&self) -> impl Iterator<Item = SlotCount> + '_ {
-        self.blocks.iter().flat_map(move |(index, block)| {
-            let first = *index as usize * BLOCK_SLOTS;
-            block
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|&(_, &count)| count != 0)
-                .map(move |(offset, &count)| self.slot_count(first + offset, count))
-        })
+        self.slots()
+            .map(move |(slot, count)| self.slot_count(slot, count))
     }
 
     fn slot_count(&self, slot: usize, count: u64) -> SlotCount {

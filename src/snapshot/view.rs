@@ -7,8 +7,9 @@ use hdrhistogram::Histogram;
 
 use super::durations::{Allocations, DurationCounts, arc_allocation};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
-use crate::layout::{COMPLETION_LABELS, ERROR_LABELS, HdrLayout, completion_label, error_label};
-use crate::recording::labelled::LabelledErrors;
+use crate::layout::{
+    COMPLETION_LABELS, ERROR_LABELS, HdrLayout, LabelGrid, completion_label, error_label,
+};
 
 /// Histogram buckets of `solti-prometheus` 0.0.2, in seconds: the default of the exports, so
 /// that dashboards built on it keep working.
@@ -64,11 +65,11 @@ pub struct View {
     /// views while unchanged), and the table that names the cells.
     pub(crate) labelled: Arc<Vec<u64>>,
     pub(crate) labelled_overflows: u64,
-    labelled_names: Arc<LabelledErrors>,
+    labelled_names: Arc<dyn LabelGrid>,
 }
 
 impl View {
-    pub(crate) fn empty(layout: &HdrLayout, labelled: &Arc<LabelledErrors>) -> Self {
+    pub(crate) fn empty(layout: &HdrLayout, labelled: &Arc<dyn LabelGrid>) -> Self {
         Self::with_tables(layout, solti_bucket_of_slots(layout), Arc::clone(labelled))
     }
 
@@ -84,7 +85,7 @@ impl View {
     fn with_tables(
         layout: &HdrLayout,
         solti_bucket_of_slot: Arc<[u8]>,
-        labelled_names: Arc<LabelledErrors>,
+        labelled_names: Arc<dyn LabelGrid>,
     ) -> Self {
         let none = Arc::new(DurationCounts::empty(*layout));
         View {
@@ -206,21 +207,19 @@ impl View {
     /// Adds `other` to this view. Both come from one engine, so the layouts agree. A label
     /// `other` left empty is not touched; blocks this view lacks are shared with `other`.
     pub(crate) fn add(&mut self, other: &View) {
+        self.add_tallies(other);
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            add_durations(mine, theirs);
+        }
+    }
+
+    /// Adds everything of `other` but its duration counts.
+    fn add_tallies(&mut self, other: &View) {
         for (mine, theirs) in self.started.iter_mut().zip(other.started) {
             *mine += theirs;
         }
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
             *mine += theirs;
-        }
-        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
-            if theirs.is_empty() {
-                continue;
-            }
-            if mine.is_empty() {
-                *mine = Arc::clone(theirs);
-            } else {
-                Arc::make_mut(mine).add(theirs);
-            }
         }
         for (mine, theirs) in self.solti_buckets.iter_mut().zip(&other.solti_buckets) {
             for (mine, theirs) in mine.iter_mut().zip(theirs) {
@@ -240,6 +239,20 @@ impl View {
             }
         }
         self.labelled_overflows += other.labelled_overflows;
+    }
+
+    /// Adds `interval` to this view, which is `before − start` for the cumulative view
+    /// `before` that `interval` brought to `after`: a label that `start` had no count in is
+    /// then `after`'s, and is shared with it instead of being added to.
+    pub(crate) fn add_since(&mut self, interval: &View, after: &View, start: &View) {
+        self.add_tallies(interval);
+        for (label, mine) in self.durations.iter_mut().enumerate() {
+            if start.durations[label].is_empty() {
+                *mine = Arc::clone(&after.durations[label]);
+            } else {
+                add_durations(mine, &interval.durations[label]);
+            }
+        }
     }
 
     /// Subtracts `older` from this view, which holds it: a later cumulative view minus an
@@ -300,6 +313,18 @@ impl View {
             seen.bytes += arc_allocation::<Vec<u64>>()
                 + self.labelled.capacity() * std::mem::size_of::<u64>();
         }
+    }
+}
+
+/// Adds `theirs` to `mine`: shared whole when `mine` is empty, copied on write otherwise.
+fn add_durations(mine: &mut Arc<DurationCounts>, theirs: &Arc<DurationCounts>) {
+    if theirs.is_empty() {
+        return;
+    }
+    if mine.is_empty() {
+        *mine = Arc::clone(theirs);
+    } else {
+        Arc::make_mut(mine).add(theirs);
     }
 }
 
