@@ -66,6 +66,13 @@ fn digits(c: &mut Criterion, memory: &mut Vec<String>) {
                 BatchSize::PerIteration,
             )
         });
+        group.bench_function(format!("scrape after 10k tasks/{digits} digits"), |b| {
+            b.iter_batched(
+                || replay(&metrics, &calls),
+                |()| metrics.snapshot().to_prometheus(),
+                BatchSize::PerIteration,
+            )
+        });
         memory.push(format!(
             "\"{digits} digits\": {{\"recording_bytes\": {}, \"snapshot_bytes\": {}}}",
             metrics.recording_memory_bytes(),

@@ -114,6 +114,28 @@ fn reader(c: &mut Criterion) {
         )
     });
 
+    // The same with a window of 4 ms, so that every snapshot rolls it (its start moves on),
+    // against the default window, each after the same 1 ms pause.
+    for (name, window) in [
+        ("window 60 s", Duration::from_secs(60)),
+        (
+            "window 4 ms, rolling every snapshot",
+            Duration::from_millis(4),
+        ),
+    ] {
+        let metrics = AtomicMetrics::builder().window(window).build().unwrap();
+        group.bench_function(format!("snapshot/after 10k tasks, {name}"), |b| {
+            b.iter_batched(
+                || {
+                    replay(&metrics, &ten_thousand);
+                    std::thread::sleep(Duration::from_millis(1));
+                },
+                |()| metrics.snapshot(),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+
     // Two threads record the mix at full speed while snapshots are taken.
     let recording = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = (0..2)
