@@ -117,6 +117,9 @@ fn write_families(snapshot: &Snapshot, config: &ExportConfig, format: Format, ou
             .chain((!config.quantiles().contains(&1.0)).then(|| "1".to_owned()))
             .collect(),
         family: String::new(),
+        sum_name: String::new(),
+        count_name: String::new(),
+        bucket_name: String::new(),
         series_start: String::new(),
     };
     families::encode(snapshot, config, &mut text);
@@ -134,8 +137,12 @@ struct TextEncoder<'a> {
     /// The summary's `quantile` values in the order the summaries give them: the configured
     /// quantiles, then `1` (the maximum) unless configured.
     quantile_labels: Vec<String>,
-    /// The current family's sample name (with `_total` for counters).
+    /// The current family's sample name (with `_total` for counters), and its `_sum`,
+    /// `_count` and `_bucket` sample names, written once per family.
     family: String,
+    sum_name: String,
+    count_name: String,
+    bucket_name: String,
     /// Scratch: the common start of a histogram series' bucket lines.
     series_start: String,
 }
@@ -144,16 +151,9 @@ impl TextEncoder<'_> {
     /// The `_sum` (exact, from the duration sum) and `_count` samples of a histogram or
     /// summary.
     fn sum_and_count(&mut self, labels: Labels<'_>, count: u64, sum_ms: u128) {
-        let name = format!("{}_sum", self.family);
-        sample(
-            self.out,
-            &name,
-            labels,
-            self.constant,
-            ms_as_seconds(sum_ms),
-        );
-        let name = format!("{}_count", self.family);
-        sample(self.out, &name, labels, self.constant, count);
+        let sum = ms_as_seconds(sum_ms);
+        sample(self.out, &self.sum_name, labels, self.constant, sum);
+        sample(self.out, &self.count_name, labels, self.constant, count);
     }
 }
 
@@ -172,6 +172,15 @@ impl Encoder for TextEncoder<'_> {
         }
         self.family.clear();
         self.family.push_str(name);
+        for (sample_name, suffix) in [
+            (&mut self.sum_name, "_sum"),
+            (&mut self.count_name, "_count"),
+            (&mut self.bucket_name, "_bucket"),
+        ] {
+            sample_name.clear();
+            sample_name.push_str(name);
+            sample_name.push_str(suffix);
+        }
     }
 
     fn number(&mut self, labels: Labels<'_>, value: Number) {
@@ -196,8 +205,12 @@ impl Encoder for TextEncoder<'_> {
         // Most lines of an exposition are buckets: their common start is rendered once per
         // series, and the configured bounds once per exposition.
         self.series_start.clear();
-        let bucket = format!("{}_bucket", self.family);
-        sample_start(&mut self.series_start, &bucket, labels, self.constant);
+        sample_start(
+            &mut self.series_start,
+            &self.bucket_name,
+            labels,
+            self.constant,
+        );
         let other_bounds: Vec<String>;
         let bound_labels = if bounds == self.bounds {
             &self.bound_labels

@@ -211,6 +211,46 @@ impl DurationCounts {
         }
     }
 
+    /// [`value_at_quantile`](Self::value_at_quantile) of each of `quantiles`, which must be
+    /// in ascending order, in one walk over the blocks: `hdrhistogram`'s
+    /// `value_at_quantiles`.
+    pub fn values_at_quantiles(&self, quantiles: &[f64]) -> Vec<u64> {
+        debug_assert!(quantiles.is_sorted(), "quantiles in ascending order");
+        let mut values = Vec::with_capacity(quantiles.len());
+        let (mut at, mut below) = (0, 0_u64);
+        for &quantile in quantiles {
+            let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+            let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
+            while self
+                .blocks
+                .get(at)
+                .is_some_and(|(_, block)| below + block.total < rank)
+            {
+                below += self.blocks[at].1.total;
+                at += 1;
+            }
+            let Some((index, block)) = self.blocks.get(at) else {
+                values.push(0);
+                continue;
+            };
+            let mut running = below;
+            let offset = block
+                .counts
+                .iter()
+                .position(|&count| {
+                    running += count;
+                    running >= rank
+                })
+                .expect("the block's total reaches the rank");
+            let slot = *index as usize * BLOCK_SLOTS + offset;
+            values.push(match quantile == 0.0 {
+                true => self.layout.value_at(slot),
+                false => self.layout.highest_at(slot),
+            });
+        }
+        values
+    }
+
     /// The first slot at which the running count reaches `rank`.
     fn slot_of_rank(&self, rank: u64) -> Option<usize> {
         let mut below = 0_u64;

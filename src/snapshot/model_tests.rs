@@ -86,13 +86,12 @@ fn assert_view_is(view: &View, digits: u8, intervals: &[usize], all: &[Interval]
             assert_eq!(counts.min(), model.min(), "{at}");
             assert_eq!(counts.max(), model.max(), "{at}");
             assert_eq!(counts.mean().to_bits(), model.mean().to_bits(), "{at}");
-            for quantile in QUANTILES {
+            let at_once = counts.values_at_quantiles(&QUANTILES);
+            for (quantile, value) in QUANTILES.into_iter().zip(at_once) {
                 let expected = model.value_at_quantile(quantile);
-                assert_eq!(
-                    counts.value_at_quantile(quantile),
-                    expected,
-                    "{at}, q {quantile}"
-                );
+                let one = counts.value_at_quantile(quantile);
+                assert_eq!(one, expected, "{at}, q {quantile}");
+                assert_eq!(value, expected, "{at}, q {quantile} of several");
             }
             for bound in BOUNDS_MS {
                 let expected: u64 = slots
