@@ -397,7 +397,9 @@ impl Reader {
             &mut reader.labelled_buffer,
             self.max_wait,
         );
-        let interval = reader.building.take().expect("built above");
+        // Kept in `building` until published: a panic from here on leaves the next cut to
+        // carry on with what this one drained.
+        let interval = View::clone(reader.building.as_ref().expect("built above"));
         let previous = &reader.previous;
         let (interval, cumulative) = if interval.is_empty() {
             (Arc::clone(&reader.empty), Arc::clone(&previous.cumulative))
@@ -432,6 +434,7 @@ impl Reader {
         // Published while still holding the reader lock, so publication order is sequence
         // order and `latest()` never goes back in time.
         self.published.store(Arc::clone(&snapshot));
+        reader.building = None;
         reader.previous_at = reader.previous_at.max(monotonic);
         reader.previous = Arc::clone(&snapshot);
         snapshot

@@ -153,7 +153,9 @@ impl Snapshot {
 
     /// Bytes this snapshot references, each allocation once: itself, and its three views
     /// with their duration counts (blocks, and the histograms [`View::duration`] built) and
-    /// labelled counts; not the tables they share with the engine.
+    /// labelled counts; not the tables they share with the engine (the HDR slots' default
+    /// buckets and the custom-label names). The empty view that a snapshot with nothing new
+    /// uses as its interval is the engine's, and is counted too.
     ///
     /// Views, labels and blocks are shared between the views of one snapshot and with the
     /// snapshots before and after it, as long as they hold the same counts: the figure is

@@ -253,10 +253,13 @@ fn a_quiet_snapshot_allocates_almost_nothing() {
             .unwrap();
         replay(&metrics, &task_mix(10_000, 3));
         let held = metrics.snapshot();
-        let before = HELD_BYTES.with(Cell::get);
+        let (before, allocations) = (HELD_BYTES.with(Cell::get), allocations_on_this_thread());
         let quiet = metrics.snapshot();
         let allocated = HELD_BYTES.with(Cell::get).wrapping_sub(before);
+        let allocations = allocations_on_this_thread() - allocations;
         assert!(allocated <= 1024, "{digits} digits: {allocated} bytes");
+        // The snapshot itself, and no temporary either.
+        assert_eq!(allocations, 1, "{digits} digits");
         assert_eq!(quiet.sequence(), held.sequence() + 1);
         assert_eq!(
             quiet.cumulative().completed_all(RunnerType::Subprocess),

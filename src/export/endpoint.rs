@@ -234,14 +234,16 @@ mod tests {
     }
 
     /// An endpoint serves what the snapshot it picks says, never a body cached for an earlier
-    /// one, and a clone shares the cache of its original.
+    /// snapshot or rendered with another configuration.
     #[test]
-    fn an_endpoint_serves_the_current_snapshot() {
+    fn an_endpoint_serves_the_current_snapshot_and_configuration() {
         let metrics = Arc::new(AtomicMetrics::new());
-        let endpoint = Endpoint::new(Arc::clone(&metrics)).max_snapshot_age(Duration::ZERO);
-        let clone = endpoint.clone();
+        // Never stale: every scrape reads the published snapshot, taken here.
+        let endpoint = Endpoint::new(Arc::clone(&metrics)).max_snapshot_age(Duration::MAX);
         for started in 1..=3_u64 {
             metrics.record_task_started(RunnerType::Container);
+            metrics.snapshot();
+            let clone = endpoint.clone();
             for scraper in [&endpoint, &clone] {
                 let body = String::from_utf8(scraper.metrics(None).body).unwrap();
                 let line =
@@ -249,6 +251,11 @@ mod tests {
                 assert!(body.contains(&line), "{body}");
             }
         }
-        assert!(Arc::ptr_eq(&endpoint.rendered, &clone.rendered));
+        // The same snapshot, another configuration: rendered anew, not the cached body.
+        let renamed = ExportConfig::builder().namespace("other").build().unwrap();
+        let renamed = endpoint.clone().export(renamed);
+        let body = String::from_utf8(renamed.metrics(None).body).unwrap();
+        assert!(body.contains("other_runner_tasks_started_total"), "{body}");
+        assert!(!body.contains("solti_runner_"), "{body}");
     }
 }

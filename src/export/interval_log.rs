@@ -46,7 +46,7 @@ use crate::snapshot::{DurationCounts, Snapshot};
 pub struct IntervalLogSink<W: Write + Send> {
     out: W,
     base_time: SystemTime,
-    /// Scratch, kept so that a line allocates nothing once the log is warm.
+    /// Scratch buffers, kept from line to line.
     uncompressed: Vec<u8>,
     compressed: Vec<u8>,
     line: String,
@@ -149,7 +149,8 @@ fn encode_v2(counts: &DurationCounts, out: &mut Vec<u8>) {
             1 => write_varint(zig_zag(0), out),
             run => write_varint(zig_zag(-run), out),
         }
-        // Counts of one snapshot's interval stay far below 2^63.
+        // Counts of one snapshot's interval stay far below 2^63 (saturated beyond, where
+        // hdrhistogram's serializer refuses the histogram).
         write_varint(zig_zag(i64::try_from(count).unwrap_or(i64::MAX)), out);
         next_slot = slot as i64 + 1;
     }

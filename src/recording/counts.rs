@@ -172,15 +172,7 @@ impl<C: Count> HistogramCounts<C> {
         let histogram =
             &self.counts[label * self.slots_per_histogram..(label + 1) * self.slots_per_histogram];
         let words = &self.written[label * self.words_per_label..(label + 1) * self.words_per_label];
-        // Room for every slot of the marked blocks: the buffer grows with the blocks ever
-        // written at once, not with the layout.
-        let marked: usize = words
-            .iter()
-            .map(|word| word.load(Ordering::Relaxed).count_ones() as usize)
-            .sum();
-        if out.len() < marked * BLOCK_SLOTS {
-            out.resize(marked * BLOCK_SLOTS, (0, 0));
-        }
+
         let mut found = 0;
         for (word_index, word) in words.iter().enumerate() {
             // Relaxed: ordered by the protocol that handed this phase to the reader.
@@ -189,6 +181,12 @@ impl<C: Count> HistogramCounts<C> {
                 continue;
             }
             word.store(0, Ordering::Relaxed);
+            // Room for every slot of this word's blocks: the buffer grows with the blocks
+            // written at once, not with the layout.
+            let room = found + marked.count_ones() as usize * BLOCK_SLOTS;
+            if out.len() < room {
+                out.resize(room, (0, 0));
+            }
             while marked != 0 {
                 let block = word_index * 64 + marked.trailing_zeros() as usize;
                 marked &= marked - 1;

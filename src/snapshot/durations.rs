@@ -211,16 +211,18 @@ impl DurationCounts {
         }
     }
 
-    /// [`value_at_quantile`](Self::value_at_quantile) of each of `quantiles`, which must be
-    /// in ascending order, in one walk over the blocks: `hdrhistogram`'s
-    /// `value_at_quantiles`.
+    /// [`value_at_quantile`](Self::value_at_quantile) of each of `quantiles`, in one walk
+    /// over the blocks when they are in ascending order (as `hdrhistogram`'s
+    /// `value_at_quantiles`); a quantile below the one before it starts the walk again.
     pub fn values_at_quantiles(&self, quantiles: &[f64]) -> Vec<u64> {
-        debug_assert!(quantiles.is_sorted(), "quantiles in ascending order");
         let mut values = Vec::with_capacity(quantiles.len());
         let (mut at, mut below) = (0, 0_u64);
         for &quantile in quantiles {
             let quantile = if quantile > 1.0 { 1.0 } else { quantile };
             let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
+            if rank <= below {
+                (at, below) = (0, 0);
+            }
             while self
                 .blocks
                 .get(at)

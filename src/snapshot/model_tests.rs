@@ -93,6 +93,14 @@ fn assert_view_is(view: &View, digits: u8, intervals: &[usize], all: &[Interval]
                 assert_eq!(one, expected, "{at}, q {quantile}");
                 assert_eq!(value, expected, "{at}, q {quantile} of several");
             }
+            let unordered = [0.99, 0.5, f64::NAN, 0.0, 1.0, 0.25];
+            for (quantile, value) in unordered
+                .into_iter()
+                .zip(counts.values_at_quantiles(&unordered))
+            {
+                let expected = model.value_at_quantile(quantile);
+                assert_eq!(value, expected, "{at}, q {quantile} out of order");
+            }
             for bound in BOUNDS_MS {
                 let expected: u64 = slots
                     .iter()
