@@ -202,73 +202,29 @@ impl DurationCounts {
     /// the running count reaches `ceil(quantile × len)` (at least 1), or the lowest for
     /// quantile 0; 0 when empty. `Histogram::value_at_quantile`.
     pub fn value_at_quantile(&self, quantile: f64) -> u64 {
-        let quantile = if quantile > 1.0 { 1.0 } else { quantile };
-        let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
-        match self.slot_of_rank(rank) {
-            Some(slot) if quantile == 0.0 => self.layout.value_at(slot),
-            Some(slot) => self.layout.highest_at(slot),
-            None => 0,
-        }
+        self.value_at(quantile, &mut RankWalk::default())
     }
 
     /// [`value_at_quantile`](Self::value_at_quantile) of each of `quantiles`, in one walk
     /// over the blocks when they are in ascending order (as `hdrhistogram`'s
     /// `value_at_quantiles`); a quantile below the one before it starts the walk again.
     pub fn values_at_quantiles(&self, quantiles: &[f64]) -> Vec<u64> {
-        let mut values = Vec::with_capacity(quantiles.len());
-        let (mut at, mut below) = (0, 0_u64);
-        for &quantile in quantiles {
-            let quantile = if quantile > 1.0 { 1.0 } else { quantile };
-            let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
-            if rank <= below {
-                (at, below) = (0, 0);
-            }
-            while self
-                .blocks
-                .get(at)
-                .is_some_and(|(_, block)| below + block.total < rank)
-            {
-                below += self.blocks[at].1.total;
-                at += 1;
-            }
-            let Some((index, block)) = self.blocks.get(at) else {
-                values.push(0);
-                continue;
-            };
-            let mut running = below;
-            let offset = block
-                .counts
-                .iter()
-                .position(|&count| {
-                    running += count;
-                    running >= rank
-                })
-                .expect("the block's total reaches the rank");
-            let slot = *index as usize * BLOCK_SLOTS + offset;
-            values.push(match quantile == 0.0 {
-                true => self.layout.value_at(slot),
-                false => self.layout.highest_at(slot),
-            });
-        }
-        values
+        let mut walk = RankWalk::default();
+        quantiles
+            .iter()
+            .map(|&quantile| self.value_at(quantile, &mut walk))
+            .collect()
     }
 
-    /// The first slot at which the running count reaches `rank`.
-    fn slot_of_rank(&self, rank: u64) -> Option<usize> {
-        let mut below = 0_u64;
-        for (index, block) in &self.blocks {
-            if below + block.total < rank {
-                below += block.total;
-                continue;
-            }
-            for (offset, &count) in block.counts.iter().enumerate() {
-                below += count;
-                if below >= rank {
-                    return Some(*index as usize * BLOCK_SLOTS + offset);
-                }
-            }
+    /// The value at `quantile`, walking on from where `walk` stopped.
+    fn value_at(&self, quantile: f64, walk: &mut RankWalk) -> u64 {
+        let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+        let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
+        match walk.slot_of_rank(&self.blocks, rank) {
+            Some(slot) if quantile == 0.0 => self.layout.value_at(slot),
+            Some(slot) => self.layout.highest_at(slot),
+            None => 0,
         }
-        None
     }
 
     /// Completions whose slot starts at or below `value_ms`: what a Prometheus bucket with
@@ -455,6 +411,37 @@ impl Allocations {
     /// Whether `allocation` is seen for the first time.
     pub(crate) fn first<T: ?Sized>(&mut self, allocation: *const T) -> bool {
         self.counted.insert(allocation.cast::<()>() as usize)
+    }
+}
+
+/// Where a search for ranks in a label's blocks stands: the next block to look at and the
+/// count in the blocks before it. Ranks searched in ascending order walk the blocks once.
+#[derive(Default)]
+struct RankWalk {
+    at: usize,
+    below: u64,
+}
+
+impl RankWalk {
+    /// The first slot at which the running count reaches `rank`, or `None` past the total.
+    fn slot_of_rank(&mut self, blocks: &[(u32, Arc<Block>)], rank: u64) -> Option<usize> {
+        if rank <= self.below {
+            *self = RankWalk::default();
+        }
+        while let Some((_, block)) = blocks.get(self.at) {
+            if self.below + block.total >= rank {
+                break;
+            }
+            self.below += block.total;
+            self.at += 1;
+        }
+        let (index, block) = blocks.get(self.at)?;
+        let mut running = self.below;
+        let offset = block.counts.iter().position(|&count| {
+            running += count;
+            running >= rank
+        })?;
+        Some(*index as usize * BLOCK_SLOTS + offset)
     }
 }
 
