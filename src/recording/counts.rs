@@ -57,8 +57,11 @@ impl Phase {
     }
 }
 
-/// Slots per block of the written-blocks bitmap: 256 bytes of 32-bit counts, 512 of 64-bit.
-pub(crate) const BLOCK_SLOTS: usize = 64;
+/// Slots per block of the written-blocks bitmap: 64 bytes of 32-bit counts (one cache line),
+/// 128 of 64-bit. Small, because the drain reads every slot of a marked block and a busy
+/// interval's durations are spread thin (about one per block); the bitmap stays small too
+/// (18 words per label at the defaults).
+pub(crate) const BLOCK_SLOTS: usize = 16;
 
 /// A histogram count, 32-bit on a leased stripe and 64-bit on a shared one.
 pub(crate) trait Count: Sized {

@@ -22,7 +22,8 @@ use hdrhistogram::Histogram;
 
 use crate::layout::HdrLayout;
 
-/// Slots per block: the same blocks the recording marks written.
+/// Slots per block. Larger than the recording's written blocks: a snapshot pays an allocation
+/// per block it copies, and smaller blocks here meant more of them for the same durations.
 const BLOCK_SLOTS: usize = 64;
 
 /// One block's counts and their total.
