@@ -267,3 +267,63 @@ fn a_quiet_snapshot_allocates_almost_nothing() {
         );
     }
 }
+
+/// taskvisor's subscriber under tasks whose closes and ends are all lost after overflows: the
+/// memory it holds stops growing at its attempt table's bound (here 1,000 attempts), however
+/// many such tasks come.
+#[cfg(feature = "solti")]
+#[test]
+fn the_taskvisor_subscriber_holds_bounded_memory_whatever_events_are_lost() {
+    use std::num::NonZeroUsize;
+    use taskmeter::solti::{TASKVISOR_SUBSCRIBER_NAME, TaskvisorMetrics};
+    use taskvisor::{Event, EventKind, Subscribe, TaskId};
+
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let metrics = Arc::new(AtomicMetrics::new());
+                let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics))
+                    .with_attempt_capacity(NonZeroUsize::new(1_000).unwrap());
+                let held_before = HELD_BYTES.with(Cell::get);
+                let mut held_after = Vec::new();
+                for task in 0..200_000_u32 {
+                    let start = Event::new(EventKind::AttemptStarting)
+                        .with_task("task")
+                        .with_id(TaskId::for_tests())
+                        .with_attempt(1);
+                    subscriber.on_event(&start);
+                    if task % 100 == 99 {
+                        // The closes (and the tasks' ends) were lost with the overflow.
+                        let overflow = Event::subscriber_overflow(
+                            TASKVISOR_SUBSCRIBER_NAME.to_owned(),
+                            "full",
+                        )
+                        .with_dropped(100);
+                        subscriber.on_event(&overflow);
+                    }
+                    if task % 20_000 == 19_999 {
+                        held_after.push(HELD_BYTES.with(Cell::get).wrapping_sub(held_before));
+                    }
+                }
+                // Past the first rounds (the table filling up), nothing more is held: a
+                // kilobyte of slack for the maps' rehashing, against 1.3 MB per round if
+                // entries were kept.
+                let settled = held_after[1];
+                for (round, &held) in held_after.iter().enumerate().skip(2) {
+                    assert!(
+                        held <= settled + 1024,
+                        "after {} tasks: {held} bytes held, against {settled} at 40,000",
+                        (round + 1) * 20_000
+                    );
+                }
+                assert!(
+                    settled < 1 << 20,
+                    "{settled} bytes for a 1,000-attempt table"
+                );
+                drop(subscriber);
+                drop(metrics);
+            })
+            .join()
+            .unwrap()
+    });
+}

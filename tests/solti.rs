@@ -234,7 +234,7 @@ fn in_flight_stays_exact_when_events_are_lost() {
 }
 
 /// Model comparison: tasks run attempts; the event stream loses events at random, each loss
-/// reported afterwards by an overflow event, as taskvisor does. At every step in-flight is at
+/// reported afterwards by an overflow event, as taskvisor does, and delivers some twice. At every step in-flight is at
 /// least 0, and at most the attempts truly open whenever every loss so far was reported (a
 /// lost close counts until then); once every task has finished it is 0, and the completions
 /// recorded are exactly the closes delivered.
@@ -247,9 +247,14 @@ fn in_flight_follows_a_model_through_random_losses() {
         seed ^= seed << 17;
         seed % below
     };
-    for round in 0..20 {
+    // The default attempt table, and tables smaller than the tasks open at once, which count
+    // the attempts past them by runner and forget suspects.
+    let capacities = [taskmeter::solti::DEFAULT_ATTEMPT_CAPACITY.get(), 3, 1];
+    for round in 0..30 {
+        let capacity = std::num::NonZeroUsize::new(capacities[round % capacities.len()]).unwrap();
         let metrics = Arc::new(AtomicMetrics::new());
-        let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
+        let subscriber =
+            TaskvisorMetrics::new(Arc::clone(&metrics)).with_attempt_capacity(capacity);
         // Per task: its id, its current attempt and whether it is open.
         let mut tasks: Vec<(TaskId, u32, bool)> =
             (0..8).map(|_| (TaskId::for_tests(), 0, false)).collect();
@@ -283,6 +288,9 @@ fn in_flight_follows_a_model_through_random_losses() {
             } else {
                 subscriber.on_event(&event);
                 delivered_closes += u64::from(closes);
+                if random(8) == 0 {
+                    subscriber.on_event(&event); // delivered twice: counted once
+                }
             }
             if lost_since_report > 0 && random(3) == 0 {
                 subscriber.on_event(&overflow(
@@ -509,4 +517,151 @@ fn the_exposition_matches_solti_prometheus_family_by_family() {
             .max(),
         50
     );
+}
+
+/// An event delivered twice (a close, a start, a task's end) counts once, and is counted as a
+/// duplicate.
+#[test]
+fn a_duplicated_event_counts_once() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
+    let id = TaskId::for_tests();
+    let start = attempt(EventKind::AttemptStarting, id, 1, 0);
+    let close = attempt(EventKind::AttemptSucceeded, id, 1, 30);
+    let end = finished(id, TaskOutcomeKind::Completed);
+    for event in [&start, &start, &close, &close, &start, &end, &end] {
+        subscriber.on_event(event);
+    }
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.cumulative().started(RUNNER), 1);
+    assert_eq!(completed(&snapshot, TaskOutcome::Success), 1);
+    assert_eq!(snapshot.in_flight(RUNNER), 0);
+    let text = snapshot.to_prometheus();
+    assert!(text.contains("solti_taskvisor_duplicate_attempt_events_total 4\n"));
+    assert!(
+        text.contains(
+            "solti_taskvisor_task_final_outcomes_total{outcome=\"outcome_completed\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("solti_taskvisor_repaired_attempt_opens_total 0\n"));
+}
+
+/// Two subscribers on one engine (two supervisors): the in-flight gauge is the sum of both,
+/// and a dropped subscriber takes its attempts out of it.
+#[test]
+fn several_subscribers_on_one_engine_each_count_their_own_attempts() {
+    let metrics = Arc::new(AtomicMetrics::new());
+    let first = TaskvisorMetrics::new(Arc::clone(&metrics));
+    let second = TaskvisorMetrics::new(Arc::clone(&metrics));
+    for _ in 0..6 {
+        first.on_event(&attempt(
+            EventKind::AttemptStarting,
+            TaskId::for_tests(),
+            1,
+            0,
+        ));
+    }
+    let last = TaskId::for_tests();
+    second.on_event(&attempt(EventKind::AttemptStarting, last, 1, 0));
+    let gauge = |metrics: &AtomicMetrics| {
+        let text = metrics.snapshot().to_prometheus();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("solti_taskvisor_attempts_in_flight "))
+            .expect("the gauge")
+            .to_owned();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(gauge(&metrics), 7);
+    second.on_event(&attempt(EventKind::AttemptSucceeded, last, 1, 5));
+    assert_eq!(gauge(&metrics), 6);
+    second.on_event(&attempt(
+        EventKind::AttemptStarting,
+        TaskId::for_tests(),
+        1,
+        0,
+    ));
+    assert_eq!(gauge(&metrics), 7);
+    drop(second);
+    assert_eq!(gauge(&metrics), 6);
+    assert_eq!(
+        metrics.snapshot().in_flight(RUNNER),
+        7,
+        "the engine's own count is the tasks'"
+    );
+}
+
+/// Past the attempt table's bound, attempts are recorded and kept out of in-flight (too few,
+/// never too many), counted as forgotten; each close ends one of them, without a second start.
+/// Suspects are forgotten first.
+#[test]
+fn attempts_past_the_capacity_are_counted_and_suspects_are_forgotten_first() {
+    use std::num::NonZeroUsize;
+    let metrics = Arc::new(AtomicMetrics::new());
+    let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics))
+        .with_attempt_capacity(NonZeroUsize::new(4).unwrap());
+    let in_flight = || metrics.snapshot().in_flight(RUNNER);
+    let ids: Vec<TaskId> = (0..10).map(|_| TaskId::for_tests()).collect();
+    for &id in &ids {
+        subscriber.on_event(&attempt(EventKind::AttemptStarting, id, 1, 0));
+    }
+    assert_eq!(in_flight(), 4);
+    let text = metrics.snapshot().to_prometheus();
+    assert!(
+        text.contains("solti_taskvisor_forgotten_attempts_total 6\n"),
+        "{text}"
+    );
+    for &id in &ids {
+        subscriber.on_event(&attempt(EventKind::AttemptFailed, id, 1, 7));
+    }
+    assert_eq!(in_flight(), 0);
+    let snapshot = metrics.snapshot();
+    assert_eq!(completed(&snapshot, TaskOutcome::Failure), 10);
+    assert_eq!(snapshot.cumulative().started(RUNNER), 10);
+    assert!(
+        snapshot
+            .to_prometheus()
+            .contains("solti_taskvisor_repaired_attempt_opens_total 0\n")
+    );
+
+    // Three attempts open, an overflow makes them suspect, their closes are lost; new tasks
+    // fill the table: the suspects are forgotten, counted, and in-flight holds the new ones.
+    let lost: Vec<TaskId> = (0..3).map(|_| TaskId::for_tests()).collect();
+    for &id in &lost {
+        subscriber.on_event(&attempt(EventKind::AttemptStarting, id, 1, 0));
+    }
+    subscriber.on_event(&overflow(taskmeter::solti::TASKVISOR_SUBSCRIBER_NAME, 3));
+    let text = metrics.snapshot().to_prometheus();
+    assert!(
+        text.contains("solti_taskvisor_suspect_attempts 3\n"),
+        "{text}"
+    );
+    for _ in 0..2 {
+        subscriber.on_event(&attempt(
+            EventKind::AttemptStarting,
+            TaskId::for_tests(),
+            1,
+            0,
+        ));
+    }
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.in_flight(RUNNER), 2);
+    let text = snapshot.to_prometheus();
+    assert!(
+        text.contains("solti_taskvisor_suspect_attempts 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("solti_taskvisor_forgotten_attempts_total 9\n"),
+        "{text}"
+    );
+    // A forgotten suspect's late close is its runner's: recorded, and no second start.
+    subscriber.on_event(&attempt(EventKind::AttemptSucceeded, lost[0], 1, 3));
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.in_flight(RUNNER), 2);
+    assert_eq!(snapshot.cumulative().started(RUNNER), 15);
+    assert_eq!(completed(&snapshot, TaskOutcome::Success), 1);
+    let text = snapshot.to_prometheus();
+    assert!(text.contains("solti_taskvisor_repaired_attempt_opens_total 0\n"));
 }

@@ -372,6 +372,29 @@ fn encode_taskvisor(
         "Attempts whose start event was lost, recorded as started at their close",
         figures.repaired_attempt_opens,
     );
+    single(
+        encoder,
+        "suspect_attempts",
+        Kind::Gauge,
+        "Attempts taken out of in-flight by an overflow, waiting for a close that may be lost",
+        figures.suspect_attempts,
+    );
+    single(
+        encoder,
+        "forgotten_attempts_total",
+        Kind::Counter,
+        "Attempts the subscriber stopped tracking, or never tracked, because its attempt table \
+         was full; out of in-flight",
+        figures.forgotten_attempts,
+    );
+    single(
+        encoder,
+        "duplicate_attempt_events_total",
+        Kind::Counter,
+        "Attempt and task-end events delivered again for an attempt or task already closed, \
+         ignored",
+        figures.duplicate_attempt_events,
+    );
 }
 
 /// The HDR summary: quantiles (and the maximum, as quantile 1) from the configured view,

@@ -37,8 +37,26 @@
 //!
 //! solti-prometheus sets its in-flight gauge to NaN for good after the first overflow; this
 //! subscriber's `…_taskvisor_attempts_in_flight` stays a number.
+//!
+//! # Bounded memory, duplicates counted once
+//!
+//! The subscriber tracks at most [`TaskvisorMetrics::with_attempt_capacity`] attempts
+//! ([`DEFAULT_ATTEMPT_CAPACITY`] unless set), open or suspect, whatever events go missing:
+//!
+//! - when the table is full, the suspect attempts are forgotten first (their closes were most
+//!   likely lost with the overflow), and a new attempt past that is recorded as started but
+//!   kept out of in-flight: in-flight may then count too few attempts, never too many.
+//!   `…_forgotten_attempts_total` counts both. Each is still counted by its runner: a close
+//!   that finds no attempt of its own ends one of its runner's forgotten attempts;
+//! - the last 4,096 closes (and task ends) are remembered: a close, a start or a
+//!   `TaskFinished` delivered again for an attempt or a task already closed is ignored and
+//!   counted in `…_duplicate_attempt_events_total`.
+//!
+//! `…_suspect_attempts` shows the attempts waiting, out of in-flight, for a close that may have
+//! been lost. Several subscribers on one engine each add their own open attempts to the
+//! in-flight gauge, and take them out again when dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,6 +74,16 @@ const BUS_LISTENER: &str = "subscriber_listener";
 
 /// The queue taskvisor keeps for the subscriber, as solti-prometheus's.
 const QUEUE_CAPACITY: NonZeroUsize = NonZeroUsize::new(2048).expect("non-zero");
+
+/// The attempts a subscriber tracks by identity unless set otherwise: about 4 MiB at most.
+pub const DEFAULT_ATTEMPT_CAPACITY: NonZeroUsize = NonZeroUsize::new(65_536).expect("non-zero");
+
+/// Closed attempts remembered, to recognise an event delivered twice.
+const RECENT_CLOSES: usize = 4_096;
+
+/// The attempt number a finished task is remembered under among the recent closes: taskvisor
+/// numbers attempts from 1 and never reaches it.
+const TASK_FINISHED: u32 = u32::MAX;
 
 /// solti-prometheus 0.0.8's backoff histogram buckets, in seconds.
 pub(crate) const BACKOFF_BUCKETS_SECONDS: [f64; 14] = [
@@ -100,6 +128,9 @@ pub(crate) struct TaskvisorCounters {
     ownership_retired_units: AtomicU64,
     lost_attempt_closes: AtomicU64,
     repaired_attempt_opens: AtomicU64,
+    suspect_attempts: AtomicU64,
+    forgotten_attempts: AtomicU64,
+    duplicate_attempt_events: AtomicU64,
 }
 
 /// [`TaskvisorCounters`] as read for one snapshot.
@@ -119,6 +150,9 @@ pub(crate) struct TaskvisorFigures {
     pub(crate) ownership_retired_units: u64,
     pub(crate) lost_attempt_closes: u64,
     pub(crate) repaired_attempt_opens: u64,
+    pub(crate) suspect_attempts: u64,
+    pub(crate) forgotten_attempts: u64,
+    pub(crate) duplicate_attempt_events: u64,
 }
 
 fn read<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
@@ -151,6 +185,9 @@ impl TaskvisorCounters {
             ownership_retired_units: load(&self.ownership_retired_units),
             lost_attempt_closes: load(&self.lost_attempt_closes),
             repaired_attempt_opens: load(&self.repaired_attempt_opens),
+            suspect_attempts: load(&self.suspect_attempts),
+            forgotten_attempts: load(&self.forgotten_attempts),
+            duplicate_attempt_events: load(&self.duplicate_attempt_events),
         })
     }
 }
@@ -164,20 +201,68 @@ struct Open {
 }
 
 /// Open attempts by task: `counted` are in in-flight, `suspect` were taken out of it by an
-/// overflow.
-/// Attempts without an identity (taskvisor 0.9 gives every attempt event one) are counted per
-/// runner, `anonymous` in in-flight and `anonymous_suspect` out of it.
-#[derive(Default)]
+/// overflow; together at most `capacity`.
+/// Attempts without an entry are counted per runner: those without an identity (taskvisor 0.9
+/// gives every attempt event one) in `untracked`, in in-flight, and in `untracked_suspect`,
+/// out of it, once an overflow made them suspect; there too the attempts the full table
+/// forgot or could not take. A close that finds no entry ends one of them.
 struct Attempts {
     counted: HashMap<TaskId, Open>,
     suspect: HashMap<TaskId, Open>,
-    anonymous: [u64; RunnerType::COUNT],
-    anonymous_suspect: [u64; RunnerType::COUNT],
+    capacity: usize,
+    untracked: [u64; RunnerType::COUNT],
+    untracked_suspect: [u64; RunnerType::COUNT],
+    recent_closes: RecentCloses,
+    /// This subscriber's shares of the engine's in-flight and suspect gauges, as last added.
+    reported_in_flight: u64,
+    reported_suspect: u64,
 }
 
 impl Attempts {
+    fn new(capacity: NonZeroUsize) -> Self {
+        Attempts {
+            counted: HashMap::new(),
+            suspect: HashMap::new(),
+            capacity: capacity.get(),
+            untracked: [0; RunnerType::COUNT],
+            untracked_suspect: [0; RunnerType::COUNT],
+            recent_closes: RecentCloses::default(),
+            reported_in_flight: 0,
+            reported_suspect: 0,
+        }
+    }
+
     fn in_flight(&self) -> u64 {
-        self.counted.len() as u64 + self.anonymous.iter().sum::<u64>()
+        self.counted.len() as u64 + self.untracked.iter().sum::<u64>()
+    }
+
+    fn is_full(&self) -> bool {
+        self.counted.len() + self.suspect.len() >= self.capacity
+    }
+}
+
+/// The last [`RECENT_CLOSES`] attempts closed, oldest first out.
+#[derive(Default)]
+struct RecentCloses {
+    set: HashSet<(TaskId, u32)>,
+    order: VecDeque<(TaskId, u32)>,
+}
+
+impl RecentCloses {
+    fn contains(&self, id: TaskId, attempt: u32) -> bool {
+        self.set.contains(&(id, attempt))
+    }
+
+    fn insert(&mut self, id: TaskId, attempt: u32) {
+        if !self.set.insert((id, attempt)) {
+            return;
+        }
+        if self.order.len() == RECENT_CLOSES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.order.push_back((id, attempt));
     }
 }
 
@@ -192,8 +277,10 @@ enum RunnerOf {
 /// [module docs](crate::solti::events) for the mapping and how in-flight stays exact.
 ///
 /// taskvisor calls it serially on a worker thread of its own; recording there costs what any
-/// record call costs. Its tracking of open attempts takes a lock that only that worker takes,
-/// and a map entry per open attempt.
+/// record call costs. Its tracking of open attempts takes a lock that only that worker takes
+/// (uncontended), and a map entry per open attempt, at most
+/// [`with_attempt_capacity`](Self::with_attempt_capacity) of them
+/// ([`DEFAULT_ATTEMPT_CAPACITY`] by default) whatever events are lost or repeated.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -213,6 +300,23 @@ pub struct TaskvisorMetrics {
     attempts: Mutex<Attempts>,
 }
 
+impl Drop for TaskvisorMetrics {
+    /// Takes this subscriber's open attempts out of the engine's in-flight gauge.
+    fn drop(&mut self) {
+        let attempts = self
+            .attempts
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let counters = self.metrics.taskvisor();
+        counters
+            .attempts_in_flight
+            .fetch_sub(attempts.reported_in_flight, Ordering::Relaxed);
+        counters
+            .suspect_attempts
+            .fetch_sub(attempts.reported_suspect, Ordering::Relaxed);
+    }
+}
+
 impl std::fmt::Debug for TaskvisorMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskvisorMetrics").finish_non_exhaustive()
@@ -228,8 +332,29 @@ impl TaskvisorMetrics {
         TaskvisorMetrics {
             metrics,
             runner_of: RunnerOf::Fixed(RunnerType::Subprocess),
-            attempts: Mutex::new(Attempts::default()),
+            attempts: Mutex::new(Attempts::new(DEFAULT_ATTEMPT_CAPACITY)),
         }
+    }
+
+    /// Tracks at most `capacity` attempts by identity, open or suspect (see the
+    /// [module docs](crate::solti::events#bounded-memory-duplicates-counted-once)): the
+    /// subscriber's memory stays bounded whatever events are lost. Each costs about 64 bytes.
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use std::sync::Arc;
+    /// use taskmeter::AtomicMetrics;
+    /// use taskmeter::solti::TaskvisorMetrics;
+    ///
+    /// let metrics = Arc::new(AtomicMetrics::new());
+    /// let subscriber = TaskvisorMetrics::new(metrics)
+    ///     .with_attempt_capacity(NonZeroUsize::new(10_000).unwrap());
+    /// # drop(subscriber);
+    /// ```
+    pub fn with_attempt_capacity(mut self, capacity: NonZeroUsize) -> Self {
+        let attempts = self.attempts.get_mut();
+        attempts.unwrap_or_else(PoisonError::into_inner).capacity = capacity.get();
+        self
     }
 
     /// Counts every attempt under `runner`.
@@ -262,36 +387,62 @@ impl TaskvisorMetrics {
     fn attempt_starting(&self, attempts: &mut Attempts, event: &Event) {
         let runner = self.runner_for(event);
         let attempt = event.attempt.unwrap_or(1);
-        if attempt > 1 {
-            bump(&self.counters().restarts, 1);
-        }
         if let Some(id) = event.id {
-            if let Some(open) = attempts.counted.get(&id)
-                && open.attempt == attempt
-            {
-                return; // the same start twice
+            let open_already = attempts.counted.get(&id).map(|open| open.attempt);
+            if open_already == Some(attempt) || attempts.recent_closes.contains(id, attempt) {
+                // The same start twice.
+                bump(&self.counters().duplicate_attempt_events, 1);
+                return;
+            }
+            if attempt > 1 {
+                bump(&self.counters().restarts, 1);
             }
             self.forget_suspect(attempts, id);
             if let Some(superseded) = attempts.counted.remove(&id) {
                 // The previous attempt's close was lost.
                 self.lose(superseded);
             }
-            attempts.counted.insert(
-                id,
-                Open {
+            if attempts.is_full() {
+                // The suspects' closes were most likely lost with the overflow: they are
+                // counted by runner from now on.
+                for (_, forgotten) in attempts.suspect.drain() {
+                    attempts.untracked_suspect[forgotten.runner.index()] += 1;
+                    bump(&self.counters().forgotten_attempts, 1);
+                }
+            }
+            self.metrics.record_task_started(runner);
+            if attempts.is_full() {
+                // Counted by runner, out of in-flight: too few rather than for ever too many
+                // (a task that ends without a close would leave it there).
+                attempts.untracked_suspect[runner.index()] += 1;
+                self.metrics.recording.untrack(runner, 1);
+                bump(&self.counters().forgotten_attempts, 1);
+            } else {
+                let open = Open {
                     attempt,
                     at: event.at,
                     runner,
-                },
-            );
+                };
+                attempts.counted.insert(id, open);
+            }
         } else {
-            attempts.anonymous[runner.index()] += 1;
+            if attempt > 1 {
+                bump(&self.counters().restarts, 1);
+            }
+            attempts.untracked[runner.index()] += 1;
+            self.metrics.record_task_started(runner);
         }
-        self.metrics.record_task_started(runner);
     }
 
     fn attempt_closed(&self, attempts: &mut Attempts, event: &Event, outcome: TaskOutcome) {
         let attempt = event.attempt.unwrap_or(1);
+        if let Some(id) = event.id {
+            if attempts.recent_closes.contains(id, attempt) {
+                bump(&self.counters().duplicate_attempt_events, 1);
+                return;
+            }
+            attempts.recent_closes.insert(id, attempt);
+        }
         let open = event.id.and_then(|id| {
             if attempts
                 .counted
@@ -322,10 +473,10 @@ impl TaskvisorMetrics {
             None => {
                 let runner = self.runner_for(event);
                 let r = runner.index();
-                if event.id.is_none() && attempts.anonymous[r] > 0 {
-                    attempts.anonymous[r] -= 1;
-                } else if event.id.is_none() && attempts.anonymous_suspect[r] > 0 {
-                    attempts.anonymous_suspect[r] -= 1;
+                if event.id.is_none() && attempts.untracked[r] > 0 {
+                    attempts.untracked[r] -= 1;
+                } else if attempts.untracked_suspect[r] > 0 {
+                    attempts.untracked_suspect[r] -= 1;
                     self.metrics.recording.untrack(runner, -1);
                 } else {
                     // Its open was lost: the attempt did start.
@@ -356,6 +507,13 @@ impl TaskvisorMetrics {
             Some(TaskOutcomeKind::Rejected) => 6,
             _ => 7,
         };
+        if let Some(id) = event.id {
+            if attempts.recent_closes.contains(id, TASK_FINISHED) {
+                bump(&self.counters().duplicate_attempt_events, 1);
+                return;
+            }
+            attempts.recent_closes.insert(id, TASK_FINISHED);
+        }
         bump(&self.counters().final_outcomes[label], 1);
         let Some(id) = event.id else { return };
         self.forget_suspect(attempts, id);
@@ -408,8 +566,8 @@ impl TaskvisorMetrics {
             attempts.suspect.insert(id, open);
         }
         for runner in RunnerType::ALL {
-            let open = std::mem::take(&mut attempts.anonymous[runner.index()]);
-            attempts.anonymous_suspect[runner.index()] += open;
+            let open = std::mem::take(&mut attempts.untracked[runner.index()]);
+            attempts.untracked_suspect[runner.index()] += open;
             self.metrics.recording.untrack(runner, open as i64);
         }
     }
@@ -428,6 +586,15 @@ impl TaskvisorMetrics {
             bump(&counters.backoff_buckets[bucket], 1);
             bump(&counters.backoff_sum_ms, u64::from(delay_ms));
         }
+    }
+}
+
+/// Moves a shared gauge from `before` to `after` by this subscriber's difference.
+fn add_difference(gauge: &AtomicU64, before: u64, after: u64) {
+    if after >= before {
+        gauge.fetch_add(after - before, Ordering::Relaxed);
+    } else {
+        gauge.fetch_sub(before - after, Ordering::Relaxed);
     }
 }
 
@@ -471,9 +638,13 @@ impl Subscribe for TaskvisorMetrics {
             }
             _ => {}
         }
-        counters
-            .attempts_in_flight
-            .store(attempts.in_flight(), Ordering::Relaxed);
+        // This subscriber's share of gauges that other subscribers of the engine add to.
+        let in_flight = attempts.in_flight();
+        let before = std::mem::replace(&mut attempts.reported_in_flight, in_flight);
+        add_difference(&counters.attempts_in_flight, before, in_flight);
+        let suspect = attempts.suspect.len() as u64;
+        let before = std::mem::replace(&mut attempts.reported_suspect, suspect);
+        add_difference(&counters.suspect_attempts, before, suspect);
     }
 
     fn name(&self) -> &str {

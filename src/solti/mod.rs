@@ -44,7 +44,7 @@ use crate::{AtomicMetrics, Label, RunnerErrorKind, RunnerType};
 pub(crate) use events::{
     BACKOFF_BUCKETS_SECONDS, BACKOFF_SOURCES, FINAL_OUTCOMES, TaskvisorCounters, TaskvisorFigures,
 };
-pub use events::{TASKVISOR_SUBSCRIBER_NAME, TaskvisorMetrics};
+pub use events::{DEFAULT_ATTEMPT_CAPACITY, TASKVISOR_SUBSCRIBER_NAME, TaskvisorMetrics};
 
 /// The label an upstream `RunnerType` is counted under: built-in variants as taskmeter's own
 /// labels, `Custom` as the application's label. (The upstream enum is `#[non_exhaustive]`: a
