@@ -41,6 +41,8 @@
 #[cfg(all(feature = "axum", not(loom)))]
 pub mod axum;
 mod barrier;
+#[cfg(all(feature = "prometheus", not(loom)))]
+pub mod collector;
 mod config;
 mod contract;
 mod engine;

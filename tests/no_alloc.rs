@@ -327,3 +327,52 @@ fn the_taskvisor_subscriber_holds_bounded_memory_whatever_events_are_lost() {
             .unwrap()
     });
 }
+
+/// taskvisor's subscriber under many short tasks whose every event arrives (start, close, end):
+/// the events it remembers to recognise repeats stop growing at their bound.
+#[cfg(feature = "solti")]
+#[test]
+fn the_taskvisor_subscriber_forgets_old_events_at_its_bound() {
+    use taskmeter::solti::TaskvisorMetrics;
+    use taskvisor::{Event, EventKind, Subscribe, TaskId, TaskOutcomeKind};
+
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let metrics = Arc::new(AtomicMetrics::new());
+                let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
+                let held_before = HELD_BYTES.with(Cell::get);
+                let mut held_after = Vec::new();
+                for task in 0..100_000_u32 {
+                    let id = TaskId::for_tests();
+                    let event = |kind| Event::new(kind).with_task("task").with_id(id);
+                    subscriber.on_event(&event(EventKind::AttemptStarting).with_attempt(1));
+                    subscriber.on_event(
+                        &event(EventKind::AttemptSucceeded)
+                            .with_attempt(1)
+                            .with_duration(std::time::Duration::from_millis(3)),
+                    );
+                    subscriber.on_event(
+                        &event(EventKind::TaskFinished)
+                            .with_outcome_kind(TaskOutcomeKind::Completed),
+                    );
+                    if task % 10_000 == 9_999 {
+                        held_after.push(HELD_BYTES.with(Cell::get).wrapping_sub(held_before));
+                    }
+                }
+                // 4,096 events remembered are reached within the first round: past it, a
+                // kilobyte of slack for rehashing, against 0.5 MB per round if kept.
+                let settled = held_after[1];
+                for (round, &held) in held_after.iter().enumerate().skip(2) {
+                    assert!(
+                        held <= settled + 1024,
+                        "after {} tasks: {held} bytes held, against {settled} at 20,000",
+                        (round + 1) * 10_000
+                    );
+                }
+                assert_eq!(metrics.snapshot().in_flight(RunnerType::Subprocess), 0);
+            })
+            .join()
+            .unwrap()
+    });
+}

@@ -260,6 +260,7 @@ fn in_flight_follows_a_model_through_random_losses() {
             (0..8).map(|_| (TaskId::for_tests(), 0, false)).collect();
         let mut finished_tasks: HashMap<usize, ()> = HashMap::new();
         let mut delivered_closes = 0;
+        let (mut delivered_starts, mut duplicated) = (0, 0);
         let mut lost_since_report = 0;
         for _ in 0..400 {
             let task = random(tasks.len() as u64) as usize;
@@ -288,8 +289,10 @@ fn in_flight_follows_a_model_through_random_losses() {
             } else {
                 subscriber.on_event(&event);
                 delivered_closes += u64::from(closes);
+                delivered_starts += u64::from(event.kind == EventKind::AttemptStarting);
                 if random(8) == 0 {
                     subscriber.on_event(&event); // delivered twice: counted once
+                    duplicated += 1;
                 }
             }
             if lost_since_report > 0 && random(3) == 0 {
@@ -326,6 +329,18 @@ fn in_flight_follows_a_model_through_random_losses() {
         let recorded =
             completed(&snapshot, TaskOutcome::Success) + completed(&snapshot, TaskOutcome::Failure);
         assert_eq!(recorded, delivered_closes, "round {round}");
+        // Every repeat recognised; every start counted once, plus those repaired at a close.
+        assert_eq!(
+            taskvisor_counter(&metrics, "duplicate_attempt_events_total"),
+            duplicated,
+            "round {round}"
+        );
+        let repaired = taskvisor_counter(&metrics, "repaired_attempt_opens_total");
+        assert_eq!(
+            snapshot.cumulative().started(RUNNER),
+            delivered_starts + repaired,
+            "round {round}"
+        );
     }
 }
 
@@ -585,11 +600,8 @@ fn several_subscribers_on_one_engine_each_count_their_own_attempts() {
     assert_eq!(gauge(&metrics), 7);
     drop(second);
     assert_eq!(gauge(&metrics), 6);
-    assert_eq!(
-        metrics.snapshot().in_flight(RUNNER),
-        7,
-        "the engine's own count is the tasks'"
-    );
+    // Its open attempt's close can no longer arrive: out of the engine's in-flight too.
+    assert_eq!(metrics.snapshot().in_flight(RUNNER), 6);
 }
 
 /// Past the attempt table's bound, attempts are recorded and kept out of in-flight (too few,
@@ -664,4 +676,84 @@ fn attempts_past_the_capacity_are_counted_and_suspects_are_forgotten_first() {
     assert_eq!(completed(&snapshot, TaskOutcome::Success), 1);
     let text = snapshot.to_prometheus();
     assert!(text.contains("solti_taskvisor_repaired_attempt_opens_total 0\n"));
+}
+
+/// A counter of the taskvisor families, by its name after `solti_taskvisor_`.
+fn taskvisor_counter(metrics: &AtomicMetrics, family: &str) -> u64 {
+    let text = metrics.snapshot().to_prometheus();
+    let prefix = format!("solti_taskvisor_{family} ");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("{family} in:\n{text}"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+/// Repeats the table no longer holds as open, and events older than their task's attempt:
+/// each counted once, as a duplicate.
+#[test]
+fn repeats_of_suspect_untracked_and_older_attempts_count_once() {
+    use std::num::NonZeroUsize;
+    let metrics = Arc::new(AtomicMetrics::new());
+    let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics))
+        .with_attempt_capacity(NonZeroUsize::new(1).unwrap());
+    let send = |event: Event| subscriber.on_event(&event);
+    let started = || metrics.snapshot().cumulative().started(RUNNER);
+
+    // A start repeated after an overflow made its attempt suspect.
+    let a = TaskId::for_tests();
+    send(attempt(EventKind::AttemptStarting, a, 1, 0));
+    send(overflow(taskmeter::solti::TASKVISOR_SUBSCRIBER_NAME, 1));
+    send(attempt(EventKind::AttemptStarting, a, 1, 0));
+    assert_eq!(started(), 1);
+    assert_eq!(
+        taskvisor_counter(&metrics, "duplicate_attempt_events_total"),
+        1
+    );
+    // Its task panics: the suspect attempt's completion is recorded.
+    send(finished(a, TaskOutcomeKind::Panicked));
+    assert_eq!(completed(&metrics.snapshot(), TaskOutcome::Failure), 1);
+    assert_eq!(metrics.snapshot().in_flight(RUNNER), 0);
+
+    // A start past the table's bound, repeated.
+    let (b, c) = (TaskId::for_tests(), TaskId::for_tests());
+    send(attempt(EventKind::AttemptStarting, b, 1, 0));
+    send(attempt(EventKind::AttemptStarting, c, 1, 0)); // the table holds b
+    send(attempt(EventKind::AttemptStarting, c, 1, 0));
+    assert_eq!(started(), 3);
+    assert_eq!(
+        taskvisor_counter(&metrics, "duplicate_attempt_events_total"),
+        2
+    );
+    send(attempt(EventKind::AttemptSucceeded, b, 1, 4));
+    send(attempt(EventKind::AttemptSucceeded, c, 1, 4));
+    assert_eq!(metrics.snapshot().in_flight(RUNNER), 0);
+    assert_eq!(completed(&metrics.snapshot(), TaskOutcome::Success), 2);
+
+    // A close of an earlier attempt arriving after the next one started, long after the
+    // recent events forgot it: ignored, the open attempt stays open.
+    let d = TaskId::for_tests();
+    send(attempt(EventKind::AttemptStarting, d, 1, 0));
+    send(attempt(EventKind::AttemptFailed, d, 1, 2));
+    for _ in 0..5_000 {
+        let other = TaskId::for_tests();
+        send(finished(other, TaskOutcomeKind::Completed));
+    }
+    send(attempt(EventKind::AttemptStarting, d, 2, 0));
+    send(attempt(EventKind::AttemptFailed, d, 1, 2));
+    assert_eq!(metrics.snapshot().in_flight(RUNNER), 1);
+    send(attempt(EventKind::AttemptSucceeded, d, 2, 2));
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.in_flight(RUNNER), 0);
+    assert_eq!(snapshot.cumulative().started(RUNNER), 5);
+    assert_eq!(completed(&snapshot, TaskOutcome::Failure), 2); // a's panic, d's first
+    assert_eq!(completed(&snapshot, TaskOutcome::Success), 3);
+    assert_eq!(
+        taskvisor_counter(&metrics, "duplicate_attempt_events_total"),
+        3
+    );
+    assert_eq!(
+        taskvisor_counter(&metrics, "repaired_attempt_opens_total"),
+        0
+    );
 }

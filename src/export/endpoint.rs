@@ -130,6 +130,12 @@ impl Endpoint {
         &self.export
     }
 
+    /// The engine this endpoint serves.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn engine(&self) -> &Arc<AtomicMetrics> {
+        &self.metrics
+    }
+
     /// The snapshot a scrape is served now: the published one, or a new one when that is older
     /// than `max_snapshot_age` or none was taken yet.
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -246,6 +246,21 @@ pub(crate) fn encode(snapshot: &Snapshot, config: &ExportConfig, encoder: &mut i
     }
 }
 
+/// Every family [`encode`] can write for `snapshot`'s engine: its families, and taskvisor's
+/// even before a subscriber is attached (a registry's descriptors).
+#[cfg(feature = "prometheus")]
+pub(crate) fn encode_every_family(
+    snapshot: &Snapshot,
+    config: &ExportConfig,
+    encoder: &mut impl Encoder,
+) {
+    encode(snapshot, config, encoder);
+    #[cfg(all(feature = "solti", not(loom)))]
+    if snapshot.taskvisor.is_none() {
+        encode_taskvisor(&Default::default(), config, encoder);
+    }
+}
+
 /// The families of solti-prometheus 0.0.8's `PrometheusTaskvisorSubscriber`, with its names,
 /// types, labels and HELP texts (subsystem `taskvisor`), and taskmeter's two about lost
 /// events.

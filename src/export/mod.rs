@@ -12,7 +12,7 @@ use std::fmt;
 
 #[cfg(not(loom))]
 mod endpoint;
-mod families;
+pub(crate) mod families;
 mod format;
 #[cfg(feature = "native-histograms")]
 pub mod native;

@@ -48,13 +48,20 @@
 //!   kept out of in-flight: in-flight may then count too few attempts, never too many.
 //!   `…_forgotten_attempts_total` counts both. Each is still counted by its runner: a close
 //!   that finds no attempt of its own ends one of its runner's forgotten attempts;
-//! - the last 4,096 closes (and task ends) are remembered: a close, a start or a
-//!   `TaskFinished` delivered again for an attempt or a task already closed is ignored and
-//!   counted in `…_duplicate_attempt_events_total`.
+//! - a start or close delivered again, or one older than the attempt its task is at
+//!   (taskvisor numbers a task's attempts upward), and a `TaskFinished` delivered again, are
+//!   ignored and counted in `…_duplicate_attempt_events_total`. The last 4,096 closes, task
+//!   ends and untracked starts are remembered for it: a copy arriving later than that counts
+//!   again.
 //!
 //! `…_suspect_attempts` shows the attempts waiting, out of in-flight, for a close that may have
 //! been lost. Several subscribers on one engine each add their own open attempts to the
-//! in-flight gauge, and take them out again when dropped.
+//! in-flight gauge; a subscriber dropped takes its open attempts out of in-flight, the
+//! engine's and the gauge, since their closes can no longer arrive.
+//!
+//! The table holds about 140 bytes per unit of capacity at most (the open and the suspect
+//! attempts are two maps, each of which may grow to the capacity): about 9 MiB at the
+//! default, plus about 0.2 MiB for the events remembered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
@@ -75,15 +82,11 @@ const BUS_LISTENER: &str = "subscriber_listener";
 /// The queue taskvisor keeps for the subscriber, as solti-prometheus's.
 const QUEUE_CAPACITY: NonZeroUsize = NonZeroUsize::new(2048).expect("non-zero");
 
-/// The attempts a subscriber tracks by identity unless set otherwise: about 4 MiB at most.
+/// The attempts a subscriber tracks by identity unless set otherwise: about 9 MiB at most.
 pub const DEFAULT_ATTEMPT_CAPACITY: NonZeroUsize = NonZeroUsize::new(65_536).expect("non-zero");
 
-/// Closed attempts remembered, to recognise an event delivered twice.
-const RECENT_CLOSES: usize = 4_096;
-
-/// The attempt number a finished task is remembered under among the recent closes: taskvisor
-/// numbers attempts from 1 and never reaches it.
-const TASK_FINISHED: u32 = u32::MAX;
+/// Closes, task ends and untracked starts remembered, to recognise an event delivered twice.
+const RECENT_EVENTS: usize = 4_096;
 
 /// solti-prometheus 0.0.8's backoff histogram buckets, in seconds.
 pub(crate) const BACKOFF_BUCKETS_SECONDS: [f64; 14] = [
@@ -212,7 +215,7 @@ struct Attempts {
     capacity: usize,
     untracked: [u64; RunnerType::COUNT],
     untracked_suspect: [u64; RunnerType::COUNT],
-    recent_closes: RecentCloses,
+    recent: RecentEvents,
     /// This subscriber's shares of the engine's in-flight and suspect gauges, as last added.
     reported_in_flight: u64,
     reported_suspect: u64,
@@ -226,7 +229,7 @@ impl Attempts {
             capacity: capacity.get(),
             untracked: [0; RunnerType::COUNT],
             untracked_suspect: [0; RunnerType::COUNT],
-            recent_closes: RecentCloses::default(),
+            recent: RecentEvents::default(),
             reported_in_flight: 0,
             reported_suspect: 0,
         }
@@ -239,30 +242,55 @@ impl Attempts {
     fn is_full(&self) -> bool {
         self.counted.len() + self.suspect.len() >= self.capacity
     }
-}
 
-/// The last [`RECENT_CLOSES`] attempts closed, oldest first out.
-#[derive(Default)]
-struct RecentCloses {
-    set: HashSet<(TaskId, u32)>,
-    order: VecDeque<(TaskId, u32)>,
-}
-
-impl RecentCloses {
-    fn contains(&self, id: TaskId, attempt: u32) -> bool {
-        self.set.contains(&(id, attempt))
+    /// The attempt of task `id` the table holds, open or suspect.
+    fn tracked_attempt(&self, id: TaskId) -> Option<u32> {
+        (self.counted.get(&id).or_else(|| self.suspect.get(&id))).map(|open| open.attempt)
     }
 
-    fn insert(&mut self, id: TaskId, attempt: u32) {
-        if !self.set.insert((id, attempt)) {
+    /// Whether an event of `attempt` of task `id` was handled already (as `seen`), or is
+    /// older than the attempt the table holds (taskvisor numbers a task's attempts upward).
+    fn already_handled(&self, id: TaskId, attempt: u32, seen: Seen) -> bool {
+        self.recent.contains(id, seen)
+            || self
+                .tracked_attempt(id)
+                .is_some_and(|tracked| tracked > attempt)
+    }
+}
+
+/// An event that must not count twice, remembered once handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Seen {
+    /// An attempt's close.
+    Closed(u32),
+    /// A start past the table's bound (a tracked start is in the table itself).
+    Untracked(u32),
+    /// The task's end.
+    Finished,
+}
+
+/// The last [`RECENT_EVENTS`] events of [`Seen`] kinds, oldest first out.
+#[derive(Default)]
+struct RecentEvents {
+    set: HashSet<(TaskId, Seen)>,
+    order: VecDeque<(TaskId, Seen)>,
+}
+
+impl RecentEvents {
+    fn contains(&self, id: TaskId, seen: Seen) -> bool {
+        self.set.contains(&(id, seen))
+    }
+
+    fn insert(&mut self, id: TaskId, seen: Seen) {
+        if !self.set.insert((id, seen)) {
             return;
         }
-        if self.order.len() == RECENT_CLOSES
+        if self.order.len() == RECENT_EVENTS
             && let Some(oldest) = self.order.pop_front()
         {
             self.set.remove(&oldest);
         }
-        self.order.push_back((id, attempt));
+        self.order.push_back((id, seen));
     }
 }
 
@@ -301,12 +329,20 @@ pub struct TaskvisorMetrics {
 }
 
 impl Drop for TaskvisorMetrics {
-    /// Takes this subscriber's open attempts out of the engine's in-flight gauge.
+    /// Takes this subscriber's open attempts out of in-flight, the engine's and the
+    /// subscribers' gauge: no close of theirs can arrive any more.
     fn drop(&mut self) {
         let attempts = self
             .attempts
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
+        for open in attempts.counted.values() {
+            self.metrics.recording.untrack(open.runner, 1);
+        }
+        for runner in RunnerType::ALL {
+            let open = attempts.untracked[runner.index()];
+            self.metrics.recording.untrack(runner, open as i64);
+        }
         let counters = self.metrics.taskvisor();
         counters
             .attempts_in_flight
@@ -338,7 +374,8 @@ impl TaskvisorMetrics {
 
     /// Tracks at most `capacity` attempts by identity, open or suspect (see the
     /// [module docs](crate::solti::events#bounded-memory-duplicates-counted-once)): the
-    /// subscriber's memory stays bounded whatever events are lost. Each costs about 64 bytes.
+    /// subscriber's memory stays bounded whatever events are lost: about 140 bytes per unit
+    /// of capacity at most.
     ///
     /// ```
     /// use std::num::NonZeroUsize;
@@ -388,9 +425,11 @@ impl TaskvisorMetrics {
         let runner = self.runner_for(event);
         let attempt = event.attempt.unwrap_or(1);
         if let Some(id) = event.id {
-            let open_already = attempts.counted.get(&id).map(|open| open.attempt);
-            if open_already == Some(attempt) || attempts.recent_closes.contains(id, attempt) {
-                // The same start twice.
+            if attempts.tracked_attempt(id) == Some(attempt)
+                || attempts.recent.contains(id, Seen::Closed(attempt))
+                || attempts.already_handled(id, attempt, Seen::Untracked(attempt))
+            {
+                // The same start twice, or one older than the task's attempt.
                 bump(&self.counters().duplicate_attempt_events, 1);
                 return;
             }
@@ -415,6 +454,7 @@ impl TaskvisorMetrics {
                 // Counted by runner, out of in-flight: too few rather than for ever too many
                 // (a task that ends without a close would leave it there).
                 attempts.untracked_suspect[runner.index()] += 1;
+                attempts.recent.insert(id, Seen::Untracked(attempt));
                 self.metrics.recording.untrack(runner, 1);
                 bump(&self.counters().forgotten_attempts, 1);
             } else {
@@ -437,11 +477,12 @@ impl TaskvisorMetrics {
     fn attempt_closed(&self, attempts: &mut Attempts, event: &Event, outcome: TaskOutcome) {
         let attempt = event.attempt.unwrap_or(1);
         if let Some(id) = event.id {
-            if attempts.recent_closes.contains(id, attempt) {
+            if attempts.already_handled(id, attempt, Seen::Closed(attempt)) {
+                // The same close twice, or one older than the task's attempt.
                 bump(&self.counters().duplicate_attempt_events, 1);
                 return;
             }
-            attempts.recent_closes.insert(id, attempt);
+            attempts.recent.insert(id, Seen::Closed(attempt));
         }
         let open = event.id.and_then(|id| {
             if attempts
@@ -508,31 +549,48 @@ impl TaskvisorMetrics {
             _ => 7,
         };
         if let Some(id) = event.id {
-            if attempts.recent_closes.contains(id, TASK_FINISHED) {
+            if attempts.recent.contains(id, Seen::Finished) {
                 bump(&self.counters().duplicate_attempt_events, 1);
                 return;
             }
-            attempts.recent_closes.insert(id, TASK_FINISHED);
+            attempts.recent.insert(id, Seen::Finished);
         }
         bump(&self.counters().final_outcomes[label], 1);
         let Some(id) = event.id else { return };
-        self.forget_suspect(attempts, id);
-        let Some(open) = attempts.counted.remove(&id) else {
-            return;
-        };
         // No attempt event comes for these two: the task's end is the attempt's.
-        let outcome = match kind {
+        let ends_attempt = match kind {
             Some(TaskOutcomeKind::Panicked) => Some(TaskOutcome::Failure),
             Some(TaskOutcomeKind::ForceAborted) => Some(TaskOutcome::Canceled),
             _ => None,
         };
-        match outcome {
-            Some(outcome) => self.metrics.record_task_completed(
-                open.runner,
-                outcome,
-                elapsed_ms(open.at, event.at),
-            ),
-            None => self.lose(open),
+        if let Some(open) = attempts.counted.remove(&id) {
+            match ends_attempt {
+                Some(outcome) => {
+                    let duration_ms = elapsed_ms(open.at, event.at);
+                    self.metrics
+                        .record_task_completed(open.runner, outcome, duration_ms);
+                }
+                None => self.lose(open),
+            }
+        } else if let Some(suspect) = attempts.suspect.remove(&id) {
+            match ends_attempt {
+                Some(outcome) => {
+                    // Back into in-flight, and out again with its completion.
+                    self.metrics.recording.untrack(suspect.runner, -1);
+                    let duration_ms = elapsed_ms(suspect.at, event.at);
+                    self.metrics
+                        .record_task_completed(suspect.runner, outcome, duration_ms);
+                }
+                None => bump(&self.counters().lost_attempt_closes, 1),
+            }
+        } else if ends_attempt.is_some() {
+            // Its attempt was one the table could not hold (its start is unknown here): it
+            // is out of in-flight already, and its close will not come.
+            let runner = self.runner_for(event).index();
+            if attempts.untracked_suspect[runner] > 0 {
+                attempts.untracked_suspect[runner] -= 1;
+                bump(&self.counters().lost_attempt_closes, 1);
+            }
         }
     }
 
