@@ -155,3 +155,13 @@ prom = samples(parse_prom((directory / "metrics.prom").read_text()))
 for found, fmt in [(om, "openmetrics"), (prom, "prometheus")]:
     sets, buckets, quantiles = check(found, fmt)
     print(f"{fmt}: parse ok; {sets} label sets, {buckets} buckets and {quantiles} quantiles match hdrh and the JSON")
+
+# A prometheus-client registry with taskmeter's collector: its OpenMetrics text parses
+# strictly, holds the application's counter and taskmeter's families, and no summary
+# (prometheus-client has no summary type).
+registry = {family.name: family for family in parse_om((directory / "registry.om").read_text())}
+require("api_requests" in registry, "registry.om: the application's counter")
+require("solti_runner_task_duration_seconds" in registry, "registry.om: taskmeter's histogram")
+require(registry["solti_runner_tasks_started"].type == "counter", "registry.om: counter type")
+require(not any(family.type == "summary" for family in registry.values()), "registry.om: a summary")
+print(f"registry.om: strict OpenMetrics parse ok; {len(registry)} families")

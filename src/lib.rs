@@ -41,7 +41,7 @@
 #[cfg(all(feature = "axum", not(loom)))]
 pub mod axum;
 mod barrier;
-#[cfg(all(feature = "prometheus", not(loom)))]
+#[cfg(all(any(feature = "prometheus", feature = "prometheus-client"), not(loom)))]
 pub mod collector;
 mod config;
 mod contract;

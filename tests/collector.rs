@@ -1,7 +1,13 @@
-//! taskmeter inside an application's `prometheus::Registry` (feature `prometheus`): one scrape
-//! holds the application's metrics and taskmeter's, every taskmeter sample equal to the one
-//! taskmeter's own exposition writes for the same snapshot; colliding names are refused.
-#![cfg(all(feature = "prometheus", feature = "solti", not(loom)))]
+//! taskmeter inside an application's registry (features `prometheus`, `prometheus-client`):
+//! one scrape holds the application's metrics and taskmeter's, every taskmeter sample equal to
+//! the one taskmeter's own exposition writes for the same snapshot; with prometheus 0.14,
+//! colliding names are refused.
+#![cfg(all(
+    feature = "prometheus",
+    feature = "prometheus-client",
+    feature = "solti",
+    not(loom)
+))]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,4 +158,90 @@ fn colliding_names_are_refused_with_the_registry_error() {
     registry
         .register(Box::new(PrometheusCollector::new(metrics).export(renamed)))
         .unwrap();
+}
+
+/// OpenMetrics samples as `(name, labels sorted, bounds read as numbers)` → value.
+fn openmetrics_samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = (labels.split(',').filter(|pair| !pair.is_empty()))
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("key=value");
+                    let value = value.trim_matches('"');
+                    let value = match (key, value.parse::<f64>()) {
+                        ("le", Ok(bound)) => format!("{bound:?}"),
+                        _ => value.to_owned(),
+                    };
+                    (key.to_owned(), value)
+                })
+                .collect();
+            let value = value.parse::<f64>().expect("a number");
+            ((name.to_owned(), labels), value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_prometheus_client_registry_holds_every_taskmeter_sample_but_the_summaries() {
+    use prometheus_client::metrics::counter::Counter;
+    use taskmeter::collector::PrometheusClientCollector;
+    use taskmeter::export::Format;
+
+    let metrics = recorded_engine();
+    let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
+    subscriber.on_event(
+        &Event::new(EventKind::AttemptStarting)
+            .with_task("resize")
+            .with_id(TaskId::for_tests())
+            .with_attempt(1),
+    );
+    let config = ExportConfig::builder()
+        .const_label("service", "runner-7")
+        .build()
+        .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let requests = Counter::<u64>::default();
+    registry.register("api_requests", "API requests", requests.clone());
+    registry.register_collector(Box::new(
+        PrometheusClientCollector::new(Arc::clone(&metrics))
+            .export(config.clone())
+            .max_snapshot_age(Duration::MAX),
+    ));
+    requests.inc_by(3);
+
+    let snapshot = metrics.snapshot();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let scraped = openmetrics_samples(&text);
+    let own = snapshot.render(Format::OpenMetrics, &config);
+    let summary = config.metric_name("task_duration_hdr_seconds");
+    let own: BTreeMap<_, _> = openmetrics_samples(&own)
+        .into_iter()
+        .filter(|((name, _), _)| !name.starts_with(&summary))
+        .collect();
+
+    assert_eq!(
+        scraped.get(&("api_requests_total".to_owned(), BTreeMap::new())),
+        Some(&3.0)
+    );
+    assert!(own.len() > 100, "{} samples", own.len());
+    for (series, value) in &own {
+        let found = scraped.get(series);
+        assert!(
+            found.is_some_and(|found| found == value || (found.is_nan() && value.is_nan())),
+            "{series:?}: {found:?} against {value}"
+        );
+    }
+    assert_eq!(
+        scraped.len(),
+        own.len() + 1,
+        "nothing more than taskmeter's own"
+    );
+    assert!(!scraped.keys().any(|(name, _)| name.starts_with(&summary)));
 }

@@ -69,11 +69,13 @@ impl Format {
 pub(crate) struct MediaRange<'a> {
     pub(crate) media_type: String,
     pub(crate) quality: f32,
+    #[cfg_attr(not(feature = "native-histograms"), allow(dead_code))]
     parameters: &'a str,
 }
 
 impl MediaRange<'_> {
     /// The value of parameter `name` (case-insensitive name), if given.
+    #[cfg_attr(not(feature = "native-histograms"), allow(dead_code))]
     pub(crate) fn parameter(&self, name: &str) -> Option<&str> {
         self.parameters.split(';').find_map(|parameter| {
             let (key, value) = parameter.split_once('=')?;

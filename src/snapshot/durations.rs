@@ -121,11 +121,19 @@ impl DurationCounts {
     }
 
     /// The significant decimal digits of the engine's layout.
+    #[cfg_attr(
+        not(any(feature = "native-histograms", feature = "hlog")),
+        allow(dead_code)
+    )]
     pub(crate) fn significant_digits(&self) -> u8 {
         self.layout.significant_digits()
     }
 
     /// The configured top of the range (hdrhistogram's `highest_trackable_value`).
+    #[cfg_attr(
+        not(any(feature = "native-histograms", feature = "hlog")),
+        allow(dead_code)
+    )]
     pub(crate) fn highest_trackable(&self) -> u64 {
         self.layout.highest()
     }

@@ -1,58 +1,4 @@
-//! taskmeter's families inside an application's own registry (feature `prometheus`).
-//!
-//! An application that already serves a `prometheus::Registry` (a solti application does:
-//! solti-prometheus's families, its API's metrics, the build info) keeps one `/metrics`:
-//! [`PrometheusCollector`] is a `prometheus::core::Collector` (prometheus 0.14) to register
-//! in that registry beside everything else.
-//!
-//! # Guarantees
-//!
-//! - **The same exposition.** Every family, name, HELP text, label, bucket and summary
-//!   quantile is the one taskmeter's own text exposition writes for the same snapshot and
-//!   [`ExportConfig`]: both are encoders of one list of families. A test renders the
-//!   registry and taskmeter's text and compares them sample by sample.
-//! - **Exact descriptors.** [`Collector::desc`] describes every family the collector can
-//!   emit (with the `solti` feature, taskvisor's too, whether or not a
-//!   `solti::TaskvisorMetrics` is attached yet), with its label names and the configured
-//!   constant labels, so `Registry::register` refuses a name the registry already holds with
-//!   its own error.
-//! - **Fresh figures.** A gather reads the published snapshot, or takes one when that is
-//!   older than [`max_snapshot_age`](PrometheusCollector::max_snapshot_age) (30 s by
-//!   default), exactly as [`Endpoint`] does.
-//!
-//! # What prometheus 0.14 cannot carry
-//!
-//! Its data model has no native histograms, and its encoders write the Prometheus text
-//! format and protobuf, not OpenMetrics: the classic histograms and the summaries are there,
-//! the native histogram family (feature `native-histograms`) is not. Serve taskmeter's own
-//! [`Endpoint`] for those.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
-//! use taskmeter::collector::PrometheusCollector;
-//! use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome};
-//!
-//! let metrics = Arc::new(AtomicMetrics::new());
-//! let registry = Registry::new();
-//! let requests = IntCounter::new("api_requests_total", "API requests").unwrap();
-//! registry.register(Box::new(requests.clone())).unwrap();
-//! registry.register(Box::new(PrometheusCollector::new(Arc::clone(&metrics)))).unwrap();
-//!
-//! requests.inc();
-//! metrics.record_task_started(RunnerType::Wasm);
-//! metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 120);
-//! metrics.snapshot();
-//!
-//! let mut text = Vec::new();
-//! TextEncoder::new().encode(&registry.gather(), &mut text).unwrap();
-//! let text = String::from_utf8(text).unwrap();
-//! assert!(text.contains("api_requests_total 1"));
-//! assert!(text.contains(r#"solti_runner_tasks_completed_total{runner="wasm",outcome="success"} 1"#));
-//!
-//! // A second collector of the same families is refused.
-//! assert!(registry.register(Box::new(PrometheusCollector::new(metrics))).is_err());
-//! ```
+//! The collector for prometheus 0.14's registry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,10 +11,47 @@ use crate::AtomicMetrics;
 use crate::export::families::{self, Encoder, Kind, Labels, Number};
 use crate::export::{Endpoint, ExportConfig};
 
-/// A `prometheus::core::Collector` of one engine's families: see the [module docs](self).
+/// A `prometheus::core::Collector` of taskmeter's families, for a `prometheus::Registry`
+/// (prometheus 0.14, feature `prometheus`), with the guarantees of the
+/// [module docs](crate::collector). Cheap to gather: it renders the published snapshot into
+/// `MetricFamily` values.
 ///
-/// Cheap to gather: it renders the published snapshot (sharing [`Endpoint`]'s freshness rule)
-/// into `MetricFamily` values, and never touches the record paths.
+/// - **Exact descriptors.** [`Collector::desc`] describes every family the collector can
+///   emit (with the `solti` feature, taskvisor's too, whether or not a
+///   `solti::TaskvisorMetrics` is attached yet), with its label names and the configured
+///   constant labels, so `Registry::register` refuses a name the registry already holds with
+///   its own error.
+/// - **What it cannot carry.** prometheus 0.14's data model has no native histograms, and
+///   its encoders write the Prometheus text format and protobuf, not OpenMetrics: the
+///   classic histograms and the summaries are there, the native histogram family (feature
+///   `native-histograms`) is not. Serve taskmeter's own [`Endpoint`] for those.
+///
+/// ```
+/// use std::sync::Arc;
+/// use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
+/// use taskmeter::collector::PrometheusCollector;
+/// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, TaskOutcome};
+///
+/// let metrics = Arc::new(AtomicMetrics::new());
+/// let registry = Registry::new();
+/// let requests = IntCounter::new("api_requests_total", "API requests").unwrap();
+/// registry.register(Box::new(requests.clone())).unwrap();
+/// registry.register(Box::new(PrometheusCollector::new(Arc::clone(&metrics)))).unwrap();
+///
+/// requests.inc();
+/// metrics.record_task_started(RunnerType::Wasm);
+/// metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 120);
+/// metrics.snapshot();
+///
+/// let mut text = Vec::new();
+/// TextEncoder::new().encode(&registry.gather(), &mut text).unwrap();
+/// let text = String::from_utf8(text).unwrap();
+/// assert!(text.contains("api_requests_total 1"));
+/// assert!(text.contains(r#"solti_runner_tasks_completed_total{runner="wasm",outcome="success"} 1"#));
+///
+/// // A second collector of the same families is refused.
+/// assert!(registry.register(Box::new(PrometheusCollector::new(metrics))).is_err());
+/// ```
 #[derive(Debug)]
 pub struct PrometheusCollector {
     endpoint: Endpoint,
