@@ -302,4 +302,4 @@ pub(crate) fn identity() -> Identity {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;

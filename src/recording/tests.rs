@@ -244,8 +244,15 @@ fn a_holder_idle_when_the_barrier_fails_is_waited_for_all_the_same() {
     });
 }
 
+/// Alone in a child process: another test's threads would take the freed ordinal first.
 #[test]
 fn a_revoked_holder_that_exited_is_no_longer_waited_for_once_its_ordinal_is_taken_again() {
+    const NAME: &str = "recording::tests::\
+        a_revoked_holder_that_exited_is_no_longer_waited_for_once_its_ordinal_is_taken_again";
+    super::route::tests::alone_in_a_child_process(NAME, revoked_holder_exits);
+}
+
+fn revoked_holder_exits() {
     let metrics = one_lease();
     if metrics.is_fenced() {
         return;

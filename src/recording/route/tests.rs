@@ -16,7 +16,7 @@ use crate::recording::tests::{
 /// Runs `body` only in a child process (this test binary again, running test `name` alone),
 /// where no other test's threads take ordinals: the first thread to record takes ordinal 0,
 /// the next 1. In the parent, asserts the child ran that one test and passed within a minute.
-fn alone_in_a_child_process(name: &str, body: impl FnOnce()) {
+pub(crate) fn alone_in_a_child_process(name: &str, body: impl FnOnce()) {
     const ALONE: &str = "TASKMETER_TEST_ALONE";
     if std::env::var(ALONE).is_ok_and(|alone| alone == name) {
         return body();
