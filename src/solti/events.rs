@@ -210,8 +210,8 @@ struct Open {
 /// out of it, once an overflow made them suspect; there too the attempts the full table
 /// forgot or could not take. A close that finds no entry ends one of them.
 struct Attempts {
-    counted: HashMap<TaskId, Open>,
-    suspect: HashMap<TaskId, Open>,
+    counted: HashMap<TaskId, Open, ById>,
+    suspect: HashMap<TaskId, Open, ById>,
     capacity: usize,
     untracked: [u64; RunnerType::COUNT],
     untracked_suspect: [u64; RunnerType::COUNT],
@@ -224,8 +224,8 @@ struct Attempts {
 impl Attempts {
     fn new(capacity: NonZeroUsize) -> Self {
         Attempts {
-            counted: HashMap::new(),
-            suspect: HashMap::new(),
+            counted: HashMap::default(),
+            suspect: HashMap::default(),
             capacity: capacity.get(),
             untracked: [0; RunnerType::COUNT],
             untracked_suspect: [0; RunnerType::COUNT],
@@ -258,6 +258,50 @@ impl Attempts {
     }
 }
 
+/// Hashes task identities: taskvisor draws them from its own sequence, so nobody chooses them
+/// to collide, and SipHash's defence against that costs more than the rest of an event's
+/// handling. A multiply-rotate hash (FxHash's) spreads sequential identities over the table.
+#[derive(Default, Clone, Copy)]
+struct ById;
+
+impl std::hash::BuildHasher for ById {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn write_isize(&mut self, word: isize) {
+        self.write_u64(word as u64);
+    }
+}
+
 /// An event that must not count twice, remembered once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Seen {
@@ -272,7 +316,7 @@ enum Seen {
 /// The last [`RECENT_EVENTS`] events of [`Seen`] kinds, oldest first out.
 #[derive(Default)]
 struct RecentEvents {
-    set: HashSet<(TaskId, Seen)>,
+    set: HashSet<(TaskId, Seen), ById>,
     order: VecDeque<(TaskId, Seen)>,
 }
 
@@ -649,7 +693,10 @@ impl TaskvisorMetrics {
 
 /// Moves a shared gauge from `before` to `after` by this subscriber's difference.
 fn add_difference(gauge: &AtomicU64, before: u64, after: u64) {
-    if after >= before {
+    if after == before {
+        return;
+    }
+    if after > before {
         gauge.fetch_add(after - before, Ordering::Relaxed);
     } else {
         gauge.fetch_sub(before - after, Ordering::Relaxed);
