@@ -50,7 +50,7 @@ use crate::recording::Recording;
 use crate::recording::counts::Drained;
 use crate::recording::leased::Closed;
 use crate::recording::shared::Flipped;
-use crate::snapshot::{DrainedLabel, Snapshot, View};
+use crate::snapshot::{DrainedLabel, Snapshot, View, WindowView};
 use crate::sync::{Backoff, Mutex, lock};
 use crate::window::AgeBuckets;
 
@@ -338,7 +338,7 @@ impl Reader {
             taken_at: SystemTime::now(),
             elapsed: Duration::ZERO,
             interval: Arc::clone(&empty),
-            window: Arc::clone(&empty),
+            window: WindowView::new(Arc::clone(&empty), None),
             cumulative: Arc::clone(&empty),
             untracked: [0; RunnerType::COUNT],
             #[cfg(all(feature = "solti", not(loom)))]
@@ -409,10 +409,10 @@ impl Reader {
             (Arc::new(interval), Arc::new(cumulative))
         };
         let now = monotonic.max(reader.previous_at);
-        let window = reader.age_buckets.slide(
+        let (window_start, window) = reader.age_buckets.slide(
             now,
             &previous.cumulative,
-            &previous.window,
+            previous.window.read(),
             &interval,
             &cumulative,
         );
@@ -423,7 +423,7 @@ impl Reader {
             elapsed: monotonic.saturating_duration_since(reader.previous_at),
             cumulative,
             interval,
-            window,
+            window: WindowView::new(window_start, window),
             untracked,
             #[cfg(all(feature = "solti", not(loom)))]
             taskvisor: recording.taskvisor.figures(),

@@ -12,7 +12,8 @@ mod durations;
 mod view;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::contract::RunnerType;
@@ -47,7 +48,7 @@ pub struct Snapshot {
     /// The views, shared with the previous snapshot when they did not change.
     pub(crate) cumulative: Arc<View>,
     pub(crate) interval: Arc<View>,
-    pub(crate) window: Arc<View>,
+    pub(crate) window: WindowView,
     /// Per runner, started tasks taken out of in-flight (see `Recording::untrack`).
     pub(crate) untracked: [i64; RunnerType::COUNT],
     /// What a `solti::TaskvisorMetrics` counted, when one is attached.
@@ -147,8 +148,15 @@ impl Snapshot {
     /// assert_eq!(snapshot.window().completed(runner, outcome), 10);
     /// assert!(snapshot.window().duration(runner, outcome).value_at_quantile(0.99) >= 5_000);
     /// ```
+    ///
+    /// The view is computed on the first call (the cumulative view less the oldest age
+    /// bucket's start: the blocks of counts that changed within the window), and kept with
+    /// the snapshot. The reader computes it with the snapshot instead, for the cost of the
+    /// interval's blocks, when the previous snapshot's window was read: an exporter that
+    /// reads every window pays nothing more, and one that reads none (the solti families)
+    /// pays nothing for it.
     pub fn window(&self) -> &View {
-        &self.window
+        self.window.get(&self.cumulative)
     }
 
     /// Bytes this snapshot references, each allocation once: itself, and its three views
@@ -164,13 +172,75 @@ impl Snapshot {
     pub fn memory_bytes(&self) -> usize {
         let mut seen = durations::Allocations::default();
         seen.bytes = std::mem::size_of::<Self>();
-        for view in [&self.cumulative, &self.interval, &self.window] {
+        let views = [
+            Some(&self.cumulative),
+            Some(&self.interval),
+            self.window.computed(),
+        ];
+        for view in views.into_iter().flatten() {
             if seen.first(Arc::as_ptr(view)) {
                 seen.bytes += durations::arc_allocation::<View>();
                 view.count_memory(&mut seen);
             }
         }
         seen.bytes
+    }
+}
+
+/// A snapshot's window view: the cumulative view less `start`, the cumulative view when the
+/// oldest age bucket began (see [`crate::window`]), computed by the reader with the snapshot
+/// or on first read.
+pub(crate) struct WindowView {
+    start: Arc<View>,
+    view: OnceLock<Arc<View>>,
+    /// Whether [`Snapshot::window`] was called: the reader computes the next window with its
+    /// snapshot only then, so that one read does not commit every later snapshot to it.
+    read: AtomicBool,
+}
+
+impl Clone for WindowView {
+    fn clone(&self) -> Self {
+        WindowView {
+            start: Arc::clone(&self.start),
+            view: self.view.clone(),
+            read: AtomicBool::new(self.read.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl WindowView {
+    /// The window from `start`, with its view when the reader computed it.
+    pub(crate) fn new(start: Arc<View>, view: Option<Arc<View>>) -> Self {
+        let cell = OnceLock::new();
+        if let Some(view) = view {
+            let _ = cell.set(view);
+        }
+        WindowView {
+            start,
+            view: cell,
+            read: AtomicBool::new(false),
+        }
+    }
+
+    /// The view, if computed.
+    pub(crate) fn computed(&self) -> Option<&Arc<View>> {
+        self.view.get()
+    }
+
+    /// The view, if somebody read it.
+    pub(crate) fn read(&self) -> Option<&Arc<View>> {
+        // Relaxed: a hint for the next snapshot's work, never a count.
+        self.read
+            .load(Ordering::Relaxed)
+            .then(|| self.view.get())
+            .flatten()
+    }
+
+    /// The view, computed now from `cumulative` if it was not.
+    fn get(&self, cumulative: &Arc<View>) -> &View {
+        self.read.store(true, Ordering::Relaxed);
+        self.view
+            .get_or_init(|| Arc::new(View::difference(cumulative, &self.start)))
     }
 }
 
@@ -185,7 +255,7 @@ impl fmt::Debug for Snapshot {
             .field("carried_stripes", &self.carried_stripes)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)
-            .field("window", &self.window)
+            .field("window", self.window())
             .finish()
     }
 }

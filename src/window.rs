@@ -12,10 +12,13 @@
 //!
 //! The reader keeps, per age bucket, the cumulative view at the moment the bucket began
 //! receiving intervals, so the window is the latest cumulative view minus the oldest live
-//! bucket's start: the same exact integers as a sum of intervals. Between two rolls a
-//! snapshot adds its interval to the previous window; a roll subtracts the new start from the
-//! cumulative view, which costs the blocks of counts that changed since that start (blocks
-//! left alone are shared by both and dropped unread).
+//! bucket's start: the same exact integers as a sum of intervals. A roll is a pointer swap.
+//! The window view itself follows use: when the previous snapshot's window was read, the
+//! reader adds the interval to it (between two rolls), for the cost of the interval's
+//! blocks; otherwise, and after a roll, the snapshot subtracts the start from its cumulative
+//! view when the window is first read, which costs the blocks of counts that changed since
+//! that start (blocks left alone are shared by both and dropped unread). A process whose
+//! exporters never read the window pays nothing for it.
 //!
 //! Memory: four cumulative views, sharing with the latest one every block that did not
 //! change within the window.
@@ -65,17 +68,20 @@ impl AgeBuckets {
         &self.starts[(self.current + 1) % self.starts.len()]
     }
 
-    /// Moves the window to `now` and returns its view: `before` and `window` are the previous
-    /// snapshot's cumulative and window views, `interval` the one taken now and `after` the
-    /// cumulative view with it. The buckets whose time has passed begin again at `before`.
+    /// Moves the window to `now`: the buckets whose time has passed begin again at `before`,
+    /// the previous snapshot's cumulative view. Returns the oldest start and, when it comes
+    /// for the cost of the interval alone, the window view: `previous_window` (the previous
+    /// snapshot's, when it was computed) grown by `interval`, with `after` the cumulative view
+    /// with it, as long as the oldest start did not change. Otherwise the snapshot computes it
+    /// when first read.
     pub(crate) fn slide(
         &mut self,
         now: Instant,
         before: &Arc<View>,
-        window: &Arc<View>,
+        previous_window: Option<&Arc<View>>,
         interval: &View,
         after: &Arc<View>,
-    ) -> Arc<View> {
+    ) -> (Arc<View>, Option<Arc<View>>) {
         let oldest_before = Arc::clone(self.oldest_start());
         let buckets = self.starts.len();
         let mut expired = 0;
@@ -94,21 +100,18 @@ impl AgeBuckets {
             self.current_since += self.span;
             expired += 1;
         }
-        let oldest = self.oldest_start();
-        if Arc::ptr_eq(oldest, &oldest_before) {
+        let oldest = Arc::clone(self.oldest_start());
+        let view = match previous_window {
             // The same start: the window grows by the interval alone.
-            if interval.is_empty() {
-                return Arc::clone(window);
-            }
-            let mut grown = View::clone(window);
-            grown.add_since(interval, after, oldest);
-            return Arc::new(grown);
-        }
-        if Arc::ptr_eq(oldest, after) {
-            return Arc::new(View::empty_like(after));
-        }
-        let mut difference = View::clone(after);
-        difference.subtract(oldest);
-        Arc::new(difference)
+            Some(window) if Arc::ptr_eq(&oldest, &oldest_before) => Some(if interval.is_empty() {
+                Arc::clone(window)
+            } else {
+                let mut grown = View::clone(window);
+                grown.add_since(interval, after, &oldest);
+                Arc::new(grown)
+            }),
+            _ => None,
+        };
+        (oldest, view)
     }
 }

@@ -203,8 +203,12 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
             &intervals,
             "interval",
         );
+        // Read on some snapshots only: a window is computed by the reader when the previous
+        // one was read, else on its first read.
         let window: Vec<usize> = model.intervals().collect();
-        assert_view_is(snapshot.window(), digits, &window, &intervals, "window");
+        if !(recorded.len() + advance_ms as usize).is_multiple_of(3) {
+            assert_view_is(snapshot.window(), digits, &window, &intervals, "window");
+        }
         if recorded.is_empty() {
             assert!(Arc::ptr_eq(&snapshot.cumulative, &previous.cumulative));
         }

@@ -174,3 +174,46 @@ fn check_default_buckets_kept_while_draining(digits: u8) {
         }
     }
 }
+
+/// The window view follows use: not computed with a snapshot whose previous window nobody
+/// read, computed by the reader when it was read; the same counts either way.
+#[test]
+fn the_window_is_computed_by_the_reader_only_while_windows_are_read() {
+    let metrics = AtomicMetrics::new();
+    record_spread(&metrics, 500, 1);
+    let unread = metrics.snapshot();
+    assert!(
+        unread.window.computed().is_none(),
+        "nobody read the previous window"
+    );
+    let first = assert_window_is_cumulative(&unread);
+    record_spread(&metrics, 500, 2);
+    let eager = metrics.snapshot();
+    assert!(
+        eager.window.computed().is_some(),
+        "the previous window was read"
+    );
+    assert!(!std::sync::Arc::ptr_eq(
+        eager.window.computed().unwrap(),
+        &first
+    ));
+    assert_window_is_cumulative(&eager);
+    // Nothing new: the previous window itself.
+    let quiet = metrics.snapshot();
+    assert!(std::sync::Arc::ptr_eq(
+        quiet.window.computed().unwrap(),
+        eager.window.computed().unwrap()
+    ));
+    // Nobody read the quiet one's (computed, shared) window: the next one is left to its
+    // readers.
+    record_spread(&metrics, 500, 3);
+    let next = metrics.snapshot();
+    assert!(next.window.computed().is_none());
+    assert_window_is_cumulative(&next);
+}
+
+/// Within the first quarter of the default window, the window holds everything recorded.
+fn assert_window_is_cumulative(snapshot: &super::Snapshot) -> std::sync::Arc<super::View> {
+    assert_same_counts(snapshot.window(), snapshot.cumulative());
+    std::sync::Arc::clone(snapshot.window.computed().expect("computed on read"))
+}

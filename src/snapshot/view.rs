@@ -82,6 +82,17 @@ impl View {
         )
     }
 
+    /// `cumulative` less `start`, an earlier cumulative view of the same engine: blocks the
+    /// two share are dropped unread.
+    pub(crate) fn difference(cumulative: &Arc<View>, start: &Arc<View>) -> Self {
+        if Arc::ptr_eq(cumulative, start) {
+            return View::empty_like(cumulative);
+        }
+        let mut difference = View::clone(cumulative);
+        difference.subtract(start);
+        difference
+    }
+
     fn with_tables(
         layout: &HdrLayout,
         solti_bucket_of_slot: Arc<[u8]>,
