@@ -115,7 +115,8 @@ fn reader(c: &mut Criterion) {
     });
 
     // The same with a window of 4 ms, so that every snapshot rolls it (its start moves on),
-    // against the default window, each after the same 1 ms pause.
+    // against the default window, each after the same 1 ms pause; and each with the window
+    // read, as an exporter of its quantiles does (a window nobody reads is never computed).
     for (name, window) in [
         ("window 60 s", Duration::from_secs(60)),
         (
@@ -123,17 +124,26 @@ fn reader(c: &mut Criterion) {
             Duration::from_millis(4),
         ),
     ] {
-        let metrics = AtomicMetrics::builder().window(window).build().unwrap();
-        group.bench_function(format!("snapshot/after 10k tasks, {name}"), |b| {
-            b.iter_batched(
-                || {
-                    replay(&metrics, &ten_thousand);
-                    std::thread::sleep(Duration::from_millis(1));
-                },
-                |()| metrics.snapshot(),
-                criterion::BatchSize::PerIteration,
-            )
-        });
+        for read in [false, true] {
+            let metrics = AtomicMetrics::builder().window(window).build().unwrap();
+            let row = if read { ", window read" } else { "" };
+            group.bench_function(format!("snapshot/after 10k tasks, {name}{row}"), |b| {
+                b.iter_batched(
+                    || {
+                        replay(&metrics, &ten_thousand);
+                        std::thread::sleep(Duration::from_millis(1));
+                    },
+                    |()| {
+                        let snapshot = metrics.snapshot();
+                        if read {
+                            std::hint::black_box(snapshot.window());
+                        }
+                        snapshot
+                    },
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+        }
     }
 
     // Two threads record the mix at full speed while snapshots are taken.
