@@ -412,7 +412,7 @@ impl Reader {
         let (window_start, window) = reader.age_buckets.slide(
             now,
             &previous.cumulative,
-            previous.window.read(),
+            &previous.window,
             &interval,
             &cumulative,
         );

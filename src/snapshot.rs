@@ -152,9 +152,9 @@ impl Snapshot {
     /// The view is computed on the first call (the cumulative view less the oldest age
     /// bucket's start: the blocks of counts that changed within the window), and kept with
     /// the snapshot. The reader computes it with the snapshot instead, for the cost of the
-    /// interval's blocks, when the previous snapshot's window was read: an exporter that
-    /// reads every window pays nothing more, and one that reads none (the solti families)
-    /// pays nothing for it.
+    /// interval's blocks, when the previous snapshot's window was read and no age bucket
+    /// rolled since: an exporter that reads every window pays no more than that between
+    /// rolls, and one that reads none (the solti families) pays nothing for it.
     pub fn window(&self) -> &View {
         self.window.get(&self.cumulative)
     }
@@ -165,6 +165,9 @@ impl Snapshot {
     /// buckets and the custom-label names). The empty view that a snapshot with nothing new
     /// uses as its interval is the engine's, and is counted too.
     ///
+    /// The window's view is counted once computed, and the earlier cumulative view it is
+    /// computed from (the start of the window's oldest age bucket) when that holds counts.
+    ///
     /// Views, labels and blocks are shared between the views of one snapshot and with the
     /// snapshots before and after it, as long as they hold the same counts: the figure is
     /// what this snapshot would hold alone, what dropping the last reference to it frees,
@@ -172,10 +175,15 @@ impl Snapshot {
     pub fn memory_bytes(&self) -> usize {
         let mut seen = durations::Allocations::default();
         seen.bytes = std::mem::size_of::<Self>();
+        // The window's start is an earlier cumulative view, which the snapshot keeps alive once
+        // the engine's age buckets moved past it; it holds no count in an engine younger than
+        // its window, when it is the engine's empty view.
+        let start = Some(&self.window.start).filter(|start| !start.is_empty());
         let views = [
             Some(&self.cumulative),
             Some(&self.interval),
             self.window.computed(),
+            start,
         ];
         for view in views.into_iter().flatten() {
             if seen.first(Arc::as_ptr(view)) {
@@ -222,6 +230,11 @@ impl WindowView {
         }
     }
 
+    /// The cumulative view the window is computed from.
+    pub(crate) fn start(&self) -> &Arc<View> {
+        &self.start
+    }
+
     /// The view, if computed.
     pub(crate) fn computed(&self) -> Option<&Arc<View>> {
         self.view.get()
@@ -255,7 +268,7 @@ impl fmt::Debug for Snapshot {
             .field("carried_stripes", &self.carried_stripes)
             .field("cumulative", &self.cumulative)
             .field("interval", &self.interval)
-            .field("window", self.window())
+            .field("window", &self.window.computed())
             .finish()
     }
 }

@@ -21,12 +21,13 @@
 //! exporters never read the window pays nothing for it.
 //!
 //! Memory: four cumulative views, sharing with the latest one every block that did not
-//! change within the window.
+//! change within the window; a snapshot keeps the one its window is computed from, so a
+//! snapshot held past a roll keeps that start alive too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::snapshot::View;
+use crate::snapshot::{View, WindowView};
 
 /// How many age buckets a window is made of: the window view covers between
 /// `(WINDOW_AGE_BUCKETS − 1) / WINDOW_AGE_BUCKETS` of the window and the whole window.
@@ -70,19 +71,18 @@ impl AgeBuckets {
 
     /// Moves the window to `now`: the buckets whose time has passed begin again at `before`,
     /// the previous snapshot's cumulative view. Returns the oldest start and, when it comes
-    /// for the cost of the interval alone, the window view: `previous_window` (the previous
-    /// snapshot's, when it was computed) grown by `interval`, with `after` the cumulative view
-    /// with it, as long as the oldest start did not change. Otherwise the snapshot computes it
-    /// when first read.
+    /// for the cost of the interval alone, the window view: as long as the oldest start is
+    /// `previous`'s, the previous snapshot's window itself when nothing was recorded since
+    /// (if it was computed), or grown by `interval` (with `after` the cumulative view with it)
+    /// when it was read. Otherwise the snapshot computes it when first read.
     pub(crate) fn slide(
         &mut self,
         now: Instant,
         before: &Arc<View>,
-        previous_window: Option<&Arc<View>>,
+        previous: &WindowView,
         interval: &View,
         after: &Arc<View>,
     ) -> (Arc<View>, Option<Arc<View>>) {
-        let oldest_before = Arc::clone(self.oldest_start());
         let buckets = self.starts.len();
         let mut expired = 0;
         while self
@@ -101,16 +101,17 @@ impl AgeBuckets {
             expired += 1;
         }
         let oldest = Arc::clone(self.oldest_start());
-        let view = match previous_window {
-            // The same start: the window grows by the interval alone.
-            Some(window) if Arc::ptr_eq(&oldest, &oldest_before) => Some(if interval.is_empty() {
-                Arc::clone(window)
-            } else {
+        if !Arc::ptr_eq(&oldest, previous.start()) {
+            return (oldest, None);
+        }
+        let view = if interval.is_empty() {
+            previous.computed().map(Arc::clone)
+        } else {
+            previous.read().map(|window| {
                 let mut grown = View::clone(window);
                 grown.add_since(interval, after, &oldest);
                 Arc::new(grown)
-            }),
-            _ => None,
+            })
         };
         (oldest, view)
     }

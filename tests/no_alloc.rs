@@ -241,6 +241,42 @@ fn the_memory_a_snapshot_reports_is_what_dropping_it_frees() {
     drop(first);
 }
 
+/// In an engine older than its window, a snapshot keeps the earlier cumulative view its window
+/// is computed from: counted, and freed with the snapshot once the engine is gone.
+#[test]
+fn the_memory_a_snapshot_reports_includes_its_window_start() {
+    let metrics = AtomicMetrics::builder()
+        .window(std::time::Duration::from_millis(40))
+        .build()
+        .unwrap();
+    // Holds the tables the snapshot shares with the engine (they are not the snapshot's).
+    let first = metrics.latest();
+    // A custom label in each phase, so that the labelled counts are the snapshots' own, not
+    // the engine's empty ones (which `first` holds).
+    let plugin_error = || {
+        metrics.record_labelled_runner_error(
+            taskmeter::Label::Custom("plugin".to_owned()),
+            taskmeter::Label::Known(taskmeter::RunnerErrorKind::SpawnFailed),
+        )
+    };
+    replay(&metrics, &task_mix(2_000, 5));
+    plugin_error();
+    metrics.snapshot();
+    // Past the whole window: the next snapshot's window starts at the cumulative view above.
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    replay(&metrics, &task_mix(2_000, 6));
+    plugin_error();
+    let snapshot = metrics.snapshot();
+    drop(metrics);
+    let reported = snapshot.memory_bytes();
+    let before = HELD_BYTES.with(Cell::get);
+    drop(snapshot);
+    let freed = before.wrapping_sub(HELD_BYTES.with(Cell::get)) as usize;
+    let header = 2 * std::mem::size_of::<usize>();
+    assert_eq!(reported + header, freed);
+    drop(first);
+}
+
 /// A snapshot with nothing new shares the previous one's views: taken while an exporter still
 /// holds the previous snapshot, it allocates a few hundred bytes, at 3 digits and at 4 (whose
 /// dense views were 63 MiB), after every label recorded.

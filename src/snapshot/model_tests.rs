@@ -174,6 +174,7 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
     };
     let mut intervals: Vec<Interval> = Vec::new();
     let mut previous: Arc<Snapshot> = metrics.latest();
+    let mut skipped: Option<(Arc<Snapshot>, Vec<usize>)> = None;
     let mut now = origin;
     for (recorded, advance_ms) in steps {
         let mut interval = vec![Vec::new(); COMPLETION_LABELS];
@@ -203,10 +204,23 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
             &intervals,
             "interval",
         );
+        // A window skipped at its snapshot is read after the next one was taken.
+        if let Some((skipped, window)) = skipped.take() {
+            let skipped: Arc<Snapshot> = skipped;
+            assert_view_is(
+                skipped.window(),
+                digits,
+                &window,
+                &intervals,
+                "window read late",
+            );
+        }
         // Read on some snapshots only: a window is computed by the reader when the previous
         // one was read, else on its first read.
         let window: Vec<usize> = model.intervals().collect();
-        if !(recorded.len() + advance_ms as usize).is_multiple_of(3) {
+        if (recorded.len() + advance_ms as usize).is_multiple_of(3) {
+            skipped = Some((Arc::clone(&snapshot), window));
+        } else {
             assert_view_is(snapshot.window(), digits, &window, &intervals, "window");
         }
         if recorded.is_empty() {

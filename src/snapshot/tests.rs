@@ -217,3 +217,37 @@ fn assert_window_is_cumulative(snapshot: &super::Snapshot) -> std::sync::Arc<sup
     assert_same_counts(snapshot.window(), snapshot.cumulative());
     std::sync::Arc::clone(snapshot.window.computed().expect("computed on read"))
 }
+
+/// In an engine older than its window (the oldest start holds counts), the reader grows a
+/// read window by each interval between rolls: the same counts as the cumulative view less
+/// the start, computed from scratch.
+#[test]
+fn a_window_grown_by_the_reader_equals_the_difference_from_its_start() {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    let metrics = AtomicMetrics::builder()
+        .window(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let origin = metrics.window_origin();
+    let at = |ms: u64| metrics.snapshot_at(SystemTime::now(), origin + Duration::from_millis(ms));
+    record_spread(&metrics, 400, 1);
+    at(1);
+    // Past the whole window: every bucket starts at the cumulative view of that snapshot.
+    record_spread(&metrics, 400, 2);
+    let aged = at(60);
+    assert!(!aged.window.start().is_empty(), "the start holds counts");
+    aged.window();
+    for (step, ms) in [61_u64, 62, 63].into_iter().enumerate() {
+        record_spread(&metrics, 300, 3 + step as u64);
+        let snapshot = at(ms);
+        assert!(
+            snapshot.window.computed().is_some(),
+            "step {step}: grown by the reader"
+        );
+        let from_scratch = super::View::difference(&snapshot.cumulative, snapshot.window.start());
+        assert_same_counts(snapshot.window(), &from_scratch);
+        assert!(Arc::ptr_eq(snapshot.window.start(), aged.window.start()));
+    }
+}

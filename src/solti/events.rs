@@ -61,7 +61,7 @@
 //!
 //! The table holds about 140 bytes per unit of capacity at most (the open and the suspect
 //! attempts are two maps, each of which may grow to the capacity): about 9 MiB at the
-//! default, plus about 0.2 MiB for the events remembered.
+//! default, plus about 0.35 MiB for the events remembered, reserved at the first one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
@@ -326,6 +326,12 @@ impl RecentEvents {
     }
 
     fn insert(&mut self, id: TaskId, seen: Seen) {
+        if self.order.capacity() == 0 {
+            // Room for twice the events kept, once: with removals leaving tombstones, a fuller
+            // table would be rebuilt larger at some point, and its memory would move with it.
+            self.set.reserve(2 * RECENT_EVENTS);
+            self.order.reserve_exact(RECENT_EVENTS);
+        }
         if !self.set.insert((id, seen)) {
             return;
         }
