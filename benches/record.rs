@@ -213,6 +213,37 @@ fn solti(c: &mut Criterion) {
             }
         })
     });
+    // A runner error under a built-in label and under a custom label already in the table,
+    // through `record_labelled_runner_error`; the labels are made outside the timing (a
+    // custom one is a `String` the call takes and drops, as solti's `Custom(String)` is).
+    const ERRORS: usize = 1_000;
+    let spawn = taskmeter::Label::Known(taskmeter::RunnerErrorKind::SpawnFailed);
+    let plugin = || taskmeter::Label::Custom("image-resize".to_owned());
+    metrics.record_labelled_runner_error(plugin(), spawn.clone());
+    for (name, custom) in [("built-in label", false), ("known custom label", true)] {
+        group.throughput(Throughput::Elements(ERRORS as u64));
+        group.bench_function(format!("runner error, {name}"), |b| {
+            b.iter_batched(
+                || {
+                    (0..ERRORS)
+                        .map(|_| {
+                            if custom {
+                                plugin()
+                            } else {
+                                taskmeter::Label::Known(taskmeter::RunnerType::Wasm)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |labels| {
+                    for runner in labels {
+                        metrics.record_labelled_runner_error(runner, spawn.clone());
+                    }
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 
