@@ -57,8 +57,9 @@ fn recorded_engine() -> Arc<AtomicMetrics> {
     metrics
 }
 
-#[test]
-fn one_scrape_holds_the_application_metrics_and_every_taskmeter_sample() {
+/// [`recorded_engine`] with a taskvisor subscriber attached and one attempt open through it
+/// (the subscriber is kept: dropping it takes its attempts out of in-flight).
+fn recorded_engine_with_taskvisor() -> (Arc<AtomicMetrics>, TaskvisorMetrics) {
     let metrics = recorded_engine();
     let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
     subscriber.on_event(
@@ -67,10 +68,21 @@ fn one_scrape_holds_the_application_metrics_and_every_taskmeter_sample() {
             .with_id(TaskId::for_tests())
             .with_attempt(2),
     );
-    let config = ExportConfig::builder()
+    (metrics, subscriber)
+}
+
+/// The export configuration of the comparisons: a constant label on every series.
+fn constant_labelled() -> ExportConfig {
+    ExportConfig::builder()
         .const_label("service", "runner-7")
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn one_scrape_holds_the_application_metrics_and_every_taskmeter_sample() {
+    let (metrics, _subscriber) = recorded_engine_with_taskvisor();
+    let config = constant_labelled();
     let registry = Registry::new();
     let requests = IntCounter::new("api_requests_total", "API requests").unwrap();
     registry.register(Box::new(requests.clone())).unwrap();
@@ -193,18 +205,8 @@ fn a_prometheus_client_registry_holds_every_taskmeter_sample_but_the_summaries()
     use taskmeter::collector::PrometheusClientCollector;
     use taskmeter::export::Format;
 
-    let metrics = recorded_engine();
-    let subscriber = TaskvisorMetrics::new(Arc::clone(&metrics));
-    subscriber.on_event(
-        &Event::new(EventKind::AttemptStarting)
-            .with_task("resize")
-            .with_id(TaskId::for_tests())
-            .with_attempt(1),
-    );
-    let config = ExportConfig::builder()
-        .const_label("service", "runner-7")
-        .build()
-        .unwrap();
+    let (metrics, _subscriber) = recorded_engine_with_taskvisor();
+    let config = constant_labelled();
     let mut registry = prometheus_client::registry::Registry::default();
     let requests = Counter::<u64>::default();
     registry.register("api_requests", "API requests", requests.clone());

@@ -209,6 +209,17 @@ fn the_memory_an_engine_reserves_is_what_each_stripe_allocates() {
 
 /// Every count in a snapshot of its own: each label, a custom-label error, and a built
 /// histogram; the engine is then dropped, and dropping the snapshot frees what it reported.
+/// Asserts that `snapshot.memory_bytes()` is what dropping it frees, on this thread.
+fn assert_reports_what_dropping_frees(snapshot: Arc<taskmeter::Snapshot>) {
+    let reported = snapshot.memory_bytes();
+    let before = HELD_BYTES.with(Cell::get);
+    drop(snapshot);
+    let freed = before.wrapping_sub(HELD_BYTES.with(Cell::get)) as usize;
+    // What the `Arc<Snapshot>` itself held: the snapshot and two reference counts.
+    let header = 2 * std::mem::size_of::<usize>();
+    assert_eq!(reported + header, freed);
+}
+
 #[test]
 fn the_memory_a_snapshot_reports_is_what_dropping_it_frees() {
     use taskmeter::{Label, RunnerErrorKind};
@@ -231,13 +242,7 @@ fn the_memory_a_snapshot_reports_is_what_dropping_it_frees() {
         .duration(RunnerType::Wasm, TaskOutcome::Success);
     assert_eq!(built.len(), 2);
     drop(metrics);
-    let reported = snapshot.memory_bytes();
-    let before = HELD_BYTES.with(Cell::get);
-    drop(snapshot);
-    let freed = before.wrapping_sub(HELD_BYTES.with(Cell::get)) as usize;
-    // What the `Arc<Snapshot>` itself held: the snapshot and two reference counts.
-    let header = 2 * std::mem::size_of::<usize>();
-    assert_eq!(reported + header, freed);
+    assert_reports_what_dropping_frees(snapshot);
     drop(first);
 }
 
@@ -268,12 +273,7 @@ fn the_memory_a_snapshot_reports_includes_its_window_start() {
     plugin_error();
     let snapshot = metrics.snapshot();
     drop(metrics);
-    let reported = snapshot.memory_bytes();
-    let before = HELD_BYTES.with(Cell::get);
-    drop(snapshot);
-    let freed = before.wrapping_sub(HELD_BYTES.with(Cell::get)) as usize;
-    let header = 2 * std::mem::size_of::<usize>();
-    assert_eq!(reported + header, freed);
+    assert_reports_what_dropping_frees(snapshot);
     drop(first);
 }
 

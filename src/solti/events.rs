@@ -256,6 +256,14 @@ impl Attempts {
                 .tracked_attempt(id)
                 .is_some_and(|tracked| tracked > attempt)
     }
+
+    /// Whether a start of `attempt` of task `id` was handled already: its attempt is in the
+    /// table (or a later one is), closed, or counted past the table's bound.
+    fn start_handled(&self, id: TaskId, attempt: u32) -> bool {
+        self.tracked_attempt(id) == Some(attempt)
+            || self.recent.contains(id, Seen::Closed(attempt))
+            || self.already_handled(id, attempt, Seen::Untracked(attempt))
+    }
 }
 
 /// Hashes task identities: taskvisor draws them from its own sequence, so nobody chooses them
@@ -474,53 +482,48 @@ impl TaskvisorMetrics {
     fn attempt_starting(&self, attempts: &mut Attempts, event: &Event) {
         let runner = self.runner_for(event);
         let attempt = event.attempt.unwrap_or(1);
-        if let Some(id) = event.id {
-            if attempts.tracked_attempt(id) == Some(attempt)
-                || attempts.recent.contains(id, Seen::Closed(attempt))
-                || attempts.already_handled(id, attempt, Seen::Untracked(attempt))
-            {
-                // The same start twice, or one older than the task's attempt.
-                bump(&self.counters().duplicate_attempt_events, 1);
-                return;
-            }
-            if attempt > 1 {
-                bump(&self.counters().restarts, 1);
-            }
-            self.forget_suspect(attempts, id);
-            if let Some(superseded) = attempts.counted.remove(&id) {
-                // The previous attempt's close was lost.
-                self.lose(superseded);
-            }
-            if attempts.is_full() {
-                // The suspects' closes were most likely lost with the overflow: they are
-                // counted by runner from now on.
-                for (_, forgotten) in attempts.suspect.drain() {
-                    attempts.untracked_suspect[forgotten.runner.index()] += 1;
-                    bump(&self.counters().forgotten_attempts, 1);
-                }
-            }
-            self.metrics.record_task_started(runner);
-            if attempts.is_full() {
-                // Counted by runner, out of in-flight: too few rather than for ever too many
-                // (a task that ends without a close would leave it there).
-                attempts.untracked_suspect[runner.index()] += 1;
-                attempts.recent.insert(id, Seen::Untracked(attempt));
-                self.metrics.recording.untrack(runner, 1);
-                bump(&self.counters().forgotten_attempts, 1);
-            } else {
-                let open = Open {
-                    attempt,
-                    at: event.at,
-                    runner,
-                };
-                attempts.counted.insert(id, open);
-            }
-        } else {
-            if attempt > 1 {
-                bump(&self.counters().restarts, 1);
-            }
+        if let Some(id) = event.id
+            && attempts.start_handled(id, attempt)
+        {
+            // The same start twice, or one older than the task's attempt.
+            bump(&self.counters().duplicate_attempt_events, 1);
+            return;
+        }
+        if attempt > 1 {
+            bump(&self.counters().restarts, 1);
+        }
+        self.metrics.record_task_started(runner);
+        let Some(id) = event.id else {
             attempts.untracked[runner.index()] += 1;
-            self.metrics.record_task_started(runner);
+            return;
+        };
+        self.forget_suspect(attempts, id);
+        if let Some(superseded) = attempts.counted.remove(&id) {
+            // The previous attempt's close was lost.
+            self.lose(superseded);
+        }
+        if attempts.is_full() {
+            // The suspects' closes were most likely lost with the overflow: they are counted
+            // by runner from now on.
+            for (_, forgotten) in attempts.suspect.drain() {
+                attempts.untracked_suspect[forgotten.runner.index()] += 1;
+                bump(&self.counters().forgotten_attempts, 1);
+            }
+        }
+        if attempts.is_full() {
+            // Counted by runner, out of in-flight (its start is recorded above): too few rather
+            // than for ever too many (a task that ends without a close would leave it there).
+            attempts.untracked_suspect[runner.index()] += 1;
+            attempts.recent.insert(id, Seen::Untracked(attempt));
+            self.metrics.recording.untrack(runner, 1);
+            bump(&self.counters().forgotten_attempts, 1);
+        } else {
+            let open = Open {
+                attempt,
+                at: event.at,
+                runner,
+            };
+            attempts.counted.insert(id, open);
         }
     }
 
