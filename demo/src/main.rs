@@ -1,6 +1,7 @@
 //! The demo: runs the task mix on every core against an `AtomicMetrics` with a snapshotter,
 //! optionally serving `/metrics` and writing an interval log, then prints what it measured.
-//! Arguments and wiring only; the work is in the library.
+//! `taskmeter report` and `taskmeter compare` read such logs back (`tune.rs`).
+//! Arguments and wiring only; the work is in the libraries.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -10,20 +11,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use taskmeter::export::interval_log::IntervalLogSink;
+use taskmeter::export::json::JsonLinesSink;
 use taskmeter::export::{ExportConfig, Format as ExportFormat};
 use taskmeter::server::{MetricsServer, ServerConfig};
 use taskmeter::{AtomicMetrics, RunnerType, SinkError, Snapshot, SnapshotterBuilder};
 
 mod table;
+mod tune;
 
 use table::{live_line, summary_table};
-use taskmeter_workload::{replay, task_mix};
+use taskmeter_workload::{Call, replay, task_mix};
 
-/// Runs a synthetic task-runner load against taskmeter and prints the figures.
+/// Runs a synthetic task-runner load against taskmeter and prints the figures; `report` and
+/// `compare` read recorded runs back.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Report(tune::ReportArgs),
+    Compare(tune::CompareArgs),
+}
+
+/// The main job's options.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// How long to record, in seconds (fractions allowed, up to a day).
     #[arg(long, default_value_t = 3.0, value_parser = positive_seconds)]
@@ -46,6 +65,13 @@ struct Args {
     /// Write every snapshot's interval histograms to this HdrHistogram interval log.
     #[arg(long, value_name = "FILE")]
     hlog: Option<PathBuf>,
+    /// Write every snapshot to this JSON-lines log (schema taskmeter.snapshot/2, with buckets).
+    #[arg(long, value_name = "FILE")]
+    json_log: Option<PathBuf>,
+    /// Make every task this many percent slower (negative: faster), to try `compare` on a
+    /// known change.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = slowdown_percent)]
+    slowdown: f64,
     /// Print the final snapshot in this format on stdout (the table then goes to stderr).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -77,6 +103,14 @@ fn linger_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+fn slowdown_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(percent) if (-99.0..=10_000.0).contains(&percent) => Ok(percent),
+        Ok(_) => Err("must be from -99 to 10000 percent".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 fn name_value(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
@@ -90,7 +124,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Report(args)) => return tune::report(args),
+        Some(Command::Compare(args)) => return tune::compare(args),
+        None => {}
+    }
+    let args = cli.run;
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -98,6 +138,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `calls` with every duration multiplied by `factor`.
+fn slowed(mut calls: Vec<Call>, factor: f64) -> Vec<Call> {
+    if factor != 1.0 {
+        for call in &mut calls {
+            if let Call::Completed(_, _, duration_ms) = call {
+                *duration_ms = (*duration_ms as f64 * factor).round() as u64;
+            }
+        }
+    }
+    calls
 }
 
 fn run(args: &Args) -> Result<(), SinkError> {
@@ -136,6 +188,12 @@ fn run(args: &Args) -> Result<(), SinkError> {
         snapshotter = snapshotter.sink(log);
         report(&format!("interval log: {}\n", path.display()));
     }
+    if let Some(path) = &args.json_log {
+        let log = JsonLinesSink::create(path)
+            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        snapshotter = snapshotter.sink(log);
+        report(&format!("JSON-lines log: {}\n", path.display()));
+    }
     if std::io::stderr().is_terminal() {
         snapshotter = snapshotter.sink(|snapshot: &Snapshot| -> Result<(), SinkError> {
             eprintln!("{}", live_line(snapshot));
@@ -159,8 +217,9 @@ fn run(args: &Args) -> Result<(), SinkError> {
     let workers: Vec<_> = (0..threads)
         .map(|seed| {
             let (metrics, recording) = (Arc::clone(&metrics), Arc::clone(&recording));
+            let slowdown = 1.0 + args.slowdown / 100.0;
             std::thread::spawn(move || {
-                let calls = task_mix(100_000, seed as u64);
+                let calls = slowed(task_mix(100_000, seed as u64), slowdown);
                 while recording.load(Ordering::Relaxed) {
                     replay(&*metrics, &calls);
                 }

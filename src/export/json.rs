@@ -1,4 +1,5 @@
-//! JSON export: a documented, stable schema (`"schema": "taskmeter.snapshot/1"`).
+//! JSON export: a documented, stable schema (`"schema": "taskmeter.snapshot/1"`), and the
+//! JSON-lines log of [`JsonLinesSink`] (`"taskmeter.snapshot/2"`: the same, with buckets).
 //!
 //! ```text
 //! {
@@ -31,24 +32,47 @@
 //! strings. `sum_ms` is exact, saturating at `u64::MAX`; quantiles, min and max are at the
 //! engine's HDR precision (highest equivalent value of the slot). New fields may be added
 //! within schema version 1; none is removed or changes meaning.
+//!
+//! Schema version 2 (`"taskmeter.snapshot/2"`, written by [`JsonLinesSink`], one document per
+//! line) is version 1 with two additions, so that a log holds the whole distribution of each
+//! interval and tools (`taskmeter report`, `taskmeter compare`) can merge intervals exactly:
+//!
+//! ```text
+//! "significant_digits": 3,                 // the engine's HDR layout (lowest value 1 ms)
+//! DURATIONS of the interval view += {
+//!   "buckets": [[3, 3, 2], [40, 40, 1], [2500, 2501, 1]]  // [lowest_ms, highest_ms, count]
+//! }                                         // of every non-empty slot, ascending
+//! ```
+//!
+//! The cumulative and window views carry no buckets: a log's intervals sum to them.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_QUANTILES, ExportConfig};
 use crate::contract::{RunnerErrorKind, RunnerType, TaskOutcome};
+use crate::sink::{SinkError, SnapshotSink};
 use crate::snapshot::{Snapshot, View};
 
-/// The schema name written in every document.
+/// The schema name written in every document of [`Snapshot::to_json`].
 pub const JSON_SCHEMA: &str = "taskmeter.snapshot/1";
+
+/// The schema name of [`JsonLinesSink`]'s lines: version 1 with the interval's buckets.
+pub const JSON_SCHEMA_WITH_BUCKETS: &str = "taskmeter.snapshot/2";
 
 /// A snapshot as written to and read from JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JsonSnapshot {
-    /// Always [`JSON_SCHEMA`].
+    /// [`JSON_SCHEMA`], or [`JSON_SCHEMA_WITH_BUCKETS`] for a line of a JSON-lines log.
     pub schema: String,
+    /// The engine's significant decimal digits; schema 2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significant_digits: Option<u8>,
     /// [`Snapshot::sequence`].
     pub sequence: u64,
     /// [`Snapshot::taken_at`], in ms since the Unix epoch (0 if the clock is before it).
@@ -106,6 +130,10 @@ pub struct JsonDurations {
     pub mean_ms: Option<f64>,
     /// Duration at each quantile (keys as written by Rust's `f64` `Display`).
     pub quantiles_ms: BTreeMap<String, u64>,
+    /// Every non-empty slot as `[lowest_ms, highest_ms, count]`, ascending: schema 2's
+    /// interval view only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<[u64; 3]>>,
 }
 
 impl JsonSnapshot {
@@ -119,6 +147,7 @@ impl JsonSnapshot {
             });
         JsonSnapshot {
             schema: JSON_SCHEMA.into(),
+            significant_digits: None,
             sequence: snapshot.sequence(),
             taken_at_unix_ms,
             elapsed_seconds: snapshot.elapsed().as_secs_f64(),
@@ -134,6 +163,37 @@ impl JsonSnapshot {
             interval: JsonView::new(snapshot.interval(), quantiles),
             window: Some(JsonView::new(snapshot.window(), quantiles)),
         }
+    }
+
+    /// The schema-2 form of `snapshot`: [`new`](Self::new) with the interval's buckets.
+    pub fn with_buckets(snapshot: &Snapshot, quantiles: &[f64]) -> Self {
+        let mut document = JsonSnapshot::new(snapshot, quantiles);
+        document.schema = JSON_SCHEMA_WITH_BUCKETS.into();
+        let interval = snapshot.interval();
+        document.significant_digits = Some(
+            interval
+                .duration_counts(RunnerType::ALL[0], TaskOutcome::ALL[0])
+                .significant_digits(),
+        );
+        for runner in RunnerType::ALL {
+            for outcome in TaskOutcome::ALL {
+                let counts = interval.duration_counts(runner, outcome);
+                if let Some(durations) = document
+                    .interval
+                    .completed
+                    .get_mut(runner.as_label())
+                    .and_then(|outcomes| outcomes.get_mut(outcome.as_label()))
+                {
+                    durations.buckets = Some(
+                        counts
+                            .iter()
+                            .map(|slot| [slot.lowest_ms, slot.highest_ms, slot.count])
+                            .collect(),
+                    );
+                }
+            }
+        }
+        document
     }
 }
 
@@ -198,7 +258,80 @@ impl JsonDurations {
             } else {
                 BTreeMap::new()
             },
+            buckets: None,
         }
+    }
+}
+
+/// A [`SnapshotSink`] that appends every snapshot to a JSON-lines log: one schema-2 document
+/// ([`JSON_SCHEMA_WITH_BUCKETS`]) per line, its interval view with the buckets of every
+/// non-empty slot, so that `taskmeter report` and `taskmeter compare` read whole
+/// distributions. Each line is flushed as it is written.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use taskmeter::export::json::{JSON_SCHEMA_WITH_BUCKETS, JsonLinesSink, JsonSnapshot};
+/// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, SnapshotterBuilder, TaskOutcome};
+///
+/// let path = std::env::temp_dir().join(format!("taskmeter-doc-{}.jsonl", std::process::id()));
+/// let metrics = Arc::new(AtomicMetrics::new());
+/// let snapshotter = SnapshotterBuilder::new(Duration::from_secs(3600))
+///     .sink(JsonLinesSink::create(&path).unwrap())
+///     .spawn(&metrics);
+/// metrics.record_task_completed(RunnerType::Wasm, TaskOutcome::Success, 2_500);
+/// snapshotter.stop(); // the final snapshot reaches the log
+/// let log = std::fs::read_to_string(&path).unwrap();
+/// let line: JsonSnapshot = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+/// assert_eq!(line.schema, JSON_SCHEMA_WITH_BUCKETS);
+/// let wasm = &line.interval.completed["wasm"]["success"];
+/// assert_eq!(wasm.buckets.as_deref(), Some(&[[2_500, 2_501, 1]][..]));
+/// # std::fs::remove_file(&path).ok();
+/// ```
+pub struct JsonLinesSink<W: Write + Send> {
+    out: W,
+    quantiles: Vec<f64>,
+    line: Vec<u8>,
+}
+
+impl JsonLinesSink<BufWriter<File>> {
+    /// Creates (or truncates) the file at `path`.
+    pub fn create(path: impl AsRef<Path>) -> io::Result<Self> {
+        Ok(Self::new(BufWriter::new(File::create(path)?)))
+    }
+}
+
+impl<W: Write + Send> JsonLinesSink<W> {
+    /// A sink writing to `out`, with the default quantiles (0.5, 0.9, 0.99, 0.999).
+    pub fn new(out: W) -> Self {
+        JsonLinesSink {
+            out,
+            quantiles: DEFAULT_QUANTILES.to_vec(),
+            line: Vec::new(),
+        }
+    }
+
+    /// Appends `snapshot` as one line and flushes.
+    pub fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
+        self.line.clear();
+        serde_json::to_writer(
+            &mut self.line,
+            &JsonSnapshot::with_buckets(snapshot, &self.quantiles),
+        )?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> SnapshotSink for JsonLinesSink<W> {
+    fn name(&self) -> &str {
+        "JSON-lines log"
+    }
+
+    fn publish(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
+        self.write_snapshot(snapshot)
     }
 }
 

@@ -122,7 +122,7 @@ impl DurationCounts {
 
     /// The significant decimal digits of the engine's layout.
     #[cfg_attr(
-        not(any(feature = "native-histograms", feature = "hlog")),
+        not(any(feature = "native-histograms", feature = "hlog", feature = "json")),
         allow(dead_code)
     )]
     pub(crate) fn significant_digits(&self) -> u8 {

@@ -1,0 +1,776 @@
+//! `compare`: did the distribution of B move from A's, quantile by quantile, beyond noise and
+//! beyond a practical band?
+//!
+//! How the data is made decides the statistics:
+//! - **several runs per side** (at least 2 each): each run gives one value per quantile, and
+//!   Welch's t-test on their logarithms compares the sides; run-to-run noise, which beats any
+//!   within-run precision, is then in the verdict;
+//! - **one run on a side**: a block bootstrap over its intervals (consecutive intervals
+//!   resampled together, so autocorrelation widens the interval instead of fooling it), the
+//!   p-value from the bootstrap's standard error of the log ratio.
+//!
+//! Never a verdict below the HDR slot width (`resolution`), nor with fewer than
+//! [`CompareOptions::min_tail_samples`] samples beyond a quantile on a side (in every run, with
+//! runs); Holm's correction over every series and quantile keeps the chance of any false alarm
+//! below [`CompareOptions::alpha`]; a change must also be beyond the quantile's band to be
+//! called better or worse. Changes are ratios of slot midpoints, so a 0 ms slot still has one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::distribution::{Distribution, quantile_at, target_rank};
+use crate::input::{Interval, Run, Series};
+use crate::stats::{SplitMix64, holm, normal_two_sided, student_critical, student_two_sided};
+
+/// The JSON schema of a [`Comparison`].
+pub const COMPARE_SCHEMA: &str = "taskmeter.compare/1";
+
+/// The practical band: the change a quantile must exceed to be called better or worse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bands {
+    /// For every quantile not listed in `per_quantile`, as a fraction (0.05 is 5 %).
+    pub default: f64,
+    /// `(quantile, band)` pairs.
+    pub per_quantile: Vec<(f64, f64)>,
+}
+
+impl Default for Bands {
+    fn default() -> Self {
+        Bands {
+            default: 0.05,
+            per_quantile: Vec::new(),
+        }
+    }
+}
+
+impl Bands {
+    /// Parses `--band`: a percentage (`5`, `5%`), or `pNN=PERCENT` pairs separated by commas
+    /// (`p99=10,p50=3%`), optionally with a plain percentage for the rest.
+    ///
+    /// ```
+    /// use taskmeter_tune::Bands;
+    ///
+    /// let bands = Bands::parse("p99=10,2%").unwrap();
+    /// assert_eq!(bands.band(0.99), 0.10);
+    /// assert_eq!(bands.band(0.5), 0.02);
+    /// assert!(Bands::parse("p99=ten").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Bands, String> {
+        let mut bands = Bands::default();
+        for part in text.split(',').map(str::trim) {
+            let percent = |value: &str| -> Result<f64, String> {
+                value
+                    .trim()
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| p.is_finite() && (0.0..1000.0).contains(p))
+                    .map(|p| p / 100.0)
+                    .ok_or_else(|| format!("{value:?} is not a percentage from 0 to 1000"))
+            };
+            match part.split_once('=') {
+                Some((name, value)) => {
+                    let quantile = parse_quantile_name(name)?;
+                    bands.per_quantile.push((quantile, percent(value)?));
+                }
+                None => bands.default = percent(part)?,
+            }
+        }
+        Ok(bands)
+    }
+
+    /// The band of `quantile`.
+    pub fn band(&self, quantile: f64) -> f64 {
+        self.per_quantile
+            .iter()
+            .rev()
+            .find(|(q, _)| (q - quantile).abs() < 1e-12)
+            .map_or(self.default, |&(_, band)| band)
+    }
+}
+
+/// `p50` → 0.5, `p99.9` → 0.999.
+pub fn parse_quantile_name(name: &str) -> Result<f64, String> {
+    name.trim()
+        .strip_prefix('p')
+        .and_then(|digits| digits.parse::<f64>().ok())
+        .filter(|p| *p > 0.0 && *p < 100.0)
+        .map(|p| p / 100.0)
+        .ok_or_else(|| format!("{name:?} is not a quantile name like p50 or p99.9"))
+}
+
+/// The name of a quantile: 0.999 → `p99.9`.
+pub fn quantile_name(quantile: f64) -> String {
+    let percent = format!("{:.4}", quantile * 100.0);
+    format!("p{}", percent.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// How to compare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareOptions {
+    /// The practical bands (5 % by default).
+    pub bands: Bands,
+    /// The chance of any false alarm over all series and quantiles (0.05).
+    pub alpha: f64,
+    /// Bootstrap resamples, with one run on a side (1,000).
+    pub resamples: usize,
+    /// The resampling seed, so that a comparison is repeatable (fixed by default).
+    pub seed: u64,
+    /// The quantiles compared (p50, p90, p99, p99.9), each in `(0, 1)`.
+    pub quantiles: Vec<f64>,
+    /// Samples needed beyond a quantile, on each side or in each run (10): a quantile `q`
+    /// needs `⌈10 / (1 − q)⌉` samples, 10,000 for p99.9.
+    pub min_tail_samples: u64,
+    /// Blocks of intervals needed on each side for the bootstrap (8).
+    pub min_blocks: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            bands: Bands::default(),
+            alpha: 0.05,
+            resamples: 1000,
+            seed: 0x7a5c_4e7e_2026,
+            quantiles: vec![0.5, 0.9, 0.99, 0.999],
+            min_tail_samples: 10,
+            min_blocks: 8,
+        }
+    }
+}
+
+/// What a comparison says of one quantile of one series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// B is lower beyond noise and the band.
+    Better,
+    /// B is higher beyond noise and the band: a regression.
+    Worse,
+    /// No change beyond noise, the band or the HDR resolution.
+    NoChange,
+    /// Too few samples (or intervals, or runs) to say: see the row's note.
+    TooFewSamples,
+}
+
+impl Verdict {
+    /// How it reads in a table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Better => "better",
+            Verdict::Worse => "worse",
+            Verdict::NoChange => "~",
+            Verdict::TooFewSamples => "too few samples",
+        }
+    }
+}
+
+/// One side's value of a quantile.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SideValue {
+    /// The quantile of the side's pooled samples (the slot's highest value).
+    pub value_ms: u64,
+    /// Its slot's width.
+    pub resolution_ms: u64,
+    /// The side's samples in the series.
+    pub samples: u64,
+}
+
+/// One series and quantile of a [`Comparison`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The series (`runner.outcome`, or a log's tag).
+    pub series: String,
+    /// The quantile.
+    pub quantile: f64,
+    /// A's value; `None` without samples.
+    pub a: Option<SideValue>,
+    /// B's value; `None` without samples.
+    pub b: Option<SideValue>,
+    /// The estimated change B/A − 1; `None` when either side is empty.
+    pub change: Option<f64>,
+    /// The 95 % confidence interval of the change (not corrected for multiplicity).
+    pub ci: Option<[f64; 2]>,
+    /// The test's p-value, where one ran.
+    pub p_value: Option<f64>,
+    /// The p-value after Holm's correction over every row tested.
+    pub p_adjusted: Option<f64>,
+    /// The band that applied.
+    pub band: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why a verdict is `~` or too few samples, when it is not the test.
+    pub note: String,
+}
+
+/// The geometric mean of B/A over the series compared at one quantile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Geomean {
+    /// The quantile.
+    pub quantile: f64,
+    /// The geometric mean of the changes, as B/A − 1.
+    pub change: f64,
+    /// How many series it covers.
+    pub series: usize,
+}
+
+/// Counts of verdicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Rows called worse.
+    pub worse: usize,
+    /// Rows called better.
+    pub better: usize,
+    /// Rows with no detectable change.
+    pub no_change: usize,
+    /// Rows with too few samples.
+    pub too_few_samples: usize,
+}
+
+/// The result of [`compare`]: a documented, versioned JSON schema ([`COMPARE_SCHEMA`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Always [`COMPARE_SCHEMA`].
+    pub schema: &'static str,
+    /// A's files.
+    pub a: Vec<String>,
+    /// B's files.
+    pub b: Vec<String>,
+    /// `"runs"` (Welch's t-test over runs) or `"block bootstrap"`.
+    pub method: &'static str,
+    /// The family-wise false-alarm rate.
+    pub alpha: f64,
+    /// Bootstrap resamples (0 with runs).
+    pub resamples: usize,
+    /// The bands.
+    pub bands: Bands,
+    /// One row per series and quantile, series in name order.
+    pub rows: Vec<Row>,
+    /// Per quantile, over the series with enough samples on both sides.
+    pub geomean: Vec<Geomean>,
+    /// The verdicts counted.
+    pub tally: Tally,
+}
+
+impl Comparison {
+    /// The exit code of `taskmeter compare`: 1 on a regression, else 3 when
+    /// `fail_on_inconclusive` and a row had too few samples, else 0.
+    pub fn exit_code(&self, fail_on_inconclusive: bool) -> u8 {
+        if self.tally.worse > 0 {
+            1
+        } else if fail_on_inconclusive && self.tally.too_few_samples > 0 {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Compares the runs of A with those of B (each side one run or several runs of one setup).
+///
+/// Errors when a side has no run, or when its runs record one series with different
+/// histogram layouts, or on bad options.
+pub fn compare(a: &[Run], b: &[Run], options: &CompareOptions) -> Result<Comparison, String> {
+    check_options(options)?;
+    if a.is_empty() || b.is_empty() {
+        return Err("each side needs at least one run".into());
+    }
+    let by_runs = a.len() >= 2 && b.len() >= 2;
+    let names: BTreeSet<&String> = a
+        .iter()
+        .chain(b)
+        .flat_map(|run| run.series.keys())
+        .collect();
+    let mut rows = Vec::new();
+    for name in names {
+        let side_a = SideSeries::new(a, name)?;
+        let side_b = SideSeries::new(b, name)?;
+        if side_a.pooled.total() == 0 && side_b.pooled.total() == 0 {
+            continue;
+        }
+        let mut series_rows = if by_runs {
+            compare_runs(name, &side_a, &side_b, options)
+        } else {
+            compare_bootstrap(name, &side_a, &side_b, options)
+        };
+        rows.append(&mut series_rows);
+    }
+    decide(&mut rows, options);
+    let geomean = options
+        .quantiles
+        .iter()
+        .filter_map(|&quantile| {
+            let logs: Vec<f64> = rows
+                .iter()
+                .filter(|row| row.quantile == quantile && row.verdict != Verdict::TooFewSamples)
+                .filter_map(|row| row.change)
+                .map(f64::ln_1p)
+                .collect();
+            (!logs.is_empty()).then(|| Geomean {
+                quantile,
+                change: (logs.iter().sum::<f64>() / logs.len() as f64).exp_m1(),
+                series: logs.len(),
+            })
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for row in &rows {
+        *match row.verdict {
+            Verdict::Worse => &mut tally.worse,
+            Verdict::Better => &mut tally.better,
+            Verdict::NoChange => &mut tally.no_change,
+            Verdict::TooFewSamples => &mut tally.too_few_samples,
+        } += 1;
+    }
+    Ok(Comparison {
+        schema: COMPARE_SCHEMA,
+        a: a.iter().map(|run| run.source.clone()).collect(),
+        b: b.iter().map(|run| run.source.clone()).collect(),
+        method: if by_runs { "runs" } else { "block bootstrap" },
+        alpha: options.alpha,
+        resamples: if by_runs { 0 } else { options.resamples },
+        bands: options.bands.clone(),
+        rows,
+        geomean,
+        tally,
+    })
+}
+
+fn check_options(options: &CompareOptions) -> Result<(), String> {
+    if !(options.alpha > 0.0 && options.alpha < 1.0) {
+        return Err(format!("alpha {} is not in (0, 1)", options.alpha));
+    }
+    if let Some(q) = options.quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
+        return Err(format!("quantile {q} is not in (0, 1)"));
+    }
+    if options.resamples < 100 {
+        return Err(format!("{} resamples: at least 100", options.resamples));
+    }
+    for (quantile, _) in &options.bands.per_quantile {
+        if !options
+            .quantiles
+            .iter()
+            .any(|q| (q - quantile).abs() < 1e-12)
+        {
+            let compared: Vec<String> = options
+                .quantiles
+                .iter()
+                .map(|&q| quantile_name(q))
+                .collect();
+            return Err(format!(
+                "a band for {}, which is not compared ({})",
+                quantile_name(*quantile),
+                compared.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One side's data of one series: per run, and pooled.
+struct SideSeries<'r> {
+    runs: Vec<Option<&'r Series>>,
+    per_run: Vec<Distribution>,
+    pooled: Distribution,
+}
+
+impl<'r> SideSeries<'r> {
+    fn new(runs: &'r [Run], name: &str) -> Result<Self, String> {
+        let series: Vec<Option<&Series>> = runs.iter().map(|run| run.series.get(name)).collect();
+        let layout = series.iter().flatten().map(|s| s.layout()).next();
+        let Some(layout) = layout else {
+            let empty = Distribution::new(crate::Layout::new(1, 3).expect("a valid layout"));
+            return Ok(SideSeries {
+                per_run: vec![empty.clone(); runs.len()],
+                runs: series,
+                pooled: empty,
+            });
+        };
+        if let Some((run, other)) = runs
+            .iter()
+            .zip(&series)
+            .find_map(|(run, s)| s.filter(|s| s.layout() != layout).map(|s| (run, s)))
+        {
+            return Err(format!(
+                "{}: series {name:?} has {}, another run of its side {layout}",
+                run.source,
+                other.layout()
+            ));
+        }
+        let per_run: Vec<Distribution> = series
+            .iter()
+            .map(|s| s.map_or_else(|| Distribution::new(layout), |s| s.merged(|_| true)))
+            .collect();
+        let mut pooled = Distribution::new(layout);
+        per_run.iter().for_each(|d| pooled.merge(d));
+        Ok(SideSeries {
+            runs: series,
+            per_run,
+            pooled,
+        })
+    }
+
+    /// Every interval of the side, run after run.
+    fn intervals(&self) -> impl Iterator<Item = (&'r Series, &'r Interval)> + '_ {
+        self.runs
+            .iter()
+            .flatten()
+            .flat_map(|series| series.intervals().iter().map(move |i| (*series, i)))
+    }
+}
+
+fn needed_samples(quantile: f64, options: &CompareOptions) -> u64 {
+    (options.min_tail_samples as f64 / (1.0 - quantile)).ceil() as u64
+}
+
+/// A row with both sides' pooled values, the change between them, and the verdict left to
+/// the test (or set when there is none to run).
+fn base_row(
+    name: &str,
+    quantile: f64,
+    a: &SideSeries,
+    b: &SideSeries,
+    options: &CompareOptions,
+) -> Row {
+    let value = |side: &SideSeries| {
+        side.pooled.quantile(quantile).map(|q| SideValue {
+            value_ms: q.value_ms,
+            resolution_ms: q.resolution_ms,
+            samples: side.pooled.total(),
+        })
+    };
+    let (value_a, value_b) = (value(a), value(b));
+    let change = match (a.pooled.quantile(quantile), b.pooled.quantile(quantile)) {
+        (Some(qa), Some(qb)) => Some(qb.midpoint_ms / qa.midpoint_ms - 1.0),
+        _ => None,
+    };
+    let mut row = Row {
+        series: name.to_owned(),
+        quantile,
+        a: value_a,
+        b: value_b,
+        change,
+        ci: None,
+        p_value: None,
+        p_adjusted: None,
+        band: options.bands.band(quantile),
+        verdict: Verdict::NoChange,
+        note: String::new(),
+    };
+    let needed = needed_samples(quantile, options);
+    match (value_a, value_b) {
+        (None, _) | (_, None) => {
+            row.verdict = Verdict::TooFewSamples;
+            row.note = format!(
+                "no samples in {}",
+                if value_a.is_none() { "A" } else { "B" }
+            );
+        }
+        (Some(va), Some(vb)) if va.samples < needed || vb.samples < needed => {
+            row.verdict = Verdict::TooFewSamples;
+            row.note = format!(
+                "needs {needed} samples a side for {}, has {} and {}",
+                quantile_name(quantile),
+                va.samples,
+                vb.samples
+            );
+        }
+        (Some(va), Some(vb))
+            if va.value_ms.abs_diff(vb.value_ms) <= va.resolution_ms.max(vb.resolution_ms) =>
+        {
+            row.note = format!(
+                "within the HDR resolution ({} ms)",
+                va.resolution_ms.max(vb.resolution_ms)
+            );
+        }
+        _ => {}
+    }
+    row
+}
+
+/// Whether a row still needs its test (it has enough samples and a change past resolution).
+fn testable(row: &Row) -> bool {
+    row.verdict == Verdict::NoChange && row.note.is_empty()
+}
+
+fn compare_runs(name: &str, a: &SideSeries, b: &SideSeries, options: &CompareOptions) -> Vec<Row> {
+    options
+        .quantiles
+        .iter()
+        .map(|&quantile| {
+            let mut row = base_row(name, quantile, a, b, options);
+            let needed = needed_samples(quantile, options);
+            let logs = |side: &SideSeries| -> Option<Vec<f64>> {
+                side.per_run
+                    .iter()
+                    .map(|d| {
+                        (d.total() >= needed)
+                            .then(|| d.quantile(quantile))
+                            .flatten()
+                            .map(|q| q.midpoint_ms.ln())
+                    })
+                    .collect()
+            };
+            if !testable(&row) {
+                return row;
+            }
+            let (Some(xa), Some(xb)) = (logs(a), logs(b)) else {
+                row.verdict = Verdict::TooFewSamples;
+                row.note = format!(
+                    "needs {needed} samples in every run for {}",
+                    quantile_name(quantile)
+                );
+                return row;
+            };
+            let (mean_a, var_a) = mean_variance(&xa);
+            let (mean_b, var_b) = mean_variance(&xb);
+            let (na, nb) = (xa.len() as f64, xb.len() as f64);
+            let estimate = mean_b - mean_a;
+            let se = (var_a / na + var_b / nb).sqrt();
+            row.change = Some(estimate.exp_m1());
+            if se == 0.0 {
+                row.p_value = Some(if estimate == 0.0 { 1.0 } else { 0.0 });
+                row.ci = Some([estimate.exp_m1(); 2]);
+                return row;
+            }
+            let df = (var_a / na + var_b / nb).powi(2)
+                / ((var_a / na).powi(2) / (na - 1.0) + (var_b / nb).powi(2) / (nb - 1.0));
+            let df = if df.is_finite() {
+                df.max(1.0)
+            } else {
+                na + nb - 2.0
+            };
+            row.p_value = Some(student_two_sided(estimate / se, df));
+            let half = student_critical(0.05, df) * se;
+            row.ci = Some([(estimate - half).exp_m1(), (estimate + half).exp_m1()]);
+            row
+        })
+        .collect()
+}
+
+fn mean_variance(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, variance)
+}
+
+/// One side's intervals grouped into blocks of consecutive intervals, each block's counts
+/// cumulated over the side's distinct slots: a weighted quantile is then a binary search whose
+/// steps cost one multiply-add per drawn block.
+struct Blocks {
+    slots: Vec<u32>,
+    /// Row `b` holds block `b`'s count at or below each of `slots`.
+    cumulative: Vec<u64>,
+    totals: Vec<u64>,
+    layout: crate::Layout,
+}
+
+impl Blocks {
+    fn new(side: &SideSeries) -> Option<Blocks> {
+        let intervals: Vec<(&Series, &Interval)> = side.intervals().collect();
+        let n = intervals.len();
+        if n == 0 {
+            return None;
+        }
+        let length = ((n as f64).cbrt().ceil() as usize)
+            .max(n.div_ceil(64))
+            .max(1);
+        let mut slots: Vec<u32> = intervals
+            .iter()
+            .flat_map(|(series, interval)| series.entries(interval).map(|(slot, _)| slot))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let blocks = n.div_ceil(length);
+        let mut cumulative = vec![0_u64; blocks * slots.len()];
+        let mut totals = vec![0_u64; blocks];
+        for (position, (series, interval)) in intervals.iter().enumerate() {
+            let block = position / length;
+            let row = &mut cumulative[block * slots.len()..(block + 1) * slots.len()];
+            for (slot, count) in series.entries(interval) {
+                let column = slots
+                    .binary_search(&slot)
+                    .expect("every slot was collected");
+                row[column] += count;
+                totals[block] += count;
+            }
+        }
+        for row in cumulative.chunks_mut(slots.len().max(1)) {
+            let mut running = 0;
+            for cell in row {
+                running += *cell;
+                *cell = running;
+            }
+        }
+        Some(Blocks {
+            slots,
+            cumulative,
+            totals,
+            layout: side.pooled.layout(),
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.totals.len()
+    }
+
+    /// Draws as many blocks as there are, with replacement: `(block, times drawn)`.
+    fn draw(&self, random: &mut SplitMix64, weights: &mut Vec<u64>, drawn: &mut Vec<(usize, u64)>) {
+        weights.clear();
+        weights.resize(self.count(), 0);
+        for _ in 0..self.count() {
+            weights[random.below(self.count())] += 1;
+        }
+        drawn.clear();
+        drawn.extend(
+            weights
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| **w > 0)
+                .map(|(b, &w)| (b, w)),
+        );
+    }
+
+    /// The midpoint of the slot at `quantile` of the drawn blocks' weighted sum.
+    fn midpoint(&self, drawn: &[(usize, u64)], quantile: f64) -> Option<f64> {
+        let total: u64 = drawn.iter().map(|&(b, w)| w * self.totals[b]).sum();
+        let rank = target_rank(quantile, total)?;
+        let width = self.slots.len();
+        let at = |column: usize| -> u64 {
+            drawn
+                .iter()
+                .map(|&(b, w)| w * self.cumulative[b * width + column])
+                .sum()
+        };
+        let (mut low, mut high) = (0, width - 1);
+        while low < high {
+            let middle = (low + high) / 2;
+            if at(middle) >= rank {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Some(quantile_at(self.layout, self.slots[low] as usize, quantile).midpoint_ms)
+    }
+}
+
+fn compare_bootstrap(
+    name: &str,
+    a: &SideSeries,
+    b: &SideSeries,
+    options: &CompareOptions,
+) -> Vec<Row> {
+    let mut rows: Vec<Row> = options
+        .quantiles
+        .iter()
+        .map(|&quantile| base_row(name, quantile, a, b, options))
+        .collect();
+    if !rows.iter().any(testable) {
+        return rows;
+    }
+    let (Some(blocks_a), Some(blocks_b)) = (Blocks::new(a), Blocks::new(b)) else {
+        return rows;
+    };
+    if blocks_a.count() < options.min_blocks || blocks_b.count() < options.min_blocks {
+        for row in rows.iter_mut().filter(|row| testable(row)) {
+            row.verdict = Verdict::TooFewSamples;
+            row.note = format!(
+                "needs {} blocks of intervals a side for the bootstrap (at least {} intervals), \
+                 or 2 runs a side; has {} and {}",
+                options.min_blocks,
+                options.min_blocks * 3,
+                blocks_a.count(),
+                blocks_b.count()
+            );
+        }
+        return rows;
+    }
+    // The seed mixes in the series' name, so that each series resamples independently and a
+    // comparison repeats exactly.
+    let seed = name.bytes().fold(options.seed, |h, byte| {
+        (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut random = SplitMix64(seed);
+    let testing: Vec<usize> = (0..rows.len()).filter(|&i| testable(&rows[i])).collect();
+    let mut log_ratios = vec![Vec::with_capacity(options.resamples); rows.len()];
+    let (mut weights, mut drawn_a, mut drawn_b) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..options.resamples {
+        blocks_a.draw(&mut random, &mut weights, &mut drawn_a);
+        blocks_b.draw(&mut random, &mut weights, &mut drawn_b);
+        for &i in &testing {
+            let quantile = rows[i].quantile;
+            if let (Some(ma), Some(mb)) = (
+                blocks_a.midpoint(&drawn_a, quantile),
+                blocks_b.midpoint(&drawn_b, quantile),
+            ) {
+                log_ratios[i].push((mb / ma).ln());
+            }
+        }
+    }
+    for &i in &testing {
+        let row = &mut rows[i];
+        let samples = &log_ratios[i];
+        if samples.len() * 10 < options.resamples * 9 {
+            row.verdict = Verdict::TooFewSamples;
+            row.note = "too many resamples drew no samples: the series is too sparse".into();
+            continue;
+        }
+        let estimate = row.change.expect("both sides have samples").ln_1p();
+        let (_, variance) = mean_variance(samples);
+        let se = variance.sqrt();
+        row.p_value = Some(if se > 0.0 {
+            normal_two_sided(estimate / se)
+        } else if estimate == 0.0 {
+            1.0
+        } else {
+            0.0
+        });
+        let half = 1.959_964 * se;
+        row.ci = Some([(estimate - half).exp_m1(), (estimate + half).exp_m1()]);
+    }
+    rows
+}
+
+/// Holm over every tested row, then each verdict from its adjusted p-value and band.
+fn decide(rows: &mut [Row], options: &CompareOptions) {
+    let tested: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].p_value.is_some() && rows[i].verdict == Verdict::NoChange)
+        .collect();
+    let p_values: Vec<f64> = tested
+        .iter()
+        .map(|&i| rows[i].p_value.unwrap_or(1.0))
+        .collect();
+    for (&i, adjusted) in tested.iter().zip(holm(&p_values)) {
+        let row = &mut rows[i];
+        row.p_adjusted = Some(adjusted);
+        let change = row.change.unwrap_or(0.0);
+        row.verdict = if adjusted >= options.alpha {
+            Verdict::NoChange
+        } else if change > row.band {
+            Verdict::Worse
+        } else if change < -row.band {
+            Verdict::Better
+        } else {
+            row.note = format!("within the band (±{})", percent(row.band));
+            Verdict::NoChange
+        };
+    }
+}
+
+/// `0.05` → `5%`.
+pub fn percent(fraction: f64) -> String {
+    let text = format!("{:.2}", fraction * 100.0);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// Rows by series, for renderers.
+pub fn rows_by_series(comparison: &Comparison) -> BTreeMap<&str, Vec<&Row>> {
+    let mut by_series: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for row in &comparison.rows {
+        by_series.entry(&row.series).or_default().push(row);
+    }
+    by_series
+}

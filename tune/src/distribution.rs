@@ -1,0 +1,148 @@
+//! A merged distribution: counts per slot of one layout, with HdrHistogram's quantiles.
+
+use crate::layout::Layout;
+
+/// The counts of one series over some intervals, dense over the slots written so far.
+///
+/// Quantiles follow HdrHistogram's Java and Python implementations, so that a log gives the
+/// same figures here as in their tools: the value at quantile `q` of `n` samples is the
+/// highest value of the slot holding the `max(1, ⌊q·n + ½⌋)`-th smallest sample.
+///
+/// ```
+/// use taskmeter_tune::{Distribution, Layout};
+///
+/// let mut distribution = Distribution::new(Layout::new(1, 3).unwrap());
+/// for ms in [3, 3, 40, 2_500] {
+///     distribution.add_value(ms, 1);
+/// }
+/// assert_eq!(distribution.total(), 4);
+/// let median = distribution.quantile(0.5).unwrap();
+/// assert_eq!((median.value_ms, median.resolution_ms), (3, 1));
+/// assert_eq!(distribution.quantile(1.0).unwrap().value_ms, 2_501); // the slot's top
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    layout: Layout,
+    counts: Vec<u64>,
+    total: u64,
+}
+
+/// A quantile of a [`Distribution`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Quantile {
+    /// The quantile asked for, in `[0, 1]`.
+    pub quantile: f64,
+    /// The value there: the highest value of its slot (the lowest for quantile 0).
+    pub value_ms: u64,
+    /// The slot's width: values closer than this cannot be told apart.
+    pub resolution_ms: u64,
+    /// The middle of the slot, what changes are computed from (never 0, so ratios exist).
+    #[serde(skip)]
+    pub midpoint_ms: f64,
+}
+
+impl Distribution {
+    /// An empty distribution.
+    pub fn new(layout: Layout) -> Self {
+        Distribution {
+            layout,
+            counts: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// The layout of its slots.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// How many samples it holds.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Adds `count` samples to slot `index`.
+    pub fn add_slot(&mut self, index: u32, count: u64) {
+        let index = index as usize;
+        if index >= self.counts.len() {
+            self.counts.resize(index + 1, 0);
+        }
+        self.counts[index] = self.counts[index].saturating_add(count);
+        self.total = self.total.saturating_add(count);
+    }
+
+    /// Adds `count` samples of `value_ms`.
+    pub fn add_value(&mut self, value_ms: u64, count: u64) {
+        self.add_slot(self.layout.index_of(value_ms), count);
+    }
+
+    /// Adds every sample of `other`, which must share the layout.
+    pub fn merge(&mut self, other: &Distribution) {
+        assert_eq!(
+            self.layout, other.layout,
+            "merging distributions of two layouts"
+        );
+        for (index, &count) in other.counts.iter().enumerate() {
+            if count > 0 {
+                self.add_slot(index as u32, count);
+            }
+        }
+    }
+
+    /// The non-empty slots, ascending: `(index, count)`.
+    pub fn slots(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(index, &count)| (index as u32, count))
+    }
+
+    /// The value at `quantile` (clamped to `[0, 1]`); `None` when empty.
+    pub fn quantile(&self, quantile: f64) -> Option<Quantile> {
+        let quantile = if quantile.is_nan() {
+            0.0
+        } else {
+            quantile.clamp(0.0, 1.0)
+        };
+        let index = slot_at_rank(&self.counts, target_rank(quantile, self.total)?)?;
+        Some(quantile_at(self.layout, index, quantile))
+    }
+
+    /// The highest value recorded (the top of the highest non-empty slot); `None` when empty.
+    pub fn max(&self) -> Option<u64> {
+        self.quantile(1.0).map(|q| q.value_ms)
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.total = 0;
+    }
+}
+
+/// HdrHistogram's rank of `quantile` among `total` samples, 1-based; `None` when empty.
+pub(crate) fn target_rank(quantile: f64, total: u64) -> Option<u64> {
+    (total > 0).then(|| ((quantile * total as f64 + 0.5) as u64).clamp(1, total))
+}
+
+fn slot_at_rank(counts: &[u64], rank: u64) -> Option<usize> {
+    let mut seen = 0_u64;
+    counts.iter().position(|&count| {
+        seen += count;
+        seen >= rank
+    })
+}
+
+/// The [`Quantile`] of slot `index` for `quantile`.
+pub(crate) fn quantile_at(layout: Layout, index: usize, quantile: f64) -> Quantile {
+    let (lowest, highest) = layout
+        .range(index as u32)
+        .expect("slots hold counts only where the layout has values");
+    Quantile {
+        quantile,
+        value_ms: if quantile == 0.0 { lowest } else { highest },
+        resolution_ms: highest - lowest + 1,
+        midpoint_ms: ((lowest as f64 + highest as f64 + 1.0) / 2.0).max(0.5),
+    }
+}

@@ -1,0 +1,300 @@
+//! Recorded runs, read from HdrHistogram interval logs or taskmeter's JSON-lines logs.
+//!
+//! A [`Run`] is one file: named series (a log's tags; `runner.outcome` for taskmeter), each a
+//! sequence of intervals holding the non-empty slots of that interval's histogram. Nothing is
+//! ever expanded to a full-range histogram: an interval costs 8 bytes per non-empty slot.
+//!
+//! Reading never panics on bad input and never returns part of a file: a truncated line, bad
+//! base64, a histogram that does not decode, a DoubleHistogram log or a JSON document of the
+//! wrong schema is an [`InputError`] naming the file, the line and the reason.
+
+mod hlog;
+mod jsonl;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
+use std::path::Path;
+
+use crate::distribution::Distribution;
+use crate::layout::Layout;
+
+/// The name of the series that a log's untagged lines form.
+pub const UNTAGGED: &str = "(untagged)";
+
+/// Why a file could not be read: where, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// The file, as given.
+    pub file: String,
+    /// The 1-based line, when the problem is on one.
+    pub line: Option<usize>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// One interval of a series: when, how long, and which of the series' entries it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    /// Start, in seconds from the start of the run.
+    pub start_s: f64,
+    /// Length, in seconds.
+    pub length_s: f64,
+    /// Samples in it.
+    pub total: u64,
+    entries: Range<usize>,
+}
+
+/// The intervals of one series, their non-empty slots packed one after another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    layout: Layout,
+    intervals: Vec<Interval>,
+    /// Slot and count of every entry; a count past `u32::MAX` takes several entries.
+    slots: Vec<u32>,
+    counts: Vec<u32>,
+}
+
+impl Series {
+    /// An empty series of `layout`.
+    pub fn new(layout: Layout) -> Self {
+        Series {
+            layout,
+            intervals: Vec::new(),
+            slots: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// The layout of its histograms.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Its intervals, in the order read.
+    pub fn intervals(&self) -> &[Interval] {
+        &self.intervals
+    }
+
+    /// Appends an interval holding `slots` (`(index, count)`, any order, zero counts allowed).
+    pub fn push_interval(
+        &mut self,
+        start_s: f64,
+        length_s: f64,
+        slots: impl IntoIterator<Item = (u32, u64)>,
+    ) {
+        let first = self.slots.len();
+        let mut total = 0_u64;
+        for (index, mut count) in slots {
+            total = total.saturating_add(count);
+            while count > 0 {
+                let part = count.min(u64::from(u32::MAX));
+                self.slots.push(index);
+                self.counts.push(part as u32);
+                count -= part;
+            }
+        }
+        self.intervals.push(Interval {
+            start_s,
+            length_s,
+            total,
+            entries: first..self.slots.len(),
+        });
+    }
+
+    /// The `(slot, count)` entries of `interval` (one of [`intervals`](Self::intervals)).
+    pub fn entries(&self, interval: &Interval) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let range = interval.entries.clone();
+        self.slots[range.clone()]
+            .iter()
+            .zip(&self.counts[range])
+            .map(|(&slot, &count)| (slot, u64::from(count)))
+    }
+
+    /// Adds `interval`'s samples to `into`.
+    pub fn add_interval_to(&self, interval: &Interval, into: &mut Distribution) {
+        for (slot, count) in self.entries(interval) {
+            into.add_slot(slot, count);
+        }
+    }
+
+    /// The merge of the intervals `keep` selects.
+    pub fn merged(&self, keep: impl Fn(&Interval) -> bool) -> Distribution {
+        let mut distribution = Distribution::new(self.layout);
+        for interval in self.intervals.iter().filter(|i| keep(i)) {
+            self.add_interval_to(interval, &mut distribution);
+        }
+        distribution
+    }
+
+    /// Keeps only the intervals that start in `from_s..to_s`.
+    pub fn retain_between(&mut self, from_s: f64, to_s: f64) {
+        self.intervals
+            .retain(|interval| interval.start_s >= from_s && interval.start_s < to_s);
+    }
+
+    /// Bytes of its storage.
+    pub fn memory_bytes(&self) -> usize {
+        self.intervals.capacity() * std::mem::size_of::<Interval>()
+            + self.slots.capacity() * 4
+            + self.counts.capacity() * 4
+    }
+}
+
+/// One recorded run: a file's series by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The file it was read from (or a name given by the caller).
+    pub source: String,
+    /// Its series by name, in name order.
+    pub series: BTreeMap<String, Series>,
+    /// Comment lines of the file (without `#`), as written: untrusted text.
+    pub comments: Vec<String>,
+}
+
+impl Run {
+    /// An empty run named `source`.
+    pub fn new(source: impl Into<String>) -> Self {
+        Run {
+            source: source.into(),
+            series: BTreeMap::new(),
+            comments: Vec::new(),
+        }
+    }
+
+    /// Keeps only the intervals that start in `from_s..to_s` seconds from the run's start.
+    pub fn retain_between(&mut self, from_s: f64, to_s: f64) {
+        for series in self.series.values_mut() {
+            series.retain_between(from_s, to_s);
+        }
+    }
+
+    /// The end of its last interval, in seconds from its start.
+    pub fn duration_s(&self) -> f64 {
+        self.series
+            .values()
+            .flat_map(|series| series.intervals())
+            .map(|interval| interval.start_s + interval.length_s)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Reads the run in the file at `path`: an HdrHistogram interval log, or a taskmeter JSON-lines
+/// log (schema `taskmeter.snapshot/2`), told apart by their first non-blank character.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("tune-doc-{}.jsonl", std::process::id()));
+/// std::fs::write(&path, r#"{"schema": "taskmeter.snapshot/1"}"#).unwrap();
+/// let error = taskmeter_tune::read_run(&path).unwrap_err();
+/// assert_eq!(error.line, Some(1));
+/// assert!(error.reason.contains("no buckets"), "{error}");
+/// # std::fs::remove_file(&path).ok();
+/// ```
+pub fn read_run(path: impl AsRef<Path>) -> Result<Run, InputError> {
+    read_run_with_progress(path, &mut |_| {})
+}
+
+/// [`read_run`], calling `progress` with the lines read so far every 1,000 lines.
+pub fn read_run_with_progress(
+    path: impl AsRef<Path>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Run, InputError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|error| InputError {
+        file: name.clone(),
+        line: None,
+        reason: format!("cannot open: {error}"),
+    })?;
+    read_run_from(name, BufReader::new(file), progress)
+}
+
+/// [`read_run`] from any reader; `source` names it in errors.
+pub fn read_run_from(
+    source: String,
+    mut input: impl BufRead,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Run, InputError> {
+    let fail = |line: Option<usize>, reason: String| InputError {
+        file: source.clone(),
+        line,
+        reason,
+    };
+    let mut first = String::new();
+    let mut lines = 0;
+    // Blank lines before the content count, so that errors name the right line.
+    loop {
+        first.clear();
+        let read = input
+            .read_line(&mut first)
+            .map_err(|error| fail(Some(lines + 1), format!("cannot read: {error}")))?;
+        if read == 0 {
+            return Err(fail(None, "empty file: no intervals".into()));
+        }
+        lines += 1;
+        if !first.trim().is_empty() {
+            break;
+        }
+    }
+    let rest = first.as_bytes().chain(input);
+    let mut reader = LineReader::new(rest, lines - 1, progress);
+    let run = if first.trim_start().starts_with('{') {
+        jsonl::read(source.clone(), &mut reader)
+    } else {
+        hlog::read(source.clone(), &mut reader)
+    }
+    .map_err(|(line, reason)| fail(line, reason))?;
+    if run.series.is_empty() {
+        return Err(fail(None, "no intervals".into()));
+    }
+    Ok(run)
+}
+
+/// Lines with their numbers, reporting progress.
+struct LineReader<'p, R> {
+    input: R,
+    number: usize,
+    buffer: String,
+    progress: &'p mut dyn FnMut(usize),
+}
+
+impl<'p, R: BufRead> LineReader<'p, R> {
+    fn new(input: R, number: usize, progress: &'p mut dyn FnMut(usize)) -> Self {
+        LineReader {
+            input,
+            number,
+            buffer: String::new(),
+            progress,
+        }
+    }
+
+    /// The next line without its end, with its 1-based number; `Err` names the line.
+    fn next_line(&mut self) -> Result<Option<(usize, &str)>, (Option<usize>, String)> {
+        self.buffer.clear();
+        let read = self
+            .input
+            .read_line(&mut self.buffer)
+            .map_err(|error| (Some(self.number + 1), format!("cannot read: {error}")))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        if self.number % 1000 == 0 {
+            (self.progress)(self.number);
+        }
+        let line = self.buffer.trim_end_matches(['\n', '\r']);
+        Ok(Some((self.number, line)))
+    }
+}
