@@ -5,9 +5,10 @@
 //! - **several runs per side** (at least 2 each): each run gives one value per quantile, and
 //!   Welch's t-test on their logarithms compares the sides; run-to-run noise, which beats any
 //!   within-run precision, is then in the verdict;
-//! - **one run on a side**: a block bootstrap over its intervals (consecutive intervals
-//!   resampled together, so autocorrelation widens the interval instead of fooling it), the
-//!   p-value from the bootstrap's standard error of the log ratio.
+//! - **one run on a side**: a block bootstrap over its intervals (at most 10 blocks of
+//!   consecutive intervals resampled together, so autocorrelation widens the interval instead
+//!   of fooling it), the p-value from the bootstrap's standard error of the log ratio under
+//!   Student's t with one degree of freedom fewer than the blocks.
 //!
 //! Never a verdict below the HDR slot width (`resolution`), nor with fewer than
 //! [`CompareOptions::min_tail_samples`] samples beyond a quantile on a side (in every run, with
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::distribution::{Distribution, quantile_at, target_rank};
 use crate::input::{Interval, Run, Series};
-use crate::stats::{SplitMix64, holm, normal_two_sided, student_critical, student_two_sided};
+use crate::stats::{SplitMix64, holm, student_critical, student_two_sided};
 
 /// The JSON schema of a [`Comparison`].
 pub const COMPARE_SCHEMA: &str = "taskmeter.compare/1";
@@ -556,6 +557,12 @@ fn mean_variance(values: &[f64]) -> (f64, f64) {
     (mean, variance)
 }
 
+/// Blocks a side's intervals are grouped into, at most (fewer when `n^(1/3)` intervals a block
+/// make fewer). Long blocks keep an interval's neighbours together, so that slow drifts count
+/// in the spread; the few blocks are then paid for with Student's t at `blocks − 1` degrees
+/// of freedom.
+const TARGET_BLOCKS: usize = 10;
+
 /// One side's intervals grouped into blocks of consecutive intervals, each block's counts
 /// cumulated over the side's distinct slots: a weighted quantile is then a binary search whose
 /// steps cost one multiply-add per drawn block.
@@ -720,15 +727,26 @@ fn compare_bootstrap(
         }
         let estimate = row.change.expect("both sides have samples").ln_1p();
         let (_, variance) = mean_variance(samples);
-        let se = variance.sqrt();
+        // The bootstrap's variance of a mean over k blocks is (k − 1)/k of the unbiased one;
+        // each side's value is also only known to its slot, a uniform error of a slot's width.
+        let blocks = blocks_a.count().min(blocks_b.count()) as f64;
+        let slot_variance = [(row.a, &a.pooled), (row.b, &b.pooled)]
+            .iter()
+            .filter_map(|(value, pooled)| {
+                let quantile = pooled.quantile(row.quantile)?;
+                value.map(|v| (v.resolution_ms as f64 / quantile.midpoint_ms).powi(2) / 12.0)
+            })
+            .sum::<f64>();
+        let se = (variance * blocks / (blocks - 1.0) + slot_variance).sqrt();
+        let df = blocks - 1.0;
         row.p_value = Some(if se > 0.0 {
-            normal_two_sided(estimate / se)
+            student_two_sided(estimate / se, df)
         } else if estimate == 0.0 {
             1.0
         } else {
             0.0
         });
-        let half = 1.959_964 * se;
+        let half = student_critical(0.05, df) * se;
         row.ci = Some([(estimate - half).exp_m1(), (estimate + half).exp_m1()]);
     }
     rows
