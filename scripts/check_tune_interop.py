@@ -87,8 +87,10 @@ def check_series(where, reported, intervals):
     quantiles = points = 0
     for name, histograms in sorted(intervals.items()):
         got = reported[name]
-        digits = histograms[0].significant_figures
-        merged = HdrHistogram(LOWEST, HIGHEST, digits)
+        first = histograms[0]
+        digits = first.significant_figures
+        merged = HdrHistogram(first.lowest_trackable_value,
+                              max(h.highest_trackable_value for h in histograms), digits)
         for histogram in histograms:
             merged.add(histogram)
         count = merged.get_total_count()
@@ -174,8 +176,17 @@ writer.output_comment("check_tune_interop: seeded lognormal durations in ms, wri
 start_iso = datetime.datetime.fromtimestamp(START_MS / 1000, datetime.timezone.utc).isoformat()
 log.write(f"#[StartTime: {START_MS / 1000:.3f} (seconds since epoch), {start_iso}]\n")
 writer.output_base_time(START_MS)
-writer.base_time = START_MS
 writer.output_legend()
+
+
+def interval_line(histogram):
+    """hdrh's line for `histogram`: its start and end (ms since the epoch) less the base time,
+    in seconds; its maximum in ms; its compressed V2 encoding."""
+    buffer = io.StringIO()
+    line_writer = HistogramLogWriter(buffer)
+    line_writer.base_time = START_MS
+    line_writer.output_interval_histogram(histogram, max_value_unit_ratio=1.0)
+    return buffer.getvalue()
 
 
 def interval_histogram(digits, index, samples):
@@ -196,13 +207,7 @@ for index in range(INTERVALS):
     if index % 3 == 0:
         lines.append((UNTAGGED, interval_histogram(3, index, rng.randint(50, 400))))
     for tag, histogram in lines:
-        line = io.StringIO()
-        one = HistogramLogWriter(line)
-        one.base_time = START_MS
-        # Timestamps from the histogram (ms since the epoch) less the base time; the maximum
-        # column in ms.
-        one.output_interval_histogram(histogram, max_value_unit_ratio=1.0)
-        log.write(line.getvalue() if tag == UNTAGGED else f"Tag={tag},{line.getvalue()}")
+        log.write(interval_line(histogram) if tag == UNTAGGED else f"Tag={tag},{interval_line(histogram)}")
         written.setdefault(tag, []).append(histogram)
 hdrh_log = workdir / "hdrh.hlog"
 hdrh_log.write_text(log.getvalue())
@@ -229,7 +234,10 @@ samples = sum(s["count"] for s in job_reported.values())
 print(f"taskmeter -> hdrh: {len(job_reported)} series ({samples} samples) of the main job's log, "
       f"{quantiles} quantiles, maxima and {points} timeline points equal hdrh's")
 
-# 3. Times: the timeline's starts, and --from/--to, against the log's text.
+# 3. Times: the timeline's starts, and --from/--to, against the log's text. The window is
+# computed exactly (fractions of the decimal text): in floating point, an epoch time in seconds
+# holds about 2.4e-7 s, so `base + start - StartTime` can move a start written on a bound
+# (0.300000) to either side of it.
 starts = log_starts(hdrh_log)
 require(set(starts) == set(written), f"{hdrh_log}: tags {sorted(starts)} in the text")
 MICROSECOND = 1e-6  # the log's precision (hdrh writes %f)

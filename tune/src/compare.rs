@@ -123,7 +123,8 @@ pub struct CompareOptions {
     /// Samples needed beyond a quantile, on each side or in each run (10): a quantile `q`
     /// needs `⌈10 / (1 − q)⌉` samples, 10,000 for p99.9.
     pub min_tail_samples: u64,
-    /// Blocks of intervals needed on each side for the bootstrap (8).
+    /// Blocks of intervals needed on each side for the bootstrap (8; from 2 to 10, the most a
+    /// side is cut into).
     pub min_blocks: usize,
 }
 
@@ -345,6 +346,12 @@ fn check_options(options: &CompareOptions) -> Result<(), String> {
     if let Some(q) = options.quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
         return Err(format!("quantile {q} is not in (0, 1)"));
     }
+    if !(2..=TARGET_BLOCKS).contains(&options.min_blocks) {
+        return Err(format!(
+            "min_blocks {} is not from 2 to {TARGET_BLOCKS}",
+            options.min_blocks
+        ));
+    }
     if options.resamples < 100 {
         return Err(format!("{} resamples: at least 100", options.resamples));
     }
@@ -563,6 +570,20 @@ fn mean_variance(values: &[f64]) -> (f64, f64) {
 /// of freedom.
 const TARGET_BLOCKS: usize = 10;
 
+/// Intervals a block of a side with `n` intervals.
+fn block_length(n: usize) -> usize {
+    ((n as f64).cbrt().ceil() as usize)
+        .max(n.div_ceil(TARGET_BLOCKS))
+        .max(1)
+}
+
+/// The fewest intervals a side needs for `blocks` blocks.
+fn intervals_for(blocks: usize) -> usize {
+    (1..)
+        .find(|&n: &usize| n.div_ceil(block_length(n)) >= blocks)
+        .expect("n^(1/3) intervals a block make any number of blocks")
+}
+
 /// One side's intervals grouped into blocks of consecutive intervals, each block's counts
 /// cumulated over the side's distinct slots: a weighted quantile is then a binary search whose
 /// steps cost one multiply-add per drawn block.
@@ -581,9 +602,7 @@ impl Blocks {
         if n == 0 {
             return None;
         }
-        let length = ((n as f64).cbrt().ceil() as usize)
-            .max(n.div_ceil(64))
-            .max(1);
+        let length = block_length(n);
         let mut slots: Vec<u32> = intervals
             .iter()
             .flat_map(|(series, interval)| series.entries(interval).map(|(slot, _)| slot))
@@ -688,7 +707,7 @@ fn compare_bootstrap(
                 "needs {} blocks of intervals a side for the bootstrap (at least {} intervals), \
                  or 2 runs a side; has {} and {}",
                 options.min_blocks,
-                options.min_blocks * 3,
+                intervals_for(options.min_blocks),
                 blocks_a.count(),
                 blocks_b.count()
             );

@@ -40,7 +40,7 @@ pub struct Generator {
 }
 
 impl Default for Generator {
-    /// One series, `work`: 100 intervals of 2,000 samples; a body around 100 ms, 2 % of samples
+    /// One series, `work`: 100 intervals of 2,000 samples; a body around 100 ms, 4 % of samples
     /// in a tail around 2 s (so p99 and p99.9 are the tail's, p50 and p90 the body's); a level
     /// drifting by 5 % with autocorrelation 0.5.
     fn default() -> Self {
@@ -51,7 +51,7 @@ impl Default for Generator {
             samples_per_interval: 2000,
             body_median_ms: 100.0,
             body_sigma: 0.5,
-            tail_weight: 0.02,
+            tail_weight: 0.04,
             tail_median_ms: 2000.0,
             tail_sigma: 0.5,
             body_scale: 1.0,

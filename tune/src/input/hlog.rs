@@ -63,18 +63,22 @@ pub(super) fn read<R: BufRead>(
             intervals.push((number, parse_line(line).map_err(fail)?));
         }
     }
-    // Interval starts as absolute seconds, then from the run's start.
-    let absolute = |start: f64| match base_time {
-        Some(base) => base + start,
-        None if start >= ABSOLUTE_AFTER_S => start,
-        None => start_time.unwrap_or(0.0) + start,
+    // Interval starts in seconds from the run's start: its StartTime, else the first
+    // interval. Header times are subtracted from each other before a line's start is added,
+    // so that epoch-sized numbers do not eat the starts' precision.
+    let origin = start_time.or(base_time).unwrap_or(0.0);
+    let relative = |start: f64| match base_time {
+        Some(base) => (base - origin) + start,
+        None if start >= ABSOLUTE_AFTER_S => start - origin,
+        None => (start_time.unwrap_or(0.0) - origin) + start,
     };
-    let origin = start_time.unwrap_or_else(|| {
-        intervals
+    let first = match start_time {
+        Some(_) => 0.0,
+        None => intervals
             .iter()
-            .map(|(_, line)| absolute(line.start_s))
-            .fold(f64::INFINITY, f64::min)
-    });
+            .map(|(_, line)| relative(line.start_s))
+            .fold(f64::INFINITY, f64::min),
+    };
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     for (number, line) in intervals {
         let entry = series
@@ -91,7 +95,7 @@ pub(super) fn read<R: BufRead>(
                 ),
             ));
         }
-        entry.push_interval(absolute(line.start_s) - origin, line.length_s, line.slots);
+        entry.push_interval(relative(line.start_s) - first, line.length_s, line.slots);
     }
     run.series = series;
     Ok(run)

@@ -162,7 +162,10 @@ impl Axis {
             min,
             max,
             ticks: (first..=last)
-                .map(|i| (i as f64 * step, format!("{}", i as f64 * step)))
+                .map(|i| {
+                    let decimals = (-step.log10().floor()).max(0.0) as usize;
+                    (i as f64 * step, format!("{:.decimals$}", i as f64 * step))
+                })
                 .collect(),
         }
     }
