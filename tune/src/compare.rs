@@ -271,8 +271,8 @@ impl Comparison {
 
 /// Compares the runs of A with those of B (each side one run or several runs of one setup).
 ///
-/// Errors when a side has no run, or when its runs record one series with different
-/// histogram layouts, or on bad options.
+/// Errors when a side has no run, when no series has samples on either side, when a side's
+/// runs record one series with different histogram layouts, or on bad options.
 pub fn compare(a: &[Run], b: &[Run], options: &CompareOptions) -> Result<Comparison, String> {
     check_options(options)?;
     if a.is_empty() || b.is_empty() {
@@ -297,6 +297,9 @@ pub fn compare(a: &[Run], b: &[Run], options: &CompareOptions) -> Result<Compari
             compare_bootstrap(name, &side_a, &side_b, options)
         };
         rows.append(&mut series_rows);
+    }
+    if rows.is_empty() {
+        return Err("no samples on either side (are --from and --to right?)".into());
     }
     decide(&mut rows, options);
     let geomean = options
