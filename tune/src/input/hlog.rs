@@ -46,7 +46,8 @@ pub(super) fn read<R: BufRead>(
 ) -> Result<Run, Failure> {
     let mut run = Run::new(source);
     let (mut start_time, mut base_time) = (None, None);
-    let mut intervals = Vec::new();
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
+    let mut earliest = f64::INFINITY;
     while let Some((number, line)) = lines.next_line()? {
         let fail = |reason: String| (Some(number), reason);
         if let Some(header) = line.strip_prefix("#[StartTime: ") {
@@ -60,42 +61,33 @@ pub(super) fn read<R: BufRead>(
             }
         } else if line.starts_with("\"StartTimestamp\"") || line.trim().is_empty() {
         } else {
-            intervals.push((number, parse_line(line).map_err(fail)?));
-        }
-    }
-    // Interval starts in seconds from the run's start: its StartTime, else the first
-    // interval. Header times are subtracted from each other before a line's start is added,
-    // so that epoch-sized numbers do not eat the starts' precision.
-    let origin = start_time.or(base_time).unwrap_or(0.0);
-    let relative = |start: f64| match base_time {
-        Some(base) => (base - origin) + start,
-        None if start >= ABSOLUTE_AFTER_S => start - origin,
-        None => (start_time.unwrap_or(0.0) - origin) + start,
-    };
-    let first = match start_time {
-        Some(_) => 0.0,
-        None => intervals
-            .iter()
-            .map(|(_, line)| relative(line.start_s))
-            .fold(f64::INFINITY, f64::min),
-    };
-    let mut series: BTreeMap<String, Series> = BTreeMap::new();
-    for (number, line) in intervals {
-        let entry = series
-            .entry(line.tag.clone())
-            .or_insert_with(|| Series::new(line.layout));
-        if entry.layout() != line.layout {
-            return Err((
-                Some(number),
-                format!(
+            let line = parse_line(line).map_err(fail)?;
+            // Seconds from the run's start (its StartTime, else time 0, moved to the first
+            // interval below). Header times are subtracted from each other before a line's
+            // start is added, so that epoch-sized numbers do not eat the starts' precision.
+            let origin = start_time.or(base_time).unwrap_or(0.0);
+            let start = match base_time {
+                Some(base) => (base - origin) + line.start_s,
+                None if line.start_s >= ABSOLUTE_AFTER_S => line.start_s - origin,
+                None => (start_time.unwrap_or(0.0) - origin) + line.start_s,
+            };
+            earliest = earliest.min(start);
+            let entry = series
+                .entry(line.tag.clone())
+                .or_insert_with(|| Series::new(line.layout));
+            if entry.layout() != line.layout {
+                return Err(fail(format!(
                     "series {:?} changes its histogram from {} to {}",
                     line.tag,
                     entry.layout(),
                     line.layout
-                ),
-            ));
+                )));
+            }
+            entry.push_interval(start, line.length_s, line.slots);
         }
-        entry.push_interval(relative(line.start_s) - first, line.length_s, line.slots);
+    }
+    if start_time.is_none() && earliest.is_finite() {
+        series.values_mut().for_each(|s| s.shift_starts(-earliest));
     }
     run.series = series;
     Ok(run)

@@ -24,41 +24,40 @@ pub(super) fn read<R: BufRead>(
     source: String,
     lines: &mut LineReader<'_, R>,
 ) -> Result<Run, Failure> {
-    let mut placed = Vec::new();
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
+    // Starts are kept from the first line's until the end, then moved to it.
+    let mut origin = None;
+    let mut earliest = f64::INFINITY;
     while let Some((number, line)) = lines.next_line()? {
         if line.trim().is_empty() {
             continue;
         }
-        placed.push((
-            number,
-            place(line).map_err(|reason| (Some(number), reason))?,
-        ));
-    }
-    let origin = placed
-        .iter()
-        .map(|(_, p)| p.end_unix_s - p.length_s)
-        .fold(f64::INFINITY, f64::min);
-    let mut run = Run::new(source);
-    let mut series: BTreeMap<String, Series> = BTreeMap::new();
-    for (number, line) in placed {
-        for (name, slots) in line.series {
+        let placed = place(line).map_err(|reason| (Some(number), reason))?;
+        let start_unix = placed.end_unix_s - placed.length_s;
+        let origin = *origin.get_or_insert(start_unix);
+        let start = start_unix - origin;
+        earliest = earliest.min(start);
+        for (name, slots) in placed.series {
             let entry = series
-                .entry(name.clone())
-                .or_insert_with(|| Series::new(line.layout));
-            if entry.layout() != line.layout {
+                .entry(name)
+                .or_insert_with(|| Series::new(placed.layout));
+            if entry.layout() != placed.layout {
                 return Err((
                     Some(number),
                     format!(
                         "the layout changes from {} to {}",
                         entry.layout(),
-                        line.layout
+                        placed.layout
                     ),
                 ));
             }
-            let start = line.end_unix_s - line.length_s - origin;
-            entry.push_interval(start, line.length_s, slots);
+            entry.push_interval(start, placed.length_s, slots);
         }
     }
+    if earliest.is_finite() {
+        series.values_mut().for_each(|s| s.shift_starts(-earliest));
+    }
+    let mut run = Run::new(source);
     run.series = series;
     Ok(run)
 }

@@ -2,7 +2,8 @@
 //!
 //! A [`Run`] is one file: named series (a log's tags; `runner.outcome` for taskmeter), each a
 //! sequence of intervals holding the non-empty slots of that interval's histogram. Nothing is
-//! ever expanded to a full-range histogram: an interval costs 8 bytes per non-empty slot.
+//! ever expanded to a full-range histogram: an interval's slots are packed as varints (the
+//! gap from the previous slot, then the count), about 2 to 3 bytes per non-empty slot.
 //!
 //! Reading never panics on bad input and never returns part of a file: a truncated line, bad
 //! base64, a histogram that does not decode, a DoubleHistogram log or a JSON document of the
@@ -58,13 +59,15 @@ pub struct Interval {
 }
 
 /// The intervals of one series, their non-empty slots packed one after another.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Series {
     layout: Layout,
     intervals: Vec<Interval>,
-    /// Slot and count of every entry; a count past `u32::MAX` takes several entries.
-    slots: Vec<u32>,
-    counts: Vec<u32>,
+    /// Each interval's non-empty slots, ascending, as LEB128 pairs: the slot's distance from
+    /// the previous one (from 0 for the first), then its count.
+    packed: Vec<u8>,
+    /// Scratch for sorting an interval's slots.
+    sorting: Vec<(u32, u64)>,
 }
 
 impl Series {
@@ -73,8 +76,8 @@ impl Series {
         Series {
             layout,
             intervals: Vec::new(),
-            slots: Vec::new(),
-            counts: Vec::new(),
+            packed: Vec::new(),
+            sorting: Vec::new(),
         }
     }
 
@@ -88,39 +91,65 @@ impl Series {
         &self.intervals
     }
 
-    /// Appends an interval holding `slots` (`(index, count)`, any order, zero counts allowed).
+    /// Appends an interval holding `slots` (`(index, count)`, any order, a slot more than
+    /// once and zero counts allowed).
     pub fn push_interval(
         &mut self,
         start_s: f64,
         length_s: f64,
         slots: impl IntoIterator<Item = (u32, u64)>,
     ) {
-        let first = self.slots.len();
-        let mut total = 0_u64;
-        for (index, mut count) in slots {
+        let mut sorting = std::mem::take(&mut self.sorting);
+        sorting.clear();
+        sorting.extend(slots.into_iter().filter(|&(_, count)| count > 0));
+        sorting.sort_unstable_by_key(|&(slot, _)| slot);
+        let first = self.packed.len();
+        let (mut total, mut previous) = (0_u64, 0_u32);
+        for same in sorting.chunk_by(|a, b| a.0 == b.0) {
+            let slot = same[0].0;
+            let count = same
+                .iter()
+                .fold(0_u64, |sum, &(_, c)| sum.saturating_add(c));
             total = total.saturating_add(count);
-            while count > 0 {
-                let part = count.min(u64::from(u32::MAX));
-                self.slots.push(index);
-                self.counts.push(part as u32);
-                count -= part;
-            }
+            write_varint(u64::from(slot - previous), &mut self.packed);
+            write_varint(count, &mut self.packed);
+            previous = slot;
         }
+        self.sorting = sorting;
         self.intervals.push(Interval {
             start_s,
             length_s,
             total,
-            entries: first..self.slots.len(),
+            entries: first..self.packed.len(),
         });
     }
 
-    /// The `(slot, count)` entries of `interval` (one of [`intervals`](Self::intervals)).
+    /// The `(slot, count)` entries of `interval` (one of [`intervals`](Self::intervals)),
+    /// ascending by slot.
     pub fn entries(&self, interval: &Interval) -> impl Iterator<Item = (u32, u64)> + '_ {
-        let range = interval.entries.clone();
-        self.slots[range.clone()]
-            .iter()
-            .zip(&self.counts[range])
-            .map(|(&slot, &count)| (slot, u64::from(count)))
+        let mut bytes = &self.packed[interval.entries.clone()];
+        let mut slot = 0_u32;
+        std::iter::from_fn(move || {
+            if bytes.is_empty() {
+                return None;
+            }
+            slot += read_varint(&mut bytes) as u32;
+            Some((slot, read_varint(&mut bytes)))
+        })
+    }
+
+    /// Moves every interval's start by `seconds`.
+    pub(crate) fn shift_starts(&mut self, seconds: f64) {
+        for interval in &mut self.intervals {
+            interval.start_s += seconds;
+        }
+    }
+
+    /// Frees what reading reserved beyond what it kept.
+    pub(crate) fn shrink(&mut self) {
+        self.packed.shrink_to_fit();
+        self.intervals.shrink_to_fit();
+        self.sorting = Vec::new();
     }
 
     /// Adds `interval`'s samples to `into`.
@@ -147,10 +176,39 @@ impl Series {
 
     /// Bytes of its storage.
     pub fn memory_bytes(&self) -> usize {
-        self.intervals.capacity() * std::mem::size_of::<Interval>()
-            + self.slots.capacity() * 4
-            + self.counts.capacity() * 4
+        self.intervals.capacity() * std::mem::size_of::<Interval>() + self.packed.capacity()
     }
+}
+
+impl PartialEq for Series {
+    /// Equal layouts and intervals holding equal slots (the scratch space aside).
+    fn eq(&self, other: &Series) -> bool {
+        self.layout == other.layout
+            && self.intervals == other.intervals
+            && self.packed == other.packed
+    }
+}
+
+fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push(0x80 | (value & 0x7f) as u8);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads what [`write_varint`] wrote (the series' own bytes, so never malformed).
+fn read_varint(bytes: &mut &[u8]) -> u64 {
+    let mut value = 0_u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first().expect("packed by write_varint");
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    value
 }
 
 /// One recorded run: a file's series by name.
@@ -250,7 +308,7 @@ pub fn read_run_from(
     }
     let rest = first.as_bytes().chain(input);
     let mut reader = LineReader::new(rest, lines - 1, progress);
-    let run = if first.trim_start().starts_with('{') {
+    let mut run = if first.trim_start().starts_with('{') {
         jsonl::read(source.clone(), &mut reader)
     } else {
         hlog::read(source.clone(), &mut reader)
@@ -259,6 +317,7 @@ pub fn read_run_from(
     if run.series.is_empty() {
         return Err(fail(None, "no intervals".into()));
     }
+    run.series.values_mut().for_each(Series::shrink);
     Ok(run)
 }
 

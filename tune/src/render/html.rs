@@ -157,6 +157,22 @@ fn value_range<'d>(distributions: impl Iterator<Item = &'d crate::Distribution>)
         })
 }
 
+/// A side's series `name`, its runs merged; `None` when no run has it.
+fn pooled(runs: &[Run], name: &str) -> Result<Option<crate::Distribution>, String> {
+    let mut pooled: Option<crate::Distribution> = None;
+    for series in runs.iter().filter_map(|run| run.series.get(name)) {
+        let merged = series.merged(|_| true);
+        match &mut pooled {
+            Some(p) if p.layout() != merged.layout() => {
+                return Err(format!("series {name:?} has two layouts on one side"));
+            }
+            Some(p) => p.merge(&merged),
+            None => pooled = Some(merged),
+        }
+    }
+    Ok(pooled)
+}
+
 /// The HTML page of a comparison: the verdicts, then each series' A and B distributions
 /// overlaid (A dashed, B solid). `a` and `b` are the runs compared.
 pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<String, String> {
@@ -221,11 +237,8 @@ pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<Str
         );
     }
     body.push_str("</table>\n<div class=\"charts\">");
-    let side_a = crate::report::merged(a)?;
-    let side_b = crate::report::merged(b)?;
     for name in crate::compare::rows_by_series(comparison).keys() {
-        let distribution = |run: &Run| run.series.get(*name).map(|s| s.merged(|_| true));
-        let (da, db) = (distribution(&side_a), distribution(&side_b));
+        let (da, db) = (pooled(a, name)?, pooled(b, name)?);
         let present: Vec<&crate::Distribution> = da.iter().chain(db.iter()).collect();
         let (low, high) = value_range(present.iter().copied());
         let most = present.iter().map(|d| d.total()).max().unwrap_or(1);
