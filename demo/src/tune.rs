@@ -106,7 +106,7 @@ fn read(paths: &[PathBuf], window: &Window) -> Result<Vec<Run>, String> {
         .iter()
         .map(|path| {
             let mut progress = |lines: usize| {
-                if terminal && lines % 10_000 == 0 {
+                if terminal && lines.is_multiple_of(10_000) {
                     eprint!("\rreading {}: {lines} lines", path.display());
                 }
             };

@@ -67,7 +67,7 @@ impl Generator {
     /// A run named `source`, drawn from `seed`.
     pub fn run(&self, source: &str, seed: u64) -> Run {
         let layout = Layout::new(1, self.significant_digits).expect("digits from 0 to 5");
-        let mut random = SplitMix64(seed ^ 0x5eed_0f_7a5c);
+        let mut random = SplitMix64(seed ^ 0x005e_ed0f_7a5c);
         let mut run = Run::new(source);
         let innovation = self.drift_sigma * (1.0 - self.drift_phi * self.drift_phi).sqrt();
         let mut slots = Vec::with_capacity(self.samples_per_interval);

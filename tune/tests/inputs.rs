@@ -261,7 +261,7 @@ fn bad_logs() -> Vec<(&'static str, Vec<u8>, Option<usize>, &'static str)> {
         ),
         (
             "a truncated JSON line",
-            jsonl[..jsonl.len() / 2].as_bytes().to_vec(),
+            jsonl.as_bytes()[..jsonl.len() / 2].to_vec(),
             Some(1),
             "not a taskmeter snapshot",
         ),

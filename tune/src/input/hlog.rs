@@ -13,10 +13,8 @@ use std::io::{BufRead, Read};
 use base64::Engine;
 use flate2::read::ZlibDecoder;
 
-use super::{LineReader, Run, Series, UNTAGGED};
+use super::{Failure, LineReader, Run, Series, UNTAGGED};
 use crate::layout::Layout;
-
-type Failure = (Option<usize>, String);
 
 /// The cookies' bases (the low nibble's upper bits hold the word size, masked off).
 const V2_COOKIE_BASE: u32 = 0x1c84_9303;

@@ -7,10 +7,8 @@ use std::io::BufRead;
 
 use taskmeter::export::json::{JSON_SCHEMA, JSON_SCHEMA_WITH_BUCKETS, JsonSnapshot};
 
-use super::{LineReader, Run, Series};
+use super::{Failure, LineReader, Run, Series};
 use crate::layout::Layout;
-
-type Failure = (Option<usize>, String);
 
 /// Snapshots' times, to place each interval: its end and length.
 struct Placed {

@@ -321,6 +321,9 @@ pub fn read_run_from(
     Ok(run)
 }
 
+/// Why a format's reader stopped: the line, when on one, and the reason.
+type Failure = (Option<usize>, String);
+
 /// Lines with their numbers, reporting progress.
 struct LineReader<'p, R> {
     input: R,
@@ -340,7 +343,7 @@ impl<'p, R: BufRead> LineReader<'p, R> {
     }
 
     /// The next line without its end, with its 1-based number; `Err` names the line.
-    fn next_line(&mut self) -> Result<Option<(usize, &str)>, (Option<usize>, String)> {
+    fn next_line(&mut self) -> Result<Option<(usize, &str)>, Failure> {
         self.buffer.clear();
         let read = self
             .input
@@ -350,7 +353,7 @@ impl<'p, R: BufRead> LineReader<'p, R> {
             return Ok(None);
         }
         self.number += 1;
-        if self.number % 1000 == 0 {
+        if self.number.is_multiple_of(1000) {
             (self.progress)(self.number);
         }
         let line = self.buffer.trim_end_matches(['\n', '\r']);
