@@ -15,7 +15,8 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}\
 .worse{background:#fbd5d5}.better{background:#d5f5dc}.few{color:#888}\
 svg .title{font-size:13px;font-weight:600}svg .tick{font-size:10px;fill:#555}\
 svg .axis{font-size:11px;fill:#333}svg .legend{font-size:11px}\
-.charts{display:flex;flex-wrap:wrap;gap:12px}pre{color:#555}";
+.charts{display:flex;flex-wrap:wrap;gap:12px}pre{color:#555}\
+table.matrix td{min-width:80px;text-align:center}table.matrix td:first-child{text-align:left}";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -117,7 +118,7 @@ pub fn report_page(report: &Report) -> String {
             };
             let chart = Chart {
                 title: series.name.clone(),
-                width: 540.0,
+                width: 520.0,
                 height: 236.0,
                 x: Axis::seconds("seconds", 0.0, run.duration_s),
                 y: Axis::milliseconds("ms", low, high),
@@ -157,6 +158,46 @@ fn value_range<'d>(distributions: impl Iterator<Item = &'d crate::Distribution>)
         })
 }
 
+/// Series by quantile at a glance: each cell the change, coloured by its verdict.
+fn verdict_matrix(comparison: &Comparison) -> String {
+    let mut html = String::from("<table class=\"matrix\"><tr><th>series</th>");
+    let by_series = crate::compare::rows_by_series(comparison);
+    let quantiles: Vec<f64> = by_series
+        .values()
+        .next()
+        .map(|rows| rows.iter().map(|row| row.quantile).collect())
+        .unwrap_or_default();
+    for &q in &quantiles {
+        let _ = write!(html, "<th>{}</th>", quantile_name(q));
+    }
+    html.push_str("</tr>\n");
+    for (name, rows) in &by_series {
+        let _ = write!(html, "<tr><td>{}</td>", escape(name));
+        for row in rows {
+            let (class, text) = match row.verdict {
+                Verdict::Worse => (
+                    "worse",
+                    format!("{:+.1}%", row.change.unwrap_or(0.0) * 100.0),
+                ),
+                Verdict::Better => (
+                    "better",
+                    format!("{:+.1}%", row.change.unwrap_or(0.0) * 100.0),
+                ),
+                Verdict::NoChange => ("", "~".to_string()),
+                Verdict::TooFewSamples => ("few", "too few".to_string()),
+            };
+            let _ = write!(
+                html,
+                "<td class=\"{class}\" title=\"{}\">{text}</td>",
+                escape(&row.note)
+            );
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n");
+    html
+}
+
 /// A side's series `name`, its runs merged; `None` when no run has it.
 fn pooled(runs: &[Run], name: &str) -> Result<Option<crate::Distribution>, String> {
     let mut pooled: Option<crate::Distribution> = None;
@@ -173,8 +214,9 @@ fn pooled(runs: &[Run], name: &str) -> Result<Option<crate::Distribution>, Strin
     Ok(pooled)
 }
 
-/// The HTML page of a comparison: the verdicts, then each series' A and B distributions
-/// overlaid (A dashed, B solid). `a` and `b` are the runs compared.
+/// The HTML page of a comparison: the verdicts at a glance (series by quantile), each series'
+/// A and B distributions overlaid (A dashed, B solid), then every row with its interval and
+/// p-value. `a` and `b` are the runs compared.
 pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<String, String> {
     let mut body = String::from("<h1>taskmeter compare</h1>\n");
     let _ = writeln!(
@@ -192,6 +234,37 @@ pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<Str
         "<p class=\"tally\">{} worse, {} better, {} no detectable change, {} too few samples</p>",
         tally.worse, tally.better, tally.no_change, tally.too_few_samples
     );
+    body.push_str(&verdict_matrix(comparison));
+    body.push_str("<h2>A (dashed) and B (solid)</h2>\n<div class=\"charts\">");
+    for name in crate::compare::rows_by_series(comparison).keys() {
+        let (da, db) = (pooled(a, name)?, pooled(b, name)?);
+        let present: Vec<&crate::Distribution> = da.iter().chain(db.iter()).collect();
+        let (low, high) = value_range(present.iter().copied());
+        let most = present.iter().map(|d| d.total()).max().unwrap_or(1);
+        let chart = Chart {
+            title: name.to_string(),
+            width: 520.0,
+            height: 300.0,
+            x: Axis::percentiles(most),
+            y: Axis::milliseconds("duration", low, high),
+            lines: vec![
+                Line {
+                    label: "A".into(),
+                    color: PALETTE[0],
+                    dashed: true,
+                    points: da.as_ref().map(percentile_curve).unwrap_or_default(),
+                },
+                Line {
+                    label: "B".into(),
+                    color: PALETTE[1],
+                    dashed: false,
+                    points: db.as_ref().map(percentile_curve).unwrap_or_default(),
+                },
+            ],
+        };
+        body.push_str(&chart.to_svg());
+    }
+    body.push_str("</div>\n<h2>Every row</h2>\n");
     body.push_str("<table><tr><th>series</th><th>quantile</th><th>A ms</th><th>B ms</th><th>change</th><th>95% CI</th><th>verdict</th></tr>\n");
     for row in &comparison.rows {
         let class = match row.verdict {
@@ -236,35 +309,6 @@ pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<Str
             geomean.series
         );
     }
-    body.push_str("</table>\n<div class=\"charts\">");
-    for name in crate::compare::rows_by_series(comparison).keys() {
-        let (da, db) = (pooled(a, name)?, pooled(b, name)?);
-        let present: Vec<&crate::Distribution> = da.iter().chain(db.iter()).collect();
-        let (low, high) = value_range(present.iter().copied());
-        let most = present.iter().map(|d| d.total()).max().unwrap_or(1);
-        let chart = Chart {
-            title: name.to_string(),
-            width: 540.0,
-            height: 300.0,
-            x: Axis::percentiles(most),
-            y: Axis::milliseconds("duration", low, high),
-            lines: vec![
-                Line {
-                    label: "A".into(),
-                    color: PALETTE[0],
-                    dashed: true,
-                    points: da.as_ref().map(percentile_curve).unwrap_or_default(),
-                },
-                Line {
-                    label: "B".into(),
-                    color: PALETTE[1],
-                    dashed: false,
-                    points: db.as_ref().map(percentile_curve).unwrap_or_default(),
-                },
-            ],
-        };
-        body.push_str(&chart.to_svg());
-    }
-    body.push_str("</div>\n");
+    body.push_str("</table>\n");
     Ok(page("taskmeter compare", &body))
 }

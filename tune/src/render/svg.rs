@@ -226,8 +226,11 @@ impl Chart {
             r#"<text x="{LEFT}" y="18" class="title">{}</text>"#,
             escape(&self.title)
         );
-        for (value, label) in &self.x.ticks {
+        // Labels at least 72 px apart: on a crowded axis, every other tick keeps its label.
+        let label_every = (self.x.ticks.len() as f64 * 72.0 / plot_w).ceil().max(1.0) as usize;
+        for (i, (value, label)) in self.x.ticks.iter().enumerate() {
             let px = x(*value);
+            let label = if i % label_every == 0 { label.as_str() } else { "" };
             let _ = write!(
                 svg,
                 r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{b:.1}" stroke="#e4e4e4"/><text x="{px:.1}" y="{t:.1}" text-anchor="middle" class="tick">{}</text>"##,
