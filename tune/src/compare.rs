@@ -230,7 +230,33 @@ pub struct Tally {
     pub too_few_samples: usize,
 }
 
-/// The result of [`compare`]: a documented, versioned JSON schema ([`COMPARE_SCHEMA`]).
+/// The result of [`compare`], and its JSON form (`taskmeter compare --format json`), schema
+/// [`COMPARE_SCHEMA`]:
+///
+/// ```text
+/// {
+///   "schema": "taskmeter.compare/1",
+///   "a": ["before.hlog"], "b": ["after.hlog"],      // the files of each side
+///   "method": "block bootstrap",                     // or "runs"
+///   "alpha": 0.05, "resamples": 1000,                // resamples 0 with runs
+///   "bands": { "default": 0.05, "per_quantile": [[0.99, 0.1]] },
+///   "rows": [{
+///     "series": "subprocess.success", "quantile": 0.99,
+///     "a": { "value_ms": 2038, "resolution_ms": 1, "samples": 200000 },   // null: no samples
+///     "b": { "value_ms": 2245, "resolution_ms": 2, "samples": 200000 },
+///     "change": 0.101,                 // B/A − 1 of the slots' midpoints; null: a side empty
+///     "ci": [0.08, 0.12],              // 95 %, of the change; null when not tested
+///     "p_value": 1e-9, "p_adjusted": 4e-9,   // null when not tested
+///     "band": 0.05,
+///     "verdict": "worse",              // "better", "worse", "no_change", "too_few_samples"
+///     "note": ""                       // why, when not the test: resolution, samples, band
+///   }],
+///   "geomean": [{ "quantile": 0.99, "change": 0.098, "series": 12 }],
+///   "tally": { "worse": 1, "better": 0, "no_change": 3, "too_few_samples": 0 }
+/// }
+/// ```
+///
+/// Fields may be added within version 1; none is removed or changes meaning.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     /// Always [`COMPARE_SCHEMA`].

@@ -14,7 +14,26 @@ pub const REPORT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 /// The most points a timeline has: longer runs are shown in groups of consecutive intervals.
 pub const TIMELINE_POINTS: usize = 500;
 
-/// What `taskmeter report` prints: one [`RunReport`] per file, or one for their merge.
+/// What `taskmeter report` prints: one [`RunReport`] per file, or one for their merge. Its
+/// JSON form (`--format json`), schema [`REPORT_SCHEMA`]:
+///
+/// ```text
+/// {
+///   "schema": "taskmeter.report/1",
+///   "runs": [{
+///     "source": "before.hlog", "duration_s": 5.0, "comments": ["…"],
+///     "series": [{
+///       "name": "subprocess.success", "count": 120000, "significant_digits": 3,
+///       "quantiles": [{ "quantile": 0.5, "value_ms": 785, "resolution_ms": 1 }, …],
+///       "max_ms": 600063,                        // null without samples
+///       "timeline": [{ "start_s": 0.0, "end_s": 0.1, "count": 2400,
+///                      "p50_ms": 790, "p99_ms": 531000, "max_ms": 600063 }, …]
+///     }]
+///   }]
+/// }
+/// ```
+///
+/// Fields may be added within version 1; none is removed or changes meaning.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// Always [`REPORT_SCHEMA`].
