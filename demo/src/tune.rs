@@ -73,12 +73,13 @@ pub struct CompareArgs {
 /// Which intervals count: a warm-up left out, a tail cut.
 #[derive(Debug, Args)]
 struct Window {
-    /// Leave out intervals that start before this many seconds into the run.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = seconds)]
-    from: f64,
+    /// Leave out intervals that start before this many seconds into the run (by default none
+    /// is left out, not even one a log places before its StartTime).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    from: Option<f64>,
     /// Leave out intervals that start at or after this many seconds into the run.
-    #[arg(long, value_name = "SECONDS", default_value_t = f64::INFINITY, value_parser = seconds)]
-    to: f64,
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    to: Option<f64>,
 }
 
 fn seconds(text: &str) -> Result<f64, String> {
@@ -90,16 +91,18 @@ fn seconds(text: &str) -> Result<f64, String> {
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("taskmeter: {message}");
+    // Errors quote what files hold: shown, never obeyed by the terminal.
+    eprintln!("taskmeter: {}", render::printable(&message.to_string()));
     ExitCode::from(BAD_INPUT)
 }
 
 fn read(paths: &[PathBuf], window: &Window) -> Result<Vec<Run>, String> {
-    if window.to <= window.from {
-        return Err(format!(
-            "--to {} is not after --from {}",
-            window.to, window.from
-        ));
+    let (from, to) = (
+        window.from.unwrap_or(f64::NEG_INFINITY),
+        window.to.unwrap_or(f64::INFINITY),
+    );
+    if to <= from {
+        return Err(format!("--to {to} is not after --from {from}"));
     }
     let terminal = std::io::stderr().is_terminal();
     paths
@@ -115,7 +118,7 @@ fn read(paths: &[PathBuf], window: &Window) -> Result<Vec<Run>, String> {
                 eprint!("\r\x1b[K");
             }
             let mut run = run.map_err(|error| error.to_string())?;
-            run.retain_between(window.from, window.to);
+            run.retain_between(from, to);
             Ok(run)
         })
         .collect()

@@ -24,13 +24,18 @@ fn directory() -> PathBuf {
 /// Writes an interval log of `intervals` snapshots of 2,000 log-normal durations around
 /// 100 ms (subprocess.success), each multiplied by `scale`.
 fn write_log(path: &Path, intervals: usize, scale: f64, seed: u64) {
+    write_log_of(RunnerType::Subprocess, path, intervals, scale, seed);
+}
+
+/// [`write_log`] for `runner`'s successes.
+fn write_log_of(runner: RunnerType, path: &Path, intervals: usize, scale: f64, seed: u64) {
     let metrics = AtomicMetrics::new();
     let mut log = IntervalLogSink::create(path).unwrap();
     let mut random = SplitMix64(seed);
     for _ in 0..intervals {
         for _ in 0..2000 {
             let ms = (100.0 * scale * (0.5 * random.normal()).exp()).round() as u64;
-            metrics.record_task_completed(RunnerType::Subprocess, TaskOutcome::Success, ms);
+            metrics.record_task_completed(runner, TaskOutcome::Success, ms);
         }
         log.write_snapshot(&metrics.snapshot()).unwrap();
     }
@@ -43,16 +48,20 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn compare_exits_by_verdict_and_reports_in_every_format() {
     let dir = directory();
-    let (a, same, slower, short) = (
+    let (a, same, slower, slower_again, short, other) = (
         dir.join("a.hlog"),
         dir.join("same.hlog"),
         dir.join("slower.hlog"),
+        dir.join("slower-again.hlog"),
         dir.join("short.hlog"),
+        dir.join("other.hlog"),
     );
     write_log(&a, 40, 1.0, 1);
     write_log(&same, 40, 1.0, 2);
     write_log(&slower, 40, 1.2, 3);
+    write_log(&slower_again, 40, 1.2, 7);
     write_log(&short, 3, 1.0, 4);
+    write_log_of(RunnerType::Wasm, &other, 40, 1.0, 8);
     let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
 
     let unchanged = taskmeter(&["compare", &path(&a), &path(&same)]);
@@ -109,7 +118,7 @@ fn compare_exits_by_verdict_and_reports_in_every_format() {
     let runs = taskmeter(&[
         "compare",
         &format!("{},{}", path(&a), path(&same)),
-        &format!("{},{}", path(&slower), path(&slower)),
+        &format!("{},{}", path(&slower), path(&slower_again)),
         "--format",
         "markdown",
     ]);
@@ -120,6 +129,24 @@ fn compare_exits_by_verdict_and_reports_in_every_format() {
         "{markdown}"
     );
     assert!(markdown.contains("**worse"), "{markdown}");
+
+    // No series with samples on both sides (the wrong file, say) is bad input, not a pass.
+    let disjoint = taskmeter(&["compare", &path(&a), &path(&other)]);
+    assert_eq!(disjoint.status.code(), Some(2));
+    let said = text(&disjoint.stderr);
+    assert!(
+        said.contains("no series has samples on both sides"),
+        "{said}"
+    );
+    assert!(said.contains("\"wasm.success\""), "{said}");
+    // An empty name in a list of runs.
+    let listed = taskmeter(&["compare", &path(&a), &format!("{},", path(&same))]);
+    assert_eq!(listed.status.code(), Some(2));
+    assert!(
+        text(&listed.stderr).contains("empty file name"),
+        "{}",
+        text(&listed.stderr)
+    );
 
     // HTML next to the text.
     let page = dir.join("compare.html");
@@ -168,7 +195,7 @@ fn report_cuts_merges_and_writes_json() {
     let empty = taskmeter(&["compare", &path(&a), &path(&b), "--from", "3600"]);
     assert_eq!(empty.status.code(), Some(2));
     assert!(
-        text(&empty.stderr).contains("no samples"),
+        text(&empty.stderr).contains("no series has samples"),
         "{}",
         text(&empty.stderr)
     );
@@ -191,7 +218,6 @@ fn bad_input_and_usage_exit_with_2() {
         vec!["report", "/nonexistent/run.hlog"],
         vec!["compare", "a.hlog"],
         vec!["compare", garbage, garbage, "--band", "p95x=3"],
-        vec!["compare", garbage, ",", "--band", "5"],
         vec!["report"],
     ] {
         let output = taskmeter(&args);

@@ -6,11 +6,13 @@
 //!   Welch's t-test on their logarithms compares the sides; run-to-run noise, which beats any
 //!   within-run precision, is then in the verdict;
 //! - **one run on a side**: a block bootstrap over its intervals (at most 10 blocks of
-//!   consecutive intervals resampled together, so autocorrelation widens the interval instead
-//!   of fooling it), the p-value from the bootstrap's standard error of the log ratio under
+//!   consecutive intervals resampled together, each at least twice the intervals' estimated
+//!   autocorrelation time, so autocorrelation widens the interval instead of fooling it, and a
+//!   run that drifts too slowly for 8 blocks is "too few samples"), the p-value from the bootstrap's standard error of the log ratio under
 //!   Student's t with one degree of freedom fewer than the blocks.
 //!
-//! Never a verdict below the HDR slot width (`resolution`), nor with fewer than
+//! Rows within one slot width, or with too few samples, are not tested and stay out of Holm's
+//! family. Never a verdict below the HDR slot width (`resolution`), nor with fewer than
 //! [`CompareOptions::min_tail_samples`] samples beyond a quantile on a side (in every run, with
 //! runs); Holm's correction over every series and quantile keeps the chance of any false alarm
 //! below [`CompareOptions::alpha`]; a change must also be beyond the quantile's band to be
@@ -190,7 +192,8 @@ pub struct Row {
     pub a: Option<SideValue>,
     /// B's value; `None` without samples.
     pub b: Option<SideValue>,
-    /// The estimated change B/A − 1; `None` when either side is empty.
+    /// The estimated change B/A − 1 of the slots' midpoints: of the pooled values with one run
+    /// a side, of the runs' geometric means with runs; `None` when either side is empty.
     pub change: Option<f64>,
     /// The 95 % confidence interval of the change (not corrected for multiplicity).
     pub ci: Option<[f64; 2]>,
@@ -297,7 +300,7 @@ impl Comparison {
 
 /// Compares the runs of A with those of B (each side one run or several runs of one setup).
 ///
-/// Errors when a side has no run, when no series has samples on either side, when a side's
+/// Errors when a side has no run, when no series has samples on both sides, when a side's
 /// runs record one series with different histogram layouts, or on bad options.
 pub fn compare(a: &[Run], b: &[Run], options: &CompareOptions) -> Result<Comparison, String> {
     check_options(options)?;
@@ -324,8 +327,26 @@ pub fn compare(a: &[Run], b: &[Run], options: &CompareOptions) -> Result<Compari
         };
         rows.append(&mut series_rows);
     }
-    if rows.is_empty() {
-        return Err("no samples on either side (are --from and --to right?)".into());
+    if !rows.iter().any(|row| row.a.is_some() && row.b.is_some()) {
+        let names = |runs: &[Run]| {
+            let names: BTreeSet<String> = runs
+                .iter()
+                .flat_map(|run| run.series.iter())
+                .filter(|(_, series)| series.total() > 0)
+                .map(|(name, _)| format!("{name:?}"))
+                .collect();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        };
+        return Err(format!(
+            "no series has samples on both sides (are the files and --from/--to right?): \
+             A has {}; B has {}",
+            names(a),
+            names(b)
+        ));
     }
     decide(&mut rows, options);
     let geomean = options
@@ -564,7 +585,14 @@ fn compare_runs(name: &str, a: &SideSeries, b: &SideSeries, options: &CompareOpt
             let (mean_b, var_b) = mean_variance(&xb);
             let (na, nb) = (xa.len() as f64, xb.len() as f64);
             let estimate = mean_b - mean_a;
-            let se = (var_a / na + var_b / nb).sqrt();
+            // Each side's value is known only to its slot: a uniform error of a slot's width,
+            // shared by runs that land in one slot, so it is not divided by the runs.
+            let slot_variance = |side: &SideSeries| {
+                side.pooled.quantile(quantile).map_or(0.0, |q| {
+                    (q.resolution_ms as f64 / q.midpoint_ms).powi(2) / 12.0
+                })
+            };
+            let se = (var_a / na + var_b / nb + slot_variance(a) + slot_variance(b)).sqrt();
             row.change = Some(estimate.exp_m1());
             if se == 0.0 {
                 row.p_value = Some(if estimate == 0.0 { 1.0 } else { 0.0 });
@@ -573,7 +601,7 @@ fn compare_runs(name: &str, a: &SideSeries, b: &SideSeries, options: &CompareOpt
             }
             let df = (var_a / na + var_b / nb).powi(2)
                 / ((var_a / na).powi(2) / (na - 1.0) + (var_b / nb).powi(2) / (nb - 1.0));
-            let df = if df.is_finite() {
+            let df = if df.is_finite() && df > 0.0 {
                 df.max(1.0)
             } else {
                 na + nb - 2.0
@@ -622,6 +650,53 @@ struct Blocks {
     cumulative: Vec<u64>,
     totals: Vec<u64>,
     layout: crate::Layout,
+    /// The intervals' integrated autocorrelation time: how many intervals one is worth.
+    correlation: f64,
+}
+
+/// The integrated autocorrelation time of the intervals' levels (each interval's mean log
+/// duration): `1 + 2 Σ ρ_k`, summed while `ρ_k` stands above the noise of its estimate
+/// (`2/√n`). 1 for independent intervals; about 39 for a level that keeps 95 % of itself from
+/// one interval to the next.
+fn correlation_length(intervals: &[(&Series, &Interval)], layout: crate::Layout) -> f64 {
+    let levels: Vec<f64> = intervals
+        .iter()
+        .filter(|(_, interval)| interval.total > 0)
+        .map(|(series, interval)| {
+            let sum: f64 = series
+                .entries(interval)
+                .map(|(slot, count)| {
+                    count as f64 * quantile_at(layout, slot as usize, 0.5).midpoint_ms.ln()
+                })
+                .sum();
+            sum / interval.total as f64
+        })
+        .collect();
+    let n = levels.len();
+    if n < 4 {
+        return 1.0;
+    }
+    let mean = levels.iter().sum::<f64>() / n as f64;
+    let variance = levels.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+    if variance <= 0.0 {
+        return 1.0;
+    }
+    let noise = 2.0 / (n as f64).sqrt();
+    let mut time = 1.0;
+    for lag in 1..n / 2 {
+        let rho = levels
+            .iter()
+            .zip(&levels[lag..])
+            .map(|(x, y)| (x - mean) * (y - mean))
+            .sum::<f64>()
+            / n as f64
+            / variance;
+        if rho < noise {
+            break;
+        }
+        time += 2.0 * rho;
+    }
+    time
 }
 
 impl Blocks {
@@ -631,7 +706,10 @@ impl Blocks {
         if n == 0 {
             return None;
         }
-        let length = block_length(n);
+        // Blocks at least twice as long as the intervals stay correlated, so that a slow
+        // drift moves whole blocks and shows in their spread.
+        let correlation = correlation_length(&intervals, side.pooled.layout());
+        let length = block_length(n).max((2.0 * correlation).ceil() as usize);
         let mut slots: Vec<u32> = intervals
             .iter()
             .flat_map(|(series, interval)| series.entries(interval).map(|(slot, _)| slot))
@@ -648,14 +726,14 @@ impl Blocks {
                 let column = slots
                     .binary_search(&slot)
                     .expect("every slot was collected");
-                row[column] += count;
-                totals[block] += count;
+                row[column] = row[column].saturating_add(count);
+                totals[block] = totals[block].saturating_add(count);
             }
         }
         for row in cumulative.chunks_mut(slots.len().max(1)) {
-            let mut running = 0;
+            let mut running = 0_u64;
             for cell in row {
-                running += *cell;
+                running = running.saturating_add(*cell);
                 *cell = running;
             }
         }
@@ -664,6 +742,7 @@ impl Blocks {
             cumulative,
             totals,
             layout: side.pooled.layout(),
+            correlation,
         })
     }
 
@@ -690,19 +769,23 @@ impl Blocks {
 
     /// The midpoint of the slot at `quantile` of the drawn blocks' weighted sum.
     fn midpoint(&self, drawn: &[(usize, u64)], quantile: f64) -> Option<f64> {
-        let total: u64 = drawn.iter().map(|&(b, w)| w * self.totals[b]).sum();
-        let rank = target_rank(quantile, total)?;
+        // In u128: a drawn block may count several times a side's 2^64 samples.
+        let total: u128 = drawn
+            .iter()
+            .map(|&(b, w)| u128::from(w) * u128::from(self.totals[b]))
+            .sum();
+        let rank = target_rank(quantile, u64::try_from(total).unwrap_or(u64::MAX))?;
         let width = self.slots.len();
-        let at = |column: usize| -> u64 {
+        let at = |column: usize| -> u128 {
             drawn
                 .iter()
-                .map(|&(b, w)| w * self.cumulative[b * width + column])
+                .map(|&(b, w)| u128::from(w) * u128::from(self.cumulative[b * width + column]))
                 .sum()
         };
         let (mut low, mut high) = (0, width - 1);
         while low < high {
             let middle = (low + high) / 2;
-            if at(middle) >= rank {
+            if at(middle) >= u128::from(rank) {
                 high = middle;
             } else {
                 low = middle + 1;
@@ -732,14 +815,24 @@ fn compare_bootstrap(
     if blocks_a.count() < options.min_blocks || blocks_b.count() < options.min_blocks {
         for row in rows.iter_mut().filter(|row| testable(row)) {
             row.verdict = Verdict::TooFewSamples;
-            row.note = format!(
-                "needs {} blocks of intervals a side for the bootstrap (at least {} intervals), \
-                 or 2 runs a side; has {} and {}",
-                options.min_blocks,
-                intervals_for(options.min_blocks),
-                blocks_a.count(),
-                blocks_b.count()
-            );
+            let correlation = blocks_a.correlation.max(blocks_b.correlation);
+            row.note = if correlation >= 2.0 {
+                format!(
+                    "the intervals drift together over about {correlation:.0} at a time: the \
+                     bootstrap needs {} blocks of {} a side, or compare 2 runs a side or more",
+                    options.min_blocks,
+                    (2.0 * correlation).ceil()
+                )
+            } else {
+                format!(
+                    "needs {} blocks of intervals a side for the bootstrap (at least {} \
+                     intervals), or 2 runs a side; has {} and {}",
+                    options.min_blocks,
+                    intervals_for(options.min_blocks),
+                    blocks_a.count(),
+                    blocks_b.count()
+                )
+            };
         }
         return rows;
     }

@@ -1,12 +1,18 @@
 //! A merged distribution: counts per slot of one layout, with HdrHistogram's quantiles.
 
+use std::collections::BTreeMap;
+
 use crate::layout::Layout;
 
-/// The counts of one series over some intervals, dense over the slots written so far.
+/// The counts of one series over some intervals, by non-empty slot: memory and every query
+/// follow the slots that hold samples, never the layout's range (a 5-digit layout has
+/// millions of slots).
 ///
-/// Quantiles follow HdrHistogram's Java and Python implementations, so that a log gives the
-/// same figures here as in their tools: the value at quantile `q` of `n` samples is the
-/// highest value of the slot holding the `max(1, ⌊q·n + ½⌋)`-th smallest sample.
+/// Quantiles follow HdrHistogram's Python implementation, so that a log gives the same figures
+/// here as in its tools: the value at quantile `q` of `n` samples is the
+/// highest value of the slot holding the `max(1, ⌊q·n + ½⌋)`-th smallest sample (Python's
+/// rank; Java's rounds `q·n` up instead, which picks the next sample when `q·n` has a
+/// fraction below ½).
 ///
 /// ```
 /// use taskmeter_tune::{Distribution, Layout};
@@ -23,7 +29,7 @@ use crate::layout::Layout;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Distribution {
     layout: Layout,
-    counts: Vec<u64>,
+    counts: BTreeMap<u32, u64>,
     total: u64,
 }
 
@@ -46,7 +52,7 @@ impl Distribution {
     pub fn new(layout: Layout) -> Self {
         Distribution {
             layout,
-            counts: Vec::new(),
+            counts: BTreeMap::new(),
             total: 0,
         }
     }
@@ -63,11 +69,11 @@ impl Distribution {
 
     /// Adds `count` samples to slot `index`.
     pub fn add_slot(&mut self, index: u32, count: u64) {
-        let index = index as usize;
-        if index >= self.counts.len() {
-            self.counts.resize(index + 1, 0);
+        if count == 0 {
+            return;
         }
-        self.counts[index] = self.counts[index].saturating_add(count);
+        let slot = self.counts.entry(index).or_insert(0);
+        *slot = slot.saturating_add(count);
         self.total = self.total.saturating_add(count);
     }
 
@@ -82,20 +88,14 @@ impl Distribution {
             self.layout, other.layout,
             "merging distributions of two layouts"
         );
-        for (index, &count) in other.counts.iter().enumerate() {
-            if count > 0 {
-                self.add_slot(index as u32, count);
-            }
+        for (&index, &count) in &other.counts {
+            self.add_slot(index, count);
         }
     }
 
     /// The non-empty slots, ascending: `(index, count)`.
     pub fn slots(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, count)| **count > 0)
-            .map(|(index, &count)| (index as u32, count))
+        self.counts.iter().map(|(&index, &count)| (index, count))
     }
 
     /// The value at `quantile` (clamped to `[0, 1]`); `None` when empty.
@@ -105,18 +105,24 @@ impl Distribution {
         } else {
             quantile.clamp(0.0, 1.0)
         };
-        let index = slot_at_rank(&self.counts, target_rank(quantile, self.total)?)?;
-        Some(quantile_at(self.layout, index, quantile))
+        let rank = target_rank(quantile, self.total)?;
+        let mut seen = 0_u64;
+        let (&index, _) = self.counts.iter().find(|(_, count)| {
+            seen = seen.saturating_add(**count);
+            seen >= rank
+        })?;
+        Some(quantile_at(self.layout, index as usize, quantile))
     }
 
     /// The highest value recorded (the top of the highest non-empty slot); `None` when empty.
     pub fn max(&self) -> Option<u64> {
-        self.quantile(1.0).map(|q| q.value_ms)
+        let (&index, _) = self.counts.last_key_value()?;
+        Some(quantile_at(self.layout, index as usize, 1.0).value_ms)
     }
 
     /// Empties it, keeping its memory.
     pub fn clear(&mut self) {
-        self.counts.fill(0);
+        self.counts.clear();
         self.total = 0;
     }
 }
@@ -124,14 +130,6 @@ impl Distribution {
 /// HdrHistogram's rank of `quantile` among `total` samples, 1-based; `None` when empty.
 pub(crate) fn target_rank(quantile: f64, total: u64) -> Option<u64> {
     (total > 0).then(|| ((quantile * total as f64 + 0.5) as u64).clamp(1, total))
-}
-
-fn slot_at_rank(counts: &[u64], rank: u64) -> Option<usize> {
-    let mut seen = 0_u64;
-    counts.iter().position(|&count| {
-        seen += count;
-        seen >= rank
-    })
 }
 
 /// The [`Quantile`] of slot `index` for `quantile`.

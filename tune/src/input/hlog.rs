@@ -13,7 +13,7 @@ use std::io::{BufRead, Read};
 use base64::Engine;
 use flate2::read::ZlibDecoder;
 
-use super::{Failure, LineReader, Run, Series, UNTAGGED};
+use super::{Budget, Failure, LineReader, Run, Series, UNTAGGED};
 use crate::layout::Layout;
 
 /// The cookies' bases (the low nibble's upper bits hold the word size, masked off).
@@ -46,6 +46,7 @@ pub(super) fn read<R: BufRead>(
     let (mut start_time, mut base_time) = (None, None);
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     let mut earliest = f64::INFINITY;
+    let mut budget = Budget::new();
     while let Some((number, line)) = lines.next_line()? {
         let fail = |reason: String| (Some(number), reason);
         if let Some(header) = line.strip_prefix("#[StartTime: ") {
@@ -81,6 +82,7 @@ pub(super) fn read<R: BufRead>(
                     line.layout
                 )));
             }
+            budget.admit(entry, &line.slots).map_err(fail)?;
             entry.push_interval(start, line.length_s, line.slots);
         }
     }
@@ -92,7 +94,11 @@ pub(super) fn read<R: BufRead>(
 }
 
 fn header_seconds(header: &str) -> Result<f64, String> {
-    let seconds = header.split_whitespace().next().unwrap_or("");
+    let seconds = header
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(']');
     seconds
         .parse::<f64>()
         .ok()
@@ -197,19 +203,22 @@ fn decode_v2(bytes: &[u8]) -> Result<(Layout, Vec<(u32, u64)>), String> {
         .get(V2_HEADER_BYTES..V2_HEADER_BYTES + payload)
         .ok_or("a histogram shorter than its payload length")?;
     let mut slots = Vec::new();
-    let mut index = 0_u64;
+    let (mut index, mut total) = (0_u64, 0_u64);
+    let past = |index: u64| format!("counts past slot {index}, beyond the values of {layout}");
     while !counts.is_empty() {
         let value = read_zig_zag(&mut counts).ok_or("a count cut in the middle")?;
         if value < 0 {
             index = index.saturating_add(value.unsigned_abs());
             continue;
         }
+        if index >= u64::from(layout.slot_count()) {
+            return Err(past(index));
+        }
         if value > 0 {
-            let slot = u32::try_from(index)
-                .ok()
-                .filter(|&slot| layout.range(slot).is_some())
-                .ok_or_else(|| format!("a count at slot {index}, past the values of {layout}"))?;
-            slots.push((slot, value as u64));
+            total = total
+                .checked_add(value as u64)
+                .ok_or("counts that add up past 2^64")?;
+            slots.push((index as u32, value as u64));
         }
         index += 1;
     }

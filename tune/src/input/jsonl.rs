@@ -7,7 +7,7 @@ use std::io::BufRead;
 
 use taskmeter::export::json::{JSON_SCHEMA, JSON_SCHEMA_WITH_BUCKETS, JsonSnapshot};
 
-use super::{Failure, LineReader, Run, Series};
+use super::{Budget, Failure, LineReader, Run, Series};
 use crate::layout::Layout;
 
 /// Snapshots' times, to place each interval: its end and length.
@@ -26,6 +26,7 @@ pub(super) fn read<R: BufRead>(
     // Starts are kept from the first line's until the end, then moved to it.
     let mut origin = None;
     let mut earliest = f64::INFINITY;
+    let mut budget = Budget::new();
     while let Some((number, line)) = lines.next_line()? {
         if line.trim().is_empty() {
             continue;
@@ -37,7 +38,7 @@ pub(super) fn read<R: BufRead>(
         earliest = earliest.min(start);
         for (name, slots) in placed.series {
             let entry = series
-                .entry(name)
+                .entry(name.clone())
                 .or_insert_with(|| Series::new(placed.layout));
             if entry.layout() != placed.layout {
                 return Err((
@@ -49,6 +50,9 @@ pub(super) fn read<R: BufRead>(
                     ),
                 ));
             }
+            budget
+                .admit(entry, &slots)
+                .map_err(|reason| (Some(number), format!("{name:?}: {reason}")))?;
             entry.push_interval(start, placed.length_s, slots);
         }
     }
@@ -89,17 +93,20 @@ fn place(line: &str) -> Result<Placed, String> {
     for (runner, outcomes) in &document.interval.completed {
         for (outcome, durations) in outcomes {
             let name = format!("{runner}.{outcome}");
+            if series.iter().any(|(seen, _): &(String, _)| *seen == name) {
+                return Err(format!("two series named {name:?} in one snapshot"));
+            }
             let buckets = durations
                 .buckets
                 .as_ref()
-                .ok_or_else(|| format!("{name} has no buckets"))?;
+                .ok_or_else(|| format!("{name:?} has no buckets"))?;
             let mut slots = Vec::with_capacity(buckets.len());
             let mut sum = 0_u64;
             for &[lowest, highest, count] in buckets {
                 let index = layout.index_of(lowest);
                 if layout.range(index) != Some((lowest, highest)) {
                     return Err(format!(
-                        "{name}: bucket [{lowest}, {highest}] is not a slot of {layout}"
+                        "{name:?}: bucket [{lowest}, {highest}] is not a slot of {layout}"
                     ));
                 }
                 sum = sum.saturating_add(count);
@@ -107,7 +114,7 @@ fn place(line: &str) -> Result<Placed, String> {
             }
             if sum != durations.count {
                 return Err(format!(
-                    "{name}: buckets hold {sum} samples, count says {}",
+                    "{name:?}: buckets hold {sum} samples, count says {}",
                     durations.count
                 ));
             }

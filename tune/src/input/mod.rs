@@ -24,6 +24,42 @@ use crate::layout::Layout;
 /// The name of the series that a log's untagged lines form.
 pub const UNTAGGED: &str = "(untagged)";
 
+/// The most non-empty slots a file may hold over all its intervals: 2^26, about 67 million
+/// (an hour of 12 series at 10,000 tasks a second holds about 36 million), so that a small
+/// hostile file of compressed histograms cannot make a reader hold gigabytes. Past it, reading
+/// fails at the line that passes it.
+pub const MAX_SLOTS_PER_FILE: u64 = 1 << 26;
+
+/// What a file may still hold, and the checks every interval passes before it is kept.
+pub(crate) struct Budget {
+    slots_left: u64,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Self {
+        Budget {
+            slots_left: MAX_SLOTS_PER_FILE,
+        }
+    }
+
+    /// Checks that `slots` may join `series`: within the file's budget, and no count past
+    /// 2^64 in the series.
+    pub(crate) fn admit(&mut self, series: &Series, slots: &[(u32, u64)]) -> Result<(), String> {
+        let taken = slots.len() as u64;
+        if taken > self.slots_left {
+            return Err(format!(
+                "more than {MAX_SLOTS_PER_FILE} non-empty slots in the file, the most one is read with"
+            ));
+        }
+        self.slots_left -= taken;
+        slots
+            .iter()
+            .try_fold(series.total(), |sum, &(_, count)| sum.checked_add(count))
+            .map(|_| ())
+            .ok_or_else(|| "counts that add up past 2^64 in one series".into())
+    }
+}
+
 /// Why a file could not be read: where, and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError {
@@ -89,6 +125,14 @@ impl Series {
     /// Its intervals, in the order read.
     pub fn intervals(&self) -> &[Interval] {
         &self.intervals
+    }
+
+    /// Samples over all its intervals (saturating at `u64::MAX`; the readers refuse files
+    /// that reach it).
+    pub fn total(&self) -> u64 {
+        self.intervals
+            .iter()
+            .fold(0_u64, |sum, interval| sum.saturating_add(interval.total))
     }
 
     /// Appends an interval holding `slots` (`(index, count)`, any order, a slot more than

@@ -221,12 +221,18 @@ pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<Str
     let mut body = String::from("<h1>taskmeter compare</h1>\n");
     let _ = writeln!(
         body,
-        "<p>A: {}<br>B: {}<br>{}, Holm-corrected at α = {}, band {}</p>",
+        "<p>A: {}<br>B: {}<br>{}, Holm-corrected at α = {}, band {}{}</p>",
         escape(&comparison.a.join(", ")),
         escape(&comparison.b.join(", ")),
         comparison.method,
         comparison.alpha,
-        percent(comparison.bands.default)
+        percent(comparison.bands.default),
+        comparison
+            .bands
+            .per_quantile
+            .iter()
+            .map(|&(q, band)| format!(", {} {}", quantile_name(q), percent(band)))
+            .collect::<String>()
     );
     let tally = comparison.tally;
     let _ = writeln!(

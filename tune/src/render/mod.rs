@@ -52,7 +52,7 @@ fn markdown_cell(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '|' | '\\' | '`' | '*' | '_' | '<' | '>' | '[' | ']' | '#' => {
+            '|' | '\\' | '`' | '*' | '_' | '<' | '>' | '[' | ']' | '#' | '~' | '$' | '@' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -63,12 +63,13 @@ fn markdown_cell(text: &str) -> String {
     out
 }
 
-/// Text that came from a file, made printable: control characters shown escaped, so a log
-/// cannot move the terminal's cursor or colour it.
+/// Text that came from a file, made printable: control characters and bidirectional
+/// overrides shown escaped, so a log can neither move the terminal's cursor or colour it nor
+/// make text read in another order than it is.
 pub fn printable(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c.is_control() || svg::is_bidi_control(c) {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]

@@ -63,7 +63,14 @@ pub const PALETTE: [&str; 12] = [
     "#bcbd22", "#17becf", "#393b79", "#637939",
 ];
 
-/// `text` safe inside an SVG or HTML element or attribute.
+/// Whether `c` reorders the text around it (bidirectional embeddings, overrides, isolates and
+/// marks), which could make a name read as another.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` safe inside an SVG or HTML element or attribute; control and bidirectional
+/// characters replaced.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -74,6 +81,7 @@ pub fn escape(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c if c.is_control() => out.push(' '),
+            c if is_bidi_control(c) => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -230,7 +238,11 @@ impl Chart {
         let label_every = (self.x.ticks.len() as f64 * 72.0 / plot_w).ceil().max(1.0) as usize;
         for (i, (value, label)) in self.x.ticks.iter().enumerate() {
             let px = x(*value);
-            let label = if i % label_every == 0 { label.as_str() } else { "" };
+            let label = if i % label_every == 0 {
+                label.as_str()
+            } else {
+                ""
+            };
             let _ = write!(
                 svg,
                 r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{b:.1}" stroke="#e4e4e4"/><text x="{px:.1}" y="{t:.1}" text-anchor="middle" class="tick">{}</text>"##,
