@@ -93,6 +93,17 @@ impl Bands {
     }
 }
 
+impl std::fmt::Display for Bands {
+    /// `5%`, then each quantile's own: `5%, p99 10%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", percent(self.default))?;
+        for &(quantile, band) in &self.per_quantile {
+            write!(f, ", {} {}", quantile_name(quantile), percent(band))?;
+        }
+        Ok(())
+    }
+}
+
 /// `p50` → 0.5, `p99.9` → 0.999.
 pub fn parse_quantile_name(name: &str) -> Result<f64, String> {
     name.trim()

@@ -22,6 +22,16 @@ fn verdict(comparison: &Comparison, quantile: f64) -> Verdict {
         .verdict
 }
 
+/// How many of `comparisons` `holds` holds for.
+fn count(comparisons: &[Comparison], holds: impl Fn(&Comparison) -> bool) -> usize {
+    comparisons.iter().filter(|c| holds(c)).count()
+}
+
+/// Whether a comparison reported any change (better or worse).
+fn alarmed(comparison: &Comparison) -> bool {
+    comparison.tally.worse + comparison.tally.better > 0
+}
+
 /// The verdicts of `TRIALS` comparisons of runs of `a` against runs of `b`, each pair drawn
 /// from its own seeds, and the bootstrap from its own seed.
 fn trials(a: &Generator, b: &Generator, options: &CompareOptions) -> Vec<Comparison> {
@@ -52,15 +62,9 @@ fn a_against_a_reports_a_change_in_at_most_5_percent_of_comparisons() {
     };
     let generator = Generator::default();
     let comparisons = trials(&generator, &generator, &no_band);
-    let alarms = comparisons
-        .iter()
-        .filter(|c| c.tally.worse + c.tally.better > 0)
-        .count();
+    let alarms = count(&comparisons, alarmed);
     // The drift's estimated correlation now and then asks for blocks too long for 8 of them.
-    let inconclusive = comparisons
-        .iter()
-        .filter(|c| c.tally.too_few_samples > 0)
-        .count();
+    let inconclusive = count(&comparisons, |c| c.tally.too_few_samples > 0);
     eprintln!(
         "A/A, block bootstrap: {alarms} of {TRIALS} reported a change, {inconclusive} inconclusive"
     );
@@ -93,14 +97,8 @@ fn slow_drifts_and_many_series_do_not_raise_false_alarms() {
             ..Generator::default()
         };
         let comparisons = trials(&drifting, &drifting, &no_band);
-        let alarms = comparisons
-            .iter()
-            .filter(|c| c.tally.worse + c.tally.better > 0)
-            .count();
-        let inconclusive = comparisons
-            .iter()
-            .filter(|c| c.tally.too_few_samples > 0)
-            .count();
+        let alarms = count(&comparisons, alarmed);
+        let inconclusive = count(&comparisons, |c| c.tally.too_few_samples > 0);
         eprintln!(
             "A/A, drift {phi}: {alarms} of {TRIALS} reported a change, {inconclusive} inconclusive"
         );
@@ -116,10 +114,7 @@ fn slow_drifts_and_many_series_do_not_raise_false_alarms() {
     };
     let comparisons = trials(&many, &many, &no_band);
     assert!(comparisons.iter().all(|c| c.rows.len() == 24));
-    let alarms = comparisons
-        .iter()
-        .filter(|c| c.tally.worse + c.tally.better > 0)
-        .count();
+    let alarms = count(&comparisons, alarmed);
     eprintln!("A/A, 6 series: {alarms} of {TRIALS} reported a change");
     assert!(
         alarms <= MOST_FALSE_ALARMS,
@@ -137,18 +132,9 @@ fn a_10_percent_slower_p99_is_found_worse_and_never_better() {
         ..Generator::default()
     };
     let comparisons = trials(&a, &b, &CompareOptions::default());
-    let worse = comparisons
-        .iter()
-        .filter(|c| verdict(c, 0.99) == Verdict::Worse)
-        .count();
-    let better = comparisons
-        .iter()
-        .filter(|c| verdict(c, 0.99) == Verdict::Better)
-        .count();
-    let p50_flagged = comparisons
-        .iter()
-        .filter(|c| verdict(c, 0.5) != Verdict::NoChange)
-        .count();
+    let worse = count(&comparisons, |c| verdict(c, 0.99) == Verdict::Worse);
+    let better = count(&comparisons, |c| verdict(c, 0.99) == Verdict::Better);
+    let p50_flagged = count(&comparisons, |c| verdict(c, 0.5) != Verdict::NoChange);
     eprintln!("p99 +10 %: worse in {worse} of {TRIALS}, p50 flagged in {p50_flagged}");
     assert!(
         worse * 100 >= TRIALS as usize * 95,
@@ -171,14 +157,8 @@ fn a_10_percent_slower_median_is_found_and_the_tail_is_not_flagged() {
         ..Generator::default()
     };
     let comparisons = trials(&a, &b, &CompareOptions::default());
-    let worse = comparisons
-        .iter()
-        .filter(|c| verdict(c, 0.5) == Verdict::Worse)
-        .count();
-    let tail_flagged = comparisons
-        .iter()
-        .filter(|c| verdict(c, 0.999) != Verdict::NoChange)
-        .count();
+    let worse = count(&comparisons, |c| verdict(c, 0.5) == Verdict::Worse);
+    let tail_flagged = count(&comparisons, |c| verdict(c, 0.999) != Verdict::NoChange);
     assert!(
         comparisons
             .iter()

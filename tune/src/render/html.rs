@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::svg::{Axis, Chart, Line, PALETTE, escape, percentile_curve};
-use crate::compare::{Comparison, Verdict, percent, quantile_name};
+use crate::compare::{Comparison, Verdict, quantile_name};
 use crate::input::Run;
 use crate::report::{REPORT_QUANTILES, Report};
 
@@ -221,18 +221,12 @@ pub fn compare_page(comparison: &Comparison, a: &[Run], b: &[Run]) -> Result<Str
     let mut body = String::from("<h1>taskmeter compare</h1>\n");
     let _ = writeln!(
         body,
-        "<p>A: {}<br>B: {}<br>{}, Holm-corrected at α = {}, band {}{}</p>",
+        "<p>A: {}<br>B: {}<br>{}, Holm-corrected at α = {}, band {}</p>",
         escape(&comparison.a.join(", ")),
         escape(&comparison.b.join(", ")),
         comparison.method,
         comparison.alpha,
-        percent(comparison.bands.default),
-        comparison
-            .bands
-            .per_quantile
-            .iter()
-            .map(|&(q, band)| format!(", {} {}", quantile_name(q), percent(band)))
-            .collect::<String>()
+        comparison.bands
     );
     let tally = comparison.tally;
     let _ = writeln!(

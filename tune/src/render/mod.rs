@@ -5,7 +5,7 @@ pub mod svg;
 
 use std::fmt::Write as _;
 
-use crate::compare::{Comparison, Row, Verdict, percent, quantile_name};
+use crate::compare::{Comparison, Row, Verdict, quantile_name};
 use crate::report::{REPORT_QUANTILES, Report};
 
 /// A table's rows as aligned text (`markdown` false) or a markdown table, whose cells the
@@ -154,18 +154,12 @@ pub fn compare_text(comparison: &Comparison, markdown: bool) -> String {
     let mut out = String::new();
     let sources = |files: &[String]| printable(&files.join(", "));
     let heading = format!(
-        "A: {}\nB: {}\n{}, Holm-corrected at α = {}, band {}{}\n",
+        "A: {}\nB: {}\n{}, Holm-corrected at α = {}, band {}\n",
         sources(&comparison.a),
         sources(&comparison.b),
         comparison.method,
         comparison.alpha,
-        percent(comparison.bands.default),
-        comparison
-            .bands
-            .per_quantile
-            .iter()
-            .map(|&(q, band)| format!(", {} {}", quantile_name(q), percent(band)))
-            .collect::<String>()
+        comparison.bands
     );
     if markdown {
         for line in heading.lines() {
