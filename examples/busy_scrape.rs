@@ -4,9 +4,10 @@
 //! first, so that its age buckets' starts hold counts, as in any process running longer than
 //! its window (the peers bench's engine is younger than its 60 s window).
 //!
-//! `cargo run --release --example busy_scrape [read]` prints the mean time of a scrape over
-//! 20,000 of them; with `read`, each scrape also reads the snapshot's window, as an exporter of
-//! the window's quantiles does.
+//! `cargo run --release --example busy_scrape [read | interval]` prints the mean time of a
+//! scrape over 20,000 of them; with `read`, each scrape also reads the snapshot's window, as an
+//! exporter of the window's quantiles does; with `interval`, each scrape also walks every
+//! label's interval slots, as the interval-log sink does.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -17,6 +18,7 @@ use taskmeter_workload::{replay, task_mix};
 
 fn main() {
     let read_window = std::env::args().nth(1).as_deref() == Some("read");
+    let read_interval = std::env::args().nth(1).as_deref() == Some("interval");
     let window = Duration::from_millis(400);
     let metrics = Arc::new(AtomicMetrics::builder().window(window).build().unwrap());
     let busy = Arc::new(task_mix(1_000, 8));
@@ -58,12 +60,26 @@ fn main() {
         if read_window {
             s.window();
         }
+        if read_interval {
+            let interval = s.interval();
+            let slots: usize = taskmeter::RunnerType::ALL
+                .iter()
+                .flat_map(|&r| {
+                    taskmeter::TaskOutcome::ALL
+                        .iter()
+                        .map(move |&o| interval.duration_counts(r, o).iter().count())
+                })
+                .sum();
+            std::hint::black_box(slots);
+        }
         timed += t0.elapsed();
     }
     println!(
         "{} {:?}",
         if read_window {
             "solti + window read"
+        } else if read_interval {
+            "solti + interval read"
         } else {
             "solti only"
         },

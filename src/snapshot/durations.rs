@@ -91,19 +91,26 @@ pub struct SlotCount {
 /// ```
 pub struct DurationCounts {
     layout: HdrLayout,
-    /// The non-empty blocks, by block index ascending.
-    blocks: Vec<(u32, Arc<Block>)>,
+    /// The non-empty blocks, by block index ascending; for loose counts, built from them on
+    /// first read. Set whenever `loose` is `None`.
+    blocks: OnceLock<Vec<(u32, Arc<Block>)>>,
+    /// Counts kept as `(slot, count)`, ascending, each slot once, instead of in blocks: an
+    /// interval's, whose few counts per block would each cost a block of their own. Adding
+    /// them to a view in blocks reads them from here, so an interval nobody reads by block
+    /// never builds its blocks.
+    loose: Option<Arc<[(u32, u64)]>>,
     total: u64,
     /// The full histogram, built on first use.
     dense: OnceLock<Histogram<u64>>,
 }
 
 impl Clone for DurationCounts {
-    /// Shares every block; the built histogram, if any, is not copied.
+    /// Shares every block and the loose counts; the built histogram, if any, is not copied.
     fn clone(&self) -> Self {
         DurationCounts {
             layout: self.layout,
             blocks: self.blocks.clone(),
+            loose: self.loose.clone(),
             total: self.total,
             dense: OnceLock::new(),
         }
@@ -114,7 +121,8 @@ impl DurationCounts {
     pub(crate) fn empty(layout: HdrLayout) -> Self {
         DurationCounts {
             layout,
-            blocks: Vec::new(),
+            blocks: OnceLock::from(Vec::new()),
+            loose: None,
             total: 0,
             dense: OnceLock::new(),
         }
@@ -138,9 +146,39 @@ impl DurationCounts {
         self.layout.highest()
     }
 
+    /// The blocks, built from the loose counts on first call.
+    fn blocks(&self) -> &[(u32, Arc<Block>)] {
+        self.blocks.get_or_init(|| {
+            let loose = self.loose.as_deref().unwrap_or_default();
+            let mut blocks: Vec<(u32, Arc<Block>)> = Vec::new();
+            for &(slot, count) in loose {
+                let index = slot / BLOCK_SLOTS as u32;
+                if blocks.last().is_none_or(|(last, _)| *last != index) {
+                    blocks.push((index, Arc::new(Block::EMPTY)));
+                }
+                let (_, block) = blocks.last_mut().expect("pushed above");
+                let block = Arc::get_mut(block).expect("built here, not shared yet");
+                block.counts[slot as usize % BLOCK_SLOTS] += count;
+                block.total += count;
+            }
+            blocks
+        })
+    }
+
+    /// The blocks, to change: loose counts are moved into blocks first.
+    fn blocks_mut(&mut self) -> &mut Vec<(u32, Arc<Block>)> {
+        if self.loose.is_some() {
+            self.blocks();
+            self.loose = None;
+        }
+        self.blocks
+            .get_mut()
+            .expect("counts that are not loose have their blocks")
+    }
+
     /// `(slot index, count)` of the non-empty slots, in slot order.
     pub(crate) fn slots(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.blocks.iter().flat_map(|(index, block)| {
+        self.blocks().iter().flat_map(|(index, block)| {
             let first = *index as usize * BLOCK_SLOTS;
             (block.counts.iter().enumerate())
                 .filter(|&(_, &count)| count != 0)
@@ -181,7 +219,7 @@ impl DurationCounts {
     /// The highest value counted (the highest of its slot), or 0 when empty:
     /// `Histogram::max`.
     pub fn max(&self) -> u64 {
-        let Some((index, block)) = self.blocks.last() else {
+        let Some((index, block)) = self.blocks().last() else {
             return 0;
         };
         let offset = block
@@ -229,7 +267,7 @@ impl DurationCounts {
     fn value_at(&self, quantile: f64, walk: &mut RankWalk) -> u64 {
         let quantile = if quantile > 1.0 { 1.0 } else { quantile };
         let rank = ((quantile * self.total as f64).ceil() as u64).max(1);
-        match walk.slot_of_rank(&self.blocks, rank) {
+        match walk.slot_of_rank(self.blocks(), rank) {
             Some(slot) if quantile == 0.0 => self.layout.value_at(slot),
             Some(slot) => self.layout.highest_at(slot),
             None => 0,
@@ -244,7 +282,7 @@ impl DurationCounts {
         };
         let (last_block, last_offset) = (last / BLOCK_SLOTS, last % BLOCK_SLOTS);
         let mut count = 0;
-        for (index, block) in &self.blocks {
+        for (index, block) in self.blocks() {
             let index = *index as usize;
             if index < last_block {
                 count += block.total;
@@ -281,6 +319,40 @@ impl DurationCounts {
         })
     }
 
+    /// Adds `(slot, count)` pairs (in slot order, each slot once) and keeps them loose when
+    /// these counts are loose or empty: what a cut adds to the interval it builds.
+    pub(crate) fn add_loose(&mut self, slots: &[(u32, u64)]) {
+        if slots.is_empty() {
+            return;
+        }
+        if self.loose.is_none() && self.total != 0 {
+            self.add_slots(slots);
+            return;
+        }
+        self.dense = OnceLock::new();
+        self.total += slots.iter().map(|&(_, count)| count).sum::<u64>();
+        let before = self.loose.take();
+        let before = before.as_deref().unwrap_or_default();
+        let mut merged = Vec::with_capacity(before.len() + slots.len());
+        let (mut mine, mut theirs) = (before.iter().peekable(), slots.iter().peekable());
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (Some(&&(a, x)), Some(&&(b, y))) if a == b => {
+                    mine.next();
+                    theirs.next();
+                    (a, x + y)
+                }
+                (Some(&&(a, _)), Some(&&(b, _))) if b < a => *theirs.next().expect("peeked"),
+                (Some(_), _) => *mine.next().expect("peeked"),
+                (None, Some(_)) => *theirs.next().expect("peeked"),
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.loose = Some(merged.into());
+        self.blocks = OnceLock::new();
+    }
+
     /// Adds `(slot, count)` pairs, in slot order.
     pub(crate) fn add_slots(&mut self, slots: &[(u32, u64)]) {
         self.dense = OnceLock::new();
@@ -304,14 +376,15 @@ impl DurationCounts {
 
     /// The block of `index`, inserted empty if absent, unshared.
     fn block_mut(&mut self, index: u32) -> &mut Block {
-        let at = match self.blocks.binary_search_by_key(&index, |&(i, _)| i) {
+        let blocks = self.blocks_mut();
+        let at = match blocks.binary_search_by_key(&index, |&(i, _)| i) {
             Ok(at) => at,
             Err(at) => {
-                self.blocks.insert(at, (index, Arc::new(Block::EMPTY)));
+                blocks.insert(at, (index, Arc::new(Block::EMPTY)));
                 at
             }
         };
-        Arc::make_mut(&mut self.blocks[at].1)
+        Arc::make_mut(&mut blocks[at].1)
     }
 
     /// Adds `other`'s counts: a block these lack is shared, not copied.
@@ -319,18 +392,26 @@ impl DurationCounts {
         if other.total == 0 {
             return;
         }
+        if let Some(loose) = &other.loose {
+            // Loose counts are added slot by slot: their own blocks are never built.
+            self.add_slots(loose);
+            return;
+        }
         self.dense = OnceLock::new();
         self.total += other.total;
-        if self.blocks.is_empty() {
-            self.blocks.clone_from(&other.blocks);
+        if self.total == other.total {
+            self.blocks = other.blocks.clone();
+            self.loose = None;
             return;
         }
         if self.add_in_place(other) {
             return;
         }
-        let mut merged = Vec::with_capacity(self.blocks.len() + other.blocks.len());
-        let mut mine = std::mem::take(&mut self.blocks).into_iter().peekable();
-        for (index, theirs) in &other.blocks {
+        let theirs_blocks = other.blocks();
+        let blocks = self.blocks_mut();
+        let mut merged = Vec::with_capacity(blocks.len() + theirs_blocks.len());
+        let mut mine = std::mem::take(blocks).into_iter().peekable();
+        for (index, theirs) in theirs_blocks {
             while let Some(before) = mine.next_if(|(at, _)| at < index) {
                 merged.push(before);
             }
@@ -343,26 +424,28 @@ impl DurationCounts {
             }
         }
         merged.extend(mine);
-        self.blocks = merged;
+        *self.blocks_mut() = merged;
     }
 
     /// Adds `other`'s blocks where these have a block of the same index already, walking
     /// both lists once; returns `false`, having added nothing, if one of `other`'s blocks is
     /// new here (the caller merges the lists instead).
     fn add_in_place(&mut self, other: &DurationCounts) -> bool {
+        let theirs_blocks = other.blocks();
+        let blocks = self.blocks_mut();
         let mut mine = 0;
-        let mut positions = Vec::with_capacity(other.blocks.len());
-        for (index, _) in &other.blocks {
-            while self.blocks.get(mine).is_some_and(|(at, _)| at < index) {
+        let mut positions = Vec::with_capacity(theirs_blocks.len());
+        for (index, _) in theirs_blocks {
+            while blocks.get(mine).is_some_and(|(at, _)| at < index) {
                 mine += 1;
             }
-            match self.blocks.get(mine) {
+            match blocks.get(mine) {
                 Some((at, _)) if at == index => positions.push(mine),
                 _ => return false,
             }
         }
-        for (&at, (_, theirs)) in positions.iter().zip(&other.blocks) {
-            Arc::make_mut(&mut self.blocks[at].1).add(theirs);
+        for (&at, (_, theirs)) in positions.iter().zip(theirs_blocks) {
+            Arc::make_mut(&mut blocks[at].1).add(theirs);
         }
         true
     }
@@ -375,8 +458,8 @@ impl DurationCounts {
         }
         self.dense = OnceLock::new();
         self.total -= older.total;
-        let mut theirs = older.blocks.iter().peekable();
-        self.blocks.retain_mut(|(index, block)| {
+        let mut theirs = older.blocks().iter().peekable();
+        self.blocks_mut().retain_mut(|(index, block)| {
             let Some((_, old)) = theirs.next_if(|(at, _)| at == index) else {
                 return true;
             };
@@ -396,11 +479,18 @@ impl DurationCounts {
     /// Adds to `seen` these counts' own bytes, their block list, the blocks `seen` has not
     /// counted yet, and the built histogram if any.
     pub(crate) fn count_memory(&self, seen: &mut Allocations) {
-        seen.bytes += std::mem::size_of::<Self>()
-            + self.blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
-        for (_, block) in &self.blocks {
-            if seen.first(Arc::as_ptr(block)) {
-                seen.bytes += arc_allocation::<Block>();
+        seen.bytes += std::mem::size_of::<Self>();
+        if let Some(loose) = &self.loose
+            && seen.first(Arc::as_ptr(loose))
+        {
+            seen.bytes += 2 * std::mem::size_of::<usize>() + std::mem::size_of_val(&**loose);
+        }
+        if let Some(blocks) = self.blocks.get() {
+            seen.bytes += blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
+            for (_, block) in blocks {
+                if seen.first(Arc::as_ptr(block)) {
+                    seen.bytes += arc_allocation::<Block>();
+                }
             }
         }
         if let Some(histogram) = self.dense.get() {
@@ -463,7 +553,8 @@ impl std::fmt::Debug for DurationCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurationCounts")
             .field("len", &self.total)
-            .field("blocks", &self.blocks.len())
+            .field("blocks", &self.blocks.get().map(Vec::len))
+            .field("loose", &self.loose.as_ref().map(|loose| loose.len()))
             .finish_non_exhaustive()
     }
 }
@@ -490,20 +581,71 @@ mod tests {
         let layout = HdrLayout::new(86_400_000, 3);
         let older = counts(layout, &[1, 2, 5_000]);
         let mut newer = older.clone();
-        assert!(Arc::ptr_eq(&older.blocks[0].1, &newer.blocks[0].1));
+        assert!(Arc::ptr_eq(&older.blocks()[0].1, &newer.blocks()[0].1));
         newer.add(&counts(layout, &[3]));
-        assert!(!Arc::ptr_eq(&older.blocks[0].1, &newer.blocks[0].1));
-        assert!(Arc::ptr_eq(&older.blocks[1].1, &newer.blocks[1].1));
+        assert!(!Arc::ptr_eq(&older.blocks()[0].1, &newer.blocks()[0].1));
+        assert!(Arc::ptr_eq(&older.blocks()[1].1, &newer.blocks()[1].1));
         assert_eq!(older.len(), 3);
-        assert_eq!(older.blocks[0].1.counts[3], 0);
+        assert_eq!(older.blocks()[0].1.counts[3], 0);
         newer.subtract(&older);
         assert_eq!(newer.len(), 1);
         assert_eq!(
-            newer.blocks.len(),
+            newer.blocks().len(),
             1,
             "the shared block is gone, the emptied one too"
         );
         assert_eq!(newer.iter().map(|s| s.lowest_ms).collect::<Vec<_>>(), [3]);
+    }
+
+    /// Loose counts (a cut's interval) merge as they are added, read as the same counts in
+    /// blocks would, and are added to counts in blocks without building blocks of their own.
+    #[test]
+    fn loose_counts_read_as_blocks_and_add_without_blocks() {
+        let layout = HdrLayout::new(86_400_000, 3);
+        let values = [1, 2, 2, 70, 5_000, 5_000, 90_000];
+        let slot = |v: u64| layout.index_of(v) as u32;
+        let mut loose = DurationCounts::empty(layout);
+        loose.add_loose(&[(slot(2), 1), (slot(5_000), 1), (slot(90_000), 1)]);
+        loose.add_loose(&[(slot(1), 1), (slot(2), 1), (slot(70), 1), (slot(5_000), 1)]);
+        assert_eq!(
+            loose.loose.as_deref().map(<[_]>::len),
+            Some(5),
+            "one entry a slot"
+        );
+        let in_blocks = counts(layout, &values);
+        assert_eq!(loose.len(), in_blocks.len());
+        let mut cumulative = counts(layout, &[3, 4_000]);
+        cumulative.add(&loose);
+        assert!(
+            loose.blocks.get().is_none(),
+            "the interval's blocks were built"
+        );
+        assert_eq!(cumulative.len(), 9);
+        assert_eq!(
+            loose.iter().collect::<Vec<_>>(),
+            in_blocks.iter().collect::<Vec<_>>()
+        );
+        for quantile in [0.0, 0.3, 0.5, 0.99, 1.0] {
+            assert_eq!(
+                loose.value_at_quantile(quantile),
+                in_blocks.value_at_quantile(quantile)
+            );
+        }
+        assert_eq!(loose.count_at_or_below(70), in_blocks.count_at_or_below(70));
+        // Counts in blocks take loose ones into their blocks.
+        let mut both = in_blocks.clone();
+        both.add_loose(&[(slot(1), 2)]);
+        assert!(both.loose.is_none());
+        assert_eq!(both.len(), 9);
+        // Loose counts taking counts in blocks become blocks.
+        let mut grown = loose.clone();
+        grown.add(&in_blocks);
+        assert!(grown.loose.is_none());
+        assert_eq!(grown.len(), 14);
+        assert_eq!(
+            grown.value_at_quantile(1.0),
+            in_blocks.value_at_quantile(1.0)
+        );
     }
 
     #[test]

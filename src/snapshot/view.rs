@@ -134,7 +134,7 @@ impl View {
                 *bucket += count;
             }
         }
-        Arc::make_mut(&mut self.durations[label]).add_slots(drained.slots);
+        Arc::make_mut(&mut self.durations[label]).add_loose(drained.slots);
     }
 
     /// Tasks started on `runner`.
