@@ -13,6 +13,11 @@
 //! - [`DurationCounts::histogram`]: the full `hdrhistogram::Histogram` is built on first call
 //!   only (144 KiB at the defaults) and kept with the counts.
 //!
+//! A cut's interval holds its counts loose, as one sorted `(slot, count)` list a label: an
+//! interval touches about one slot a block, and a block of its own for each would cost an
+//! allocation per slot. Adding an interval to the cumulative view reads the list; its blocks
+//! are built on the first read by block (a quantile, an export of the interval) and kept.
+//!
 //! Every figure equals what `hdrhistogram` computes from a histogram of the same values: the
 //! model tests beside this module compare them.
 
