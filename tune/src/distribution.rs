@@ -1,7 +1,5 @@
 //! A merged distribution: counts per slot of one layout, with HdrHistogram's quantiles.
 
-use std::collections::BTreeMap;
-
 use crate::layout::Layout;
 
 /// The counts of one series over some intervals, by non-empty slot: memory and every query
@@ -29,7 +27,8 @@ use crate::layout::Layout;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Distribution {
     layout: Layout,
-    counts: BTreeMap<u32, u64>,
+    /// `(slot, count)`, ascending by slot, each slot once, no zero count.
+    counts: Vec<(u32, u64)>,
     total: u64,
 }
 
@@ -52,7 +51,7 @@ impl Distribution {
     pub fn new(layout: Layout) -> Self {
         Distribution {
             layout,
-            counts: BTreeMap::new(),
+            counts: Vec::new(),
             total: 0,
         }
     }
@@ -67,13 +66,57 @@ impl Distribution {
         self.total
     }
 
-    /// Adds `count` samples to slot `index`.
+    /// The distribution of `slots` (`(index, count)`, any order, a slot more than once and
+    /// zero counts allowed), sorted a chunk at a time and merged: `n log n` time, and memory for
+    /// the distinct slots and one chunk, however many entries there are.
+    pub fn from_slots(layout: Layout, slots: impl IntoIterator<Item = (u32, u64)>) -> Self {
+        const CHUNK: usize = 1 << 16;
+        let mut distribution = Distribution::new(layout);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for slot in slots {
+            chunk.push(slot);
+            if chunk.len() == CHUNK {
+                distribution.merge(&Distribution::sorted(layout, &mut chunk));
+            }
+        }
+        if distribution.counts.is_empty() {
+            return Distribution::sorted(layout, &mut chunk);
+        }
+        distribution.merge(&Distribution::sorted(layout, &mut chunk));
+        distribution
+    }
+
+    /// The distribution of `slots`, which it leaves empty.
+    fn sorted(layout: Layout, slots: &mut Vec<(u32, u64)>) -> Self {
+        slots.retain(|&(_, count)| count > 0);
+        slots.sort_unstable_by_key(|&(slot, _)| slot);
+        slots.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = kept.1.saturating_add(later.1);
+            }
+            same
+        });
+        let total = slots
+            .iter()
+            .fold(0_u64, |sum, &(_, count)| sum.saturating_add(count));
+        Distribution {
+            layout,
+            counts: slots.drain(..).collect(),
+            total,
+        }
+    }
+
+    /// Adds `count` samples to slot `index` (a search and an insertion: build from many slots
+    /// with [`from_slots`](Self::from_slots)).
     pub fn add_slot(&mut self, index: u32, count: u64) {
         if count == 0 {
             return;
         }
-        let slot = self.counts.entry(index).or_insert(0);
-        *slot = slot.saturating_add(count);
+        match self.counts.binary_search_by_key(&index, |&(slot, _)| slot) {
+            Ok(at) => self.counts[at].1 = self.counts[at].1.saturating_add(count),
+            Err(at) => self.counts.insert(at, (index, count)),
+        }
         self.total = self.total.saturating_add(count);
     }
 
@@ -88,14 +131,32 @@ impl Distribution {
             self.layout, other.layout,
             "merging distributions of two layouts"
         );
-        for (&index, &count) in &other.counts {
-            self.add_slot(index, count);
+        let mut merged = Vec::with_capacity(self.counts.len() + other.counts.len());
+        let (mut mine, mut theirs) = (
+            self.counts.iter().peekable(),
+            other.counts.iter().peekable(),
+        );
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (Some(&&(a, x)), Some(&&(b, y))) if a == b => {
+                    mine.next();
+                    theirs.next();
+                    (a, x.saturating_add(y))
+                }
+                (Some(&&(a, _)), Some(&&(b, _))) if b < a => *theirs.next().expect("peeked"),
+                (Some(_), _) => *mine.next().expect("peeked"),
+                (None, Some(_)) => *theirs.next().expect("peeked"),
+                (None, None) => break,
+            };
+            merged.push(next);
         }
+        self.counts = merged;
+        self.total = self.total.saturating_add(other.total);
     }
 
     /// The non-empty slots, ascending: `(index, count)`.
     pub fn slots(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.counts.iter().map(|(&index, &count)| (index, count))
+        self.counts.iter().copied()
     }
 
     /// The value at `quantile` (clamped to `[0, 1]`); `None` when empty.
@@ -107,8 +168,8 @@ impl Distribution {
         };
         let rank = target_rank(quantile, self.total)?;
         let mut seen = 0_u64;
-        let (&index, _) = self.counts.iter().find(|(_, count)| {
-            seen = seen.saturating_add(**count);
+        let &(index, _) = self.counts.iter().find(|(_, count)| {
+            seen = seen.saturating_add(*count);
             seen >= rank
         })?;
         Some(quantile_at(self.layout, index as usize, quantile))
@@ -116,7 +177,7 @@ impl Distribution {
 
     /// The highest value recorded (the top of the highest non-empty slot); `None` when empty.
     pub fn max(&self) -> Option<u64> {
-        let (&index, _) = self.counts.last_key_value()?;
+        let &(index, _) = self.counts.last()?;
         Some(quantile_at(self.layout, index as usize, 1.0).value_ms)
     }
 

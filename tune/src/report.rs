@@ -172,14 +172,13 @@ fn timeline(series: &crate::Series) -> Vec<TimelinePoint> {
     let mut intervals: Vec<&crate::Interval> = series.intervals().iter().collect();
     intervals.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     let group = intervals.len().div_ceil(TIMELINE_POINTS).max(1);
-    let mut scratch = Distribution::new(series.layout());
     intervals
         .chunks(group)
         .map(|chunk| {
-            scratch.clear();
-            for interval in chunk {
-                series.add_interval_to(interval, &mut scratch);
-            }
+            let scratch = Distribution::from_slots(
+                series.layout(),
+                chunk.iter().flat_map(|interval| series.entries(interval)),
+            );
             let value = |q| scratch.quantile(q).map(|q| q.value_ms);
             TimelinePoint {
                 start_s: chunk[0].start_s,

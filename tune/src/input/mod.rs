@@ -196,20 +196,15 @@ impl Series {
         self.sorting = Vec::new();
     }
 
-    /// Adds `interval`'s samples to `into`.
-    pub fn add_interval_to(&self, interval: &Interval, into: &mut Distribution) {
-        for (slot, count) in self.entries(interval) {
-            into.add_slot(slot, count);
-        }
-    }
-
     /// The merge of the intervals `keep` selects.
     pub fn merged(&self, keep: impl Fn(&Interval) -> bool) -> Distribution {
-        let mut distribution = Distribution::new(self.layout);
-        for interval in self.intervals.iter().filter(|i| keep(i)) {
-            self.add_interval_to(interval, &mut distribution);
-        }
-        distribution
+        Distribution::from_slots(
+            self.layout,
+            self.intervals
+                .iter()
+                .filter(|i| keep(i))
+                .flat_map(|interval| self.entries(interval)),
+        )
     }
 
     /// Keeps only the intervals that start in `from_s..to_s`.
