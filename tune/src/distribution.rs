@@ -100,9 +100,12 @@ impl Distribution {
         let total = slots
             .iter()
             .fold(0_u64, |sum, &(_, count)| sum.saturating_add(count));
+        // Copied out, so that the caller's buffer keeps its capacity for the next chunk.
+        let counts = slots.to_vec();
+        slots.clear();
         Distribution {
             layout,
-            counts: slots.drain(..).collect(),
+            counts,
             total,
         }
     }
