@@ -399,7 +399,9 @@ impl Reader {
         );
         // Kept in `building` until published: a panic from here on leaves the next cut to
         // carry on with what this one drained.
-        let interval = View::clone(reader.building.as_ref().expect("built above"));
+        let building = reader.building.as_mut().expect("built above");
+        building.settle();
+        let interval = View::clone(building);
         let previous = &reader.previous;
         let (interval, cumulative) = if interval.is_empty() {
             (Arc::clone(&reader.empty), Arc::clone(&previous.cumulative))

@@ -103,7 +103,11 @@ pub struct DurationCounts {
     /// interval's, whose few counts per block would each cost a block of their own. Adding
     /// them to a view in blocks reads them from here, so an interval nobody reads by block
     /// never builds its blocks.
-    loose: Option<Arc<[(u32, u64)]>>,
+    loose: Option<Arc<Vec<(u32, u64)>>>,
+    /// Whether `loose` was added to since it was last sorted ([`settle`](Self::settle)): a cut
+    /// appends each stripe's slots and sorts once at the end, so that many stripes cost one
+    /// sort, not a merge of the whole list per stripe.
+    unsettled: bool,
     total: u64,
     /// The full histogram, built on first use.
     dense: OnceLock<Histogram<u64>>,
@@ -116,6 +120,7 @@ impl Clone for DurationCounts {
             layout: self.layout,
             blocks: self.blocks.clone(),
             loose: self.loose.clone(),
+            unsettled: self.unsettled,
             total: self.total,
             dense: OnceLock::new(),
         }
@@ -128,6 +133,7 @@ impl DurationCounts {
             layout,
             blocks: OnceLock::from(Vec::new()),
             loose: None,
+            unsettled: false,
             total: 0,
             dense: OnceLock::new(),
         }
@@ -154,7 +160,11 @@ impl DurationCounts {
     /// The blocks, built from the loose counts on first call.
     fn blocks(&self) -> &[(u32, Arc<Block>)] {
         self.blocks.get_or_init(|| {
-            let loose = self.loose.as_deref().unwrap_or_default();
+            debug_assert!(
+                !self.unsettled,
+                "loose counts read before they were settled"
+            );
+            let loose = self.loose.as_deref().map_or(&[][..], Vec::as_slice);
             let mut blocks: Vec<(u32, Arc<Block>)> = Vec::new();
             for &(slot, count) in loose {
                 let index = slot / BLOCK_SLOTS as u32;
@@ -173,6 +183,7 @@ impl DurationCounts {
     /// The blocks, to change: loose counts are moved into blocks first.
     fn blocks_mut(&mut self) -> &mut Vec<(u32, Arc<Block>)> {
         if self.loose.is_some() {
+            self.settle();
             self.blocks();
             self.loose = None;
         }
@@ -324,9 +335,15 @@ impl DurationCounts {
         })
     }
 
-    /// Adds `(slot, count)` pairs (in slot order, each slot once) and keeps them loose when
-    /// these counts are loose or empty: what a cut adds to the interval it builds.
+    /// Adds `(slot, count)` pairs (in slot order, each slot once, no zero count: a stripe's
+    /// drain) and keeps them loose when these counts are loose or empty: what a cut adds to
+    /// the interval it builds. The counts must be [settled](Self::settle) before they are read.
     pub(crate) fn add_loose(&mut self, slots: &[(u32, u64)]) {
+        debug_assert!(
+            slots.windows(2).all(|pair| pair[0].0 < pair[1].0)
+                && slots.iter().all(|&(_, count)| count != 0),
+            "a drain's slots are ascending, once each, none empty"
+        );
         if slots.is_empty() {
             return;
         }
@@ -335,27 +352,40 @@ impl DurationCounts {
             return;
         }
         self.dense = OnceLock::new();
-        self.total += slots.iter().map(|&(_, count)| count).sum::<u64>();
-        let before = self.loose.take();
-        let before = before.as_deref().unwrap_or_default();
-        let mut merged = Vec::with_capacity(before.len() + slots.len());
-        let (mut mine, mut theirs) = (before.iter().peekable(), slots.iter().peekable());
-        loop {
-            let next = match (mine.peek(), theirs.peek()) {
-                (Some(&&(a, x)), Some(&&(b, y))) if a == b => {
-                    mine.next();
-                    theirs.next();
-                    (a, x + y)
-                }
-                (Some(&&(a, _)), Some(&&(b, _))) if b < a => *theirs.next().expect("peeked"),
-                (Some(_), _) => *mine.next().expect("peeked"),
-                (None, Some(_)) => *theirs.next().expect("peeked"),
-                (None, None) => break,
-            };
-            merged.push(next);
-        }
-        self.loose = Some(merged.into());
         self.blocks = OnceLock::new();
+        self.total += slots.iter().map(|&(_, count)| count).sum::<u64>();
+        match &mut self.loose {
+            Some(loose) => {
+                Arc::make_mut(loose).extend_from_slice(slots);
+                self.unsettled = true;
+            }
+            None => self.loose = Some(Arc::new(slots.to_vec())),
+        }
+    }
+
+    /// Whether loose counts were added since the last [`settle`](Self::settle).
+    pub(crate) fn is_unsettled(&self) -> bool {
+        self.unsettled
+    }
+
+    /// Sorts the loose counts added since the last call and adds up the slots found twice.
+    pub(crate) fn settle(&mut self) {
+        if !self.unsettled {
+            return;
+        }
+        self.unsettled = false;
+        let Some(loose) = &mut self.loose else {
+            return;
+        };
+        let loose = Arc::make_mut(loose);
+        loose.sort_unstable_by_key(|&(slot, _)| slot);
+        loose.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
     }
 
     /// Adds `(slot, count)` pairs, in slot order.
@@ -488,7 +518,8 @@ impl DurationCounts {
         if let Some(loose) = &self.loose
             && seen.first(Arc::as_ptr(loose))
         {
-            seen.bytes += 2 * std::mem::size_of::<usize>() + std::mem::size_of_val(&**loose);
+            seen.bytes += arc_allocation::<Vec<(u32, u64)>>()
+                + loose.capacity() * std::mem::size_of::<(u32, u64)>();
         }
         if let Some(blocks) = self.blocks.get() {
             seen.bytes += blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
@@ -612,8 +643,9 @@ mod tests {
         let mut loose = DurationCounts::empty(layout);
         loose.add_loose(&[(slot(2), 1), (slot(5_000), 1), (slot(90_000), 1)]);
         loose.add_loose(&[(slot(1), 1), (slot(2), 1), (slot(70), 1), (slot(5_000), 1)]);
+        loose.settle();
         assert_eq!(
-            loose.loose.as_deref().map(<[_]>::len),
+            loose.loose.as_deref().map(Vec::len),
             Some(5),
             "one entry a slot"
         );

@@ -137,6 +137,16 @@ impl View {
         Arc::make_mut(&mut self.durations[label]).add_loose(drained.slots);
     }
 
+    /// Settles the loose counts the cut added (see `DurationCounts::settle`): before the view
+    /// is published.
+    pub(crate) fn settle(&mut self) {
+        for counts in &mut self.durations {
+            if counts.is_unsettled() {
+                Arc::make_mut(counts).settle();
+            }
+        }
+    }
+
     /// Tasks started on `runner`.
     pub fn started(&self, runner: RunnerType) -> u64 {
         self.started[runner.index()]
