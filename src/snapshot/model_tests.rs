@@ -175,13 +175,25 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
     let mut intervals: Vec<Interval> = Vec::new();
     let mut previous: Arc<Snapshot> = metrics.latest();
     let mut skipped: Option<(Arc<Snapshot>, Vec<usize>)> = None;
+    let mut skipped_interval: Option<(Arc<Snapshot>, usize)> = None;
     let mut now = origin;
     for (recorded, advance_ms) in steps {
         let mut interval = vec![Vec::new(); COMPLETION_LABELS];
+        let record = |values: &[(usize, u64)]| {
+            for &(label, duration) in values {
+                let runner = RunnerType::ALL[label / TaskOutcome::COUNT];
+                let outcome = TaskOutcome::ALL[label % TaskOutcome::COUNT];
+                metrics.record_task_completed(runner, outcome, duration);
+            }
+        };
+        // Half from another thread, on another stripe: a label's interval then gathers the
+        // drains of two stripes.
+        let (mine, theirs) = recorded.split_at(recorded.len() / 2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| record(theirs));
+            record(mine);
+        });
         for &(label, duration) in &recorded {
-            let runner = RunnerType::ALL[label / TaskOutcome::COUNT];
-            let outcome = TaskOutcome::ALL[label % TaskOutcome::COUNT];
-            metrics.record_task_completed(runner, outcome, duration);
             interval[label].push(duration);
         }
         intervals.push(interval);
@@ -197,13 +209,28 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
             &intervals,
             "cumulative",
         );
-        assert_view_is(
-            snapshot.interval(),
-            digits,
-            &[index],
-            &intervals,
-            "interval",
-        );
+        // An interval read only after later snapshots were taken from it: its blocks are
+        // built then, from counts the later cumulative views copied.
+        if let Some((skipped, index)) = skipped_interval.take() {
+            assert_view_is(
+                skipped.interval(),
+                digits,
+                &[index],
+                &intervals,
+                "interval read late",
+            );
+        }
+        if recorded.len().is_multiple_of(2) {
+            skipped_interval = Some((Arc::clone(&snapshot), index));
+        } else {
+            assert_view_is(
+                snapshot.interval(),
+                digits,
+                &[index],
+                &intervals,
+                "interval",
+            );
+        }
         // A window skipped at its snapshot is read after the next one was taken.
         if let Some((skipped, window)) = skipped.take() {
             let skipped: Arc<Snapshot> = skipped;
@@ -227,6 +254,25 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
             assert!(Arc::ptr_eq(&snapshot.cumulative, &previous.cumulative));
         }
         previous = snapshot;
+    }
+    if let Some((skipped, window)) = skipped {
+        assert_view_is(
+            skipped.window(),
+            digits,
+            &window,
+            &intervals,
+            "window read last",
+        );
+    }
+    if let Some((skipped, index)) = skipped_interval {
+        let interval = [index];
+        assert_view_is(
+            skipped.interval(),
+            digits,
+            &interval,
+            &intervals,
+            "interval read last",
+        );
     }
 }
 
