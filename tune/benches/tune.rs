@@ -6,9 +6,7 @@
 //! (read, compute, render text and the HTML page): CPU seconds (user + system, `getrusage`)
 //! and the peak of live heap memory (a counting allocator), the median of five runs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use taskmeter::AtomicMetrics;
 use taskmeter::export::interval_log::IntervalLogSink;
@@ -16,42 +14,10 @@ use taskmeter_tune::render::{self, html};
 use taskmeter_tune::{CompareOptions, compare, read_run, report};
 use taskmeter_workload::{replay, task_mix};
 
-struct Counting;
+#[path = "../tests/counting/mod.rs"]
+mod counting;
 
-static HELD: AtomicI64 = AtomicI64::new(0);
-static PEAK: AtomicI64 = AtomicI64::new(0);
-
-fn grew(bytes: i64) {
-    let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(held, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as i64);
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as i64);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size as i64 - layout.size() as i64);
-        // SAFETY: as above; `ptr` came from this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        HELD.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting::Peak;
 
 const INTERVALS: usize = 3600;
 const TASKS_PER_SECOND: usize = 1000;
@@ -84,12 +50,11 @@ fn write_hour(path: &Path, seed: u64) {
 fn measure(work: impl Fn()) -> (f64, f64) {
     let mut runs: Vec<(f64, f64)> = (0..5)
         .map(|_| {
-            let base = HELD.load(Ordering::Relaxed);
-            PEAK.store(base, Ordering::Relaxed);
+            let peak = Peak::start();
             let start = cpu_seconds();
             work();
             let cpu = cpu_seconds() - start;
-            (cpu, (PEAK.load(Ordering::Relaxed) - base) as f64)
+            (cpu, peak.bytes() as f64)
         })
         .collect();
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
