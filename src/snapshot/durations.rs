@@ -16,7 +16,8 @@
 //! A cut's interval holds its counts loose, as one sorted `(slot, count)` list a label: an
 //! interval touches about one slot a block, and a block of its own for each would cost an
 //! allocation per slot. Adding an interval to the cumulative view reads the list; its blocks
-//! are built on the first read by block (a quantile, an export of the interval) and kept.
+//! are built on the first read by block (a quantile, a bucket bound) and kept; the slots, the
+//! minimum, the maximum and the mean are read from the list.
 //!
 //! Every figure equals what `hdrhistogram` computes from a histogram of the same values: the
 //! model tests beside this module compare them.
@@ -193,13 +194,24 @@ impl DurationCounts {
     }
 
     /// `(slot index, count)` of the non-empty slots, in slot order.
+    /// Loose counts are walked as they are, without building their blocks: what the
+    /// interval-log sink reads of every interval.
     pub(crate) fn slots(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.blocks().iter().flat_map(|(index, block)| {
-            let first = *index as usize * BLOCK_SLOTS;
-            (block.counts.iter().enumerate())
-                .filter(|&(_, &count)| count != 0)
-                .map(move |(offset, &count)| (first + offset, count))
-        })
+        debug_assert!(
+            !self.unsettled,
+            "loose counts read before they were settled"
+        );
+        let loose = self.loose.as_deref();
+        let in_blocks = loose.is_none().then(|| {
+            self.blocks().iter().flat_map(|(index, block)| {
+                let first = *index as usize * BLOCK_SLOTS;
+                (block.counts.iter().enumerate())
+                    .filter(|&(_, &count)| count != 0)
+                    .map(move |(offset, &count)| (first + offset, count))
+            })
+        });
+        let loose = loose.into_iter().flatten();
+        (loose.map(|&(slot, count)| (slot as usize, count))).chain(in_blocks.into_iter().flatten())
     }
 
     /// Completions counted.
@@ -235,6 +247,9 @@ impl DurationCounts {
     /// The highest value counted (the highest of its slot), or 0 when empty:
     /// `Histogram::max`.
     pub fn max(&self) -> u64 {
+        if let Some(&(slot, _)) = self.loose.as_deref().and_then(|loose| loose.last()) {
+            return self.layout.highest_at(slot as usize);
+        }
         let Some((index, block)) = self.blocks().last() else {
             return 0;
         };
@@ -661,6 +676,12 @@ mod tests {
         assert_eq!(
             loose.iter().collect::<Vec<_>>(),
             in_blocks.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(loose.max(), in_blocks.max());
+        assert_eq!(loose.mean(), in_blocks.mean());
+        assert!(
+            loose.blocks.get().is_none(),
+            "walking the slots built blocks"
         );
         for quantile in [0.0, 0.3, 0.5, 0.99, 1.0] {
             assert_eq!(
