@@ -1,64 +1,58 @@
 //! One label's duration counts, kept sparse: the non-empty 64-slot blocks of its HDR layout,
-//! each behind an `Arc`, so that the views and snapshots holding the same counts share them.
+//! each behind an `Arc`, so that the views and snapshots holding the same counts share them,
+//! and loose `(slot, count)` lists added on top of them and not folded in yet.
 //!
 //! # Costs
 //!
 //! With `b` the label's non-empty blocks (at most 288 at the default layout, 3,584 at 4
-//! significant digits, and in practice the few dozen that a runner's durations land in):
-//! - cloning: one reference count per block; an empty label costs O(1) everywhere;
-//! - adding another label's counts: its blocks, each copied (512 bytes) only if still shared;
+//! significant digits, and in practice the few dozen that a runner's durations land in) and
+//! `p` the pairs of the lists pending on them:
+//! - cloning: O(1), everything is shared; an empty label costs O(1) everywhere;
+//! - adding an interval (a cut's loose list): O(1), the list joins the pending ones and is
+//!   shared with the interval's view. At most 64 lists, or 16 pairs a block of the base, are
+//!   kept pending: past that, they are folded into the blocks, each block they touch copied
+//!   once (512 bytes), so a cumulative view pays for the blocks an interval touched about once
+//!   per 16 snapshots instead of on every one, and its pending lists hold at most about half
+//!   the memory of its blocks;
+//! - adding counts in blocks: their blocks, each copied only if still shared;
 //! - subtracting counts that share blocks with these: a shared block is dropped unread;
+//! - the first read by block (a quantile, a bucket bound, a slot walk of anything but a lone
+//!   interval) folds the pending lists into blocks kept with the counts: O(b + p), once; the
+//!   next view of the reader starts from those blocks;
 //! - a quantile or a bucket bound: whole blocks skipped by their totals, then one block
 //!   scanned: O(b + 64);
 //! - [`DurationCounts::histogram`]: the full `hdrhistogram::Histogram` is built on first call
 //!   only (144 KiB at the defaults) and kept with the counts.
 //!
-//! A cut's interval holds its counts loose, as one sorted `(slot, count)` list a label: an
-//! interval touches about one slot a block, and a block of its own for each would cost an
-//! allocation per slot. Adding an interval to the cumulative view reads the list; its blocks
-//! are built on the first read by block (a quantile, a bucket bound) and kept; the slots, the
-//! minimum, the maximum and the mean are read from the list.
+//! A cut's interval holds its counts as one loose list a label: an interval touches about
+//! one slot a block, and a block of its own for each would cost an allocation per slot. Its
+//! slots, minimum, maximum and mean are read from the list; its blocks are built only on a
+//! read by block. The exports of the default families read neither: they read the totals and
+//! the default buckets counted as the reader drained.
 //!
 //! Every figure equals what `hdrhistogram` computes from a histogram of the same values: the
 //! model tests beside this module compare them.
+
+mod blocks;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use std::sync::{Arc, OnceLock};
 
 use hdrhistogram::Histogram;
 
 use crate::layout::HdrLayout;
+use blocks::{BLOCK_SLOTS, Block, Blocks, Pending, RankWalk, fold};
 
-/// Slots per block. Larger than the recording's written blocks: a snapshot pays an allocation
-/// per block it copies, and smaller blocks here meant more of them for the same durations.
-const BLOCK_SLOTS: usize = 64;
-
-/// One block's counts and their total.
-#[derive(Clone)]
-struct Block {
-    counts: [u64; BLOCK_SLOTS],
-    total: u64,
-}
-
-impl Block {
-    const EMPTY: Block = Block {
-        counts: [0; BLOCK_SLOTS],
-        total: 0,
-    };
-
-    fn add(&mut self, other: &Block) {
-        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
-        }
-        self.total += other.total;
-    }
-
-    fn subtract(&mut self, older: &Block) {
-        for (mine, theirs) in self.counts.iter_mut().zip(&older.counts) {
-            *mine -= theirs;
-        }
-        self.total -= older.total;
-    }
-}
+/// Pending lists a label keeps at most before they are folded into its blocks. The unit
+/// tests fold after a few, so that their few snapshots cross folds.
+const MAX_PENDING_LISTS: usize = if cfg!(test) { 4 } else { 64 };
+/// Pairs a label's pending lists hold at most per block of its base before they are folded:
+/// a pair is 16 bytes, a block 528 and its entry.
+const PENDING_PAIRS_PER_BLOCK: usize = 16;
+/// Pairs pending that never alone cause a fold: a young label with few blocks still shares
+/// a few lists.
+const MIN_PENDING_PAIRS: usize = if cfg!(test) { 32 } else { 1_024 };
 
 /// One non-empty slot of a label's durations: the range of values it stands for, in ms, and
 /// how many completions fell in it.
@@ -97,32 +91,32 @@ pub struct SlotCount {
 /// ```
 pub struct DurationCounts {
     layout: HdrLayout,
-    /// The non-empty blocks, by block index ascending; for loose counts, built from them on
-    /// first read. Set whenever `loose` is `None`.
-    blocks: OnceLock<Vec<(u32, Arc<Block>)>>,
-    /// Counts kept as `(slot, count)`, ascending, each slot once, instead of in blocks: an
-    /// interval's, whose few counts per block would each cost a block of their own. Adding
-    /// them to a view in blocks reads them from here, so an interval nobody reads by block
-    /// never builds its blocks.
-    loose: Option<Arc<Vec<(u32, u64)>>>,
-    /// Whether `loose` was added to since it was last sorted ([`settle`](Self::settle)): a cut
-    /// appends each stripe's slots and sorts once at the end, so that many stripes cost one
-    /// sort, not a merge of the whole list per stripe.
+    /// Counts in blocks; `None` for none (an empty list would be an allocation of its own).
+    base: Option<Arc<Blocks>>,
+    /// Loose lists counted on top of `base`, newest first. A cut's interval is one list on an
+    /// empty base; a cumulative view adds each interval's list here.
+    pending: Option<Arc<Pending>>,
+    /// Whether the newest pending list was added to since it was last sorted
+    /// ([`settle`](Self::settle)): a cut appends each stripe's slots and sorts once at the
+    /// end, so that many stripes cost one sort, not a merge of the whole list per stripe.
     unsettled: bool,
     total: u64,
+    /// `base` with the pending lists folded in, built on the first read by block.
+    folded: OnceLock<Arc<Blocks>>,
     /// The full histogram, built on first use.
     dense: OnceLock<Histogram<u64>>,
 }
 
 impl Clone for DurationCounts {
-    /// Shares every block and the loose counts; the built histogram, if any, is not copied.
+    /// Shares the blocks and the pending lists; the built histogram, if any, is not copied.
     fn clone(&self) -> Self {
         DurationCounts {
             layout: self.layout,
-            blocks: self.blocks.clone(),
-            loose: self.loose.clone(),
+            base: self.base.clone(),
+            pending: self.pending.clone(),
             unsettled: self.unsettled,
             total: self.total,
+            folded: self.folded.clone(),
             dense: OnceLock::new(),
         }
     }
@@ -132,10 +126,11 @@ impl DurationCounts {
     pub(crate) fn empty(layout: HdrLayout) -> Self {
         DurationCounts {
             layout,
-            blocks: OnceLock::from(Vec::new()),
-            loose: None,
+            base: None,
+            pending: None,
             unsettled: false,
             total: 0,
+            folded: OnceLock::new(),
             dense: OnceLock::new(),
         }
     }
@@ -158,50 +153,64 @@ impl DurationCounts {
         self.layout.highest()
     }
 
-    /// The blocks, built from the loose counts on first call.
-    fn blocks(&self) -> &[(u32, Arc<Block>)] {
-        self.blocks.get_or_init(|| {
-            debug_assert!(
-                !self.unsettled,
-                "loose counts read before they were settled"
-            );
-            let loose = self.loose.as_deref().map_or(&[][..], Vec::as_slice);
-            let mut blocks: Vec<(u32, Arc<Block>)> = Vec::new();
-            for &(slot, count) in loose {
-                let index = slot / BLOCK_SLOTS as u32;
-                if blocks.last().is_none_or(|(last, _)| *last != index) {
-                    blocks.push((index, Arc::new(Block::EMPTY)));
-                }
-                let (_, block) = blocks.last_mut().expect("pushed above");
-                let block = Arc::get_mut(block).expect("built here, not shared yet");
-                block.counts[slot as usize % BLOCK_SLOTS] += count;
-                block.total += count;
-            }
-            blocks
-        })
+    /// The base blocks, without the pending lists.
+    fn base(&self) -> &[(u32, Arc<Block>)] {
+        self.base.as_deref().map_or(&[], Vec::as_slice)
     }
 
-    /// The blocks, to change: loose counts are moved into blocks first.
-    fn blocks_mut(&mut self) -> &mut Vec<(u32, Arc<Block>)> {
-        if self.loose.is_some() {
-            self.settle();
-            self.blocks();
-            self.loose = None;
-        }
-        self.blocks
-            .get_mut()
-            .expect("counts that are not loose have their blocks")
-    }
-
-    /// `(slot index, count)` of the non-empty slots, in slot order.
-    /// Loose counts are walked as they are, without building their blocks: what the
-    /// interval-log sink reads of every interval.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+    /// The counts as one loose list, when that is all they are: a cut's interval.
+    fn loose(&self) -> Option<&[(u32, u64)]> {
         debug_assert!(
             !self.unsettled,
             "loose counts read before they were settled"
         );
-        let loose = self.loose.as_deref();
+        match &self.pending {
+            Some(pending) if pending.earlier.is_none() && self.base().is_empty() => {
+                Some(&pending.slots)
+            }
+            _ => None,
+        }
+    }
+
+    /// The blocks, with the pending lists folded in on first call.
+    fn blocks(&self) -> &[(u32, Arc<Block>)] {
+        match &self.pending {
+            None => self.base(),
+            Some(pending) => {
+                debug_assert!(
+                    !self.unsettled,
+                    "loose counts read before they were settled"
+                );
+                self.folded
+                    .get_or_init(|| Arc::new(pending.fold_into(self.base(), self.layout.len())))
+            }
+        }
+    }
+
+    /// The blocks, to change: the pending lists are folded in first, and the block list is
+    /// copied if shared (its blocks stay shared until written).
+    fn blocks_mut(&mut self) -> &mut Blocks {
+        self.fold_pending();
+        Arc::make_mut(self.base.get_or_insert_default())
+    }
+
+    /// Folds the pending lists into the base blocks.
+    fn fold_pending(&mut self) {
+        if self.pending.is_some() {
+            self.settle();
+            self.blocks();
+            self.base = self.folded.take();
+            debug_assert!(self.base.is_some(), "folded above");
+            self.pending = None;
+        }
+        self.folded = OnceLock::new();
+    }
+
+    /// `(slot index, count)` of the non-empty slots, in slot order. A lone loose list is
+    /// walked as it is, without building its blocks: what the interval-log sink reads of
+    /// every interval.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let loose = self.loose();
         let in_blocks = loose.is_none().then(|| {
             self.blocks().iter().flat_map(|(index, block)| {
                 let first = *index as usize * BLOCK_SLOTS;
@@ -247,7 +256,7 @@ impl DurationCounts {
     /// The highest value counted (the highest of its slot), or 0 when empty:
     /// `Histogram::max`.
     pub fn max(&self) -> u64 {
-        if let Some(&(slot, _)) = self.loose.as_deref().and_then(|loose| loose.last()) {
+        if let Some(&(slot, _)) = self.loose().and_then(<[_]>::last) {
             return self.layout.highest_at(slot as usize);
         }
         let Some((index, block)) = self.blocks().last() else {
@@ -362,19 +371,23 @@ impl DurationCounts {
         if slots.is_empty() {
             return;
         }
-        if self.loose.is_none() && self.total != 0 {
+        let lone_list =
+            self.base().is_empty() && self.pending.as_ref().is_some_and(|p| p.earlier.is_none());
+        if self.total != 0 && !lone_list {
             self.add_slots(slots);
             return;
         }
         self.dense = OnceLock::new();
-        self.blocks = OnceLock::new();
+        self.folded = OnceLock::new();
         self.total += slots.iter().map(|&(_, count)| count).sum::<u64>();
-        match &mut self.loose {
-            Some(loose) => {
-                Arc::make_mut(loose).extend_from_slice(slots);
+        match &mut self.pending {
+            Some(pending) => {
+                let pending = Arc::make_mut(pending);
+                Arc::make_mut(&mut pending.slots).extend_from_slice(slots);
+                pending.pairs = pending.slots.len();
                 self.unsettled = true;
             }
-            None => self.loose = Some(Arc::new(slots.to_vec())),
+            None => self.pending = Some(Arc::new(Pending::on(Arc::new(slots.to_vec()), None))),
         }
     }
 
@@ -389,71 +402,58 @@ impl DurationCounts {
             return;
         }
         self.unsettled = false;
-        let Some(loose) = &mut self.loose else {
+        let Some(pending) = &mut self.pending else {
             return;
         };
-        let loose = Arc::make_mut(loose);
-        loose.sort_unstable_by_key(|&(slot, _)| slot);
-        loose.dedup_by(|later, kept| {
+        let pending = Arc::make_mut(pending);
+        let slots = Arc::make_mut(&mut pending.slots);
+        slots.sort_unstable_by_key(|&(slot, _)| slot);
+        slots.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
             if same {
                 kept.1 += later.1;
             }
             same
         });
+        pending.pairs = slots.len() + pending.earlier.as_ref().map_or(0, |p| p.pairs);
     }
 
     /// Adds `(slot, count)` pairs, in slot order.
     pub(crate) fn add_slots(&mut self, slots: &[(u32, u64)]) {
         self.dense = OnceLock::new();
-        let mut rest = slots;
-        while let Some(&(first, _)) = rest.first() {
-            let index = first / BLOCK_SLOTS as u32;
-            let in_block = rest
-                .iter()
-                .position(|&(slot, _)| slot / BLOCK_SLOTS as u32 != index)
-                .unwrap_or(rest.len());
-            let block = self.block_mut(index);
-            let before = block.total;
-            for &(slot, count) in &rest[..in_block] {
-                block.counts[slot as usize % BLOCK_SLOTS] += count;
-                block.total += count;
-            }
-            self.total += block.total - before;
-            rest = &rest[in_block..];
-        }
+        self.fold_pending();
+        let (blocks, added) = fold(self.base(), std::iter::once(slots), self.layout.len());
+        self.base = Some(Arc::new(blocks));
+        self.total += added;
     }
 
-    /// The block of `index`, inserted empty if absent, unshared.
-    fn block_mut(&mut self, index: u32) -> &mut Block {
-        let blocks = self.blocks_mut();
-        let at = match blocks.binary_search_by_key(&index, |&(i, _)| i) {
-            Ok(at) => at,
-            Err(at) => {
-                blocks.insert(at, (index, Arc::new(Block::EMPTY)));
-                at
-            }
-        };
-        Arc::make_mut(&mut blocks[at].1)
-    }
-
-    /// Adds `other`'s counts: a block these lack is shared, not copied.
+    /// Adds `other`'s counts. A lone loose list (an interval) joins the pending lists, shared;
+    /// counts in blocks are added block by block, a block these lack shared, not copied.
     pub(crate) fn add(&mut self, other: &DurationCounts) {
         if other.total == 0 {
             return;
         }
-        if let Some(loose) = &other.loose {
-            // Loose counts are added slot by slot: their own blocks are never built.
-            self.add_slots(loose);
+        if self.total == 0 {
+            *self = other.clone();
             return;
         }
         self.dense = OnceLock::new();
-        self.total += other.total;
-        if self.total == other.total {
-            self.blocks = other.blocks.clone();
-            self.loose = None;
+        if let (Some(_), Some(theirs)) = (other.loose(), &other.pending) {
+            if let Some(folded) = self.folded.take() {
+                // Somebody read these counts by block: the next fold starts from there.
+                self.base = Some(folded);
+                self.pending = None;
+            }
+            self.settle();
+            self.total += other.total;
+            let earlier = self.pending.take();
+            self.pending = Some(Arc::new(Pending::on(Arc::clone(&theirs.slots), earlier)));
+            if self.pending_is_full() {
+                self.fold_pending();
+            }
             return;
         }
+        self.total += other.total;
         if self.add_in_place(other) {
             return;
         }
@@ -475,6 +475,17 @@ impl DurationCounts {
         }
         merged.extend(mine);
         *self.blocks_mut() = merged;
+    }
+
+    /// Whether the pending lists are to be folded into the blocks now: they are bounded in
+    /// number, so that a fold and a read by block after it stay cheap, and in memory, against
+    /// the blocks they will be folded into.
+    fn pending_is_full(&self) -> bool {
+        self.pending.as_ref().is_some_and(|pending| {
+            pending.lists >= MAX_PENDING_LISTS
+                || pending.pairs
+                    >= MIN_PENDING_PAIRS.max(PENDING_PAIRS_PER_BLOCK * self.base().len())
+        })
     }
 
     /// Adds `other`'s blocks where these have a block of the same index already, walking
@@ -526,26 +537,43 @@ impl DurationCounts {
         );
     }
 
-    /// Adds to `seen` these counts' own bytes, their block list, the blocks `seen` has not
-    /// counted yet, and the built histogram if any.
+    /// Adds to `seen` these counts' own bytes, their block lists, the blocks and pending
+    /// lists `seen` has not counted yet, and the built histogram if any.
     pub(crate) fn count_memory(&self, seen: &mut Allocations) {
         seen.bytes += std::mem::size_of::<Self>();
-        if let Some(loose) = &self.loose
-            && seen.first(Arc::as_ptr(loose))
-        {
-            seen.bytes += arc_allocation::<Vec<(u32, u64)>>()
-                + loose.capacity() * std::mem::size_of::<(u32, u64)>();
+        if let Some(base) = &self.base {
+            count_blocks(base, seen);
         }
-        if let Some(blocks) = self.blocks.get() {
-            seen.bytes += blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
-            for (_, block) in blocks {
-                if seen.first(Arc::as_ptr(block)) {
-                    seen.bytes += arc_allocation::<Block>();
-                }
+        if let Some(folded) = self.folded.get() {
+            count_blocks(folded, seen);
+        }
+        let lists = self.pending.as_deref().into_iter().flat_map(Pending::lists);
+        for pending in lists {
+            if !seen.first(pending) {
+                break;
+            }
+            seen.bytes += arc_allocation::<Pending>();
+            if seen.first(Arc::as_ptr(&pending.slots)) {
+                seen.bytes += arc_allocation::<Vec<(u32, u64)>>()
+                    + pending.slots.capacity() * std::mem::size_of::<(u32, u64)>();
             }
         }
         if let Some(histogram) = self.dense.get() {
             seen.bytes += histogram.distinct_values() * std::mem::size_of::<u64>();
+        }
+    }
+}
+
+/// Adds to `seen` a block list and the blocks it has not counted yet.
+fn count_blocks(blocks: &Arc<Blocks>, seen: &mut Allocations) {
+    if !seen.first(Arc::as_ptr(blocks)) {
+        return;
+    }
+    seen.bytes +=
+        arc_allocation::<Blocks>() + blocks.capacity() * std::mem::size_of::<(u32, Arc<Block>)>();
+    for (_, block) in blocks.iter() {
+        if seen.first(Arc::as_ptr(block)) {
+            seen.bytes += arc_allocation::<Block>();
         }
     }
 }
@@ -564,37 +592,6 @@ impl Allocations {
     }
 }
 
-/// Where a search for ranks in a label's blocks stands: the next block to look at and the
-/// count in the blocks before it. Ranks searched in ascending order walk the blocks once.
-#[derive(Default)]
-struct RankWalk {
-    at: usize,
-    below: u64,
-}
-
-impl RankWalk {
-    /// The first slot at which the running count reaches `rank`, or `None` past the total.
-    fn slot_of_rank(&mut self, blocks: &[(u32, Arc<Block>)], rank: u64) -> Option<usize> {
-        if rank <= self.below {
-            *self = RankWalk::default();
-        }
-        while let Some((_, block)) = blocks.get(self.at) {
-            if self.below + block.total >= rank {
-                break;
-            }
-            self.below += block.total;
-            self.at += 1;
-        }
-        let (index, block) = blocks.get(self.at)?;
-        let mut running = self.below;
-        let offset = block.counts.iter().position(|&count| {
-            running += count;
-            running >= rank
-        })?;
-        Some(*index as usize * BLOCK_SLOTS + offset)
-    }
-}
-
 /// The bytes of one `Arc<T>` allocation: the value and its two reference counts.
 pub(crate) const fn arc_allocation<T>() -> usize {
     std::mem::size_of::<T>() + 2 * std::mem::size_of::<usize>()
@@ -604,123 +601,11 @@ impl std::fmt::Debug for DurationCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurationCounts")
             .field("len", &self.total)
-            .field("blocks", &self.blocks.get().map(Vec::len))
-            .field("loose", &self.loose.as_ref().map(|loose| loose.len()))
+            .field("blocks", &self.base().len())
+            .field(
+                "pending",
+                &self.pending.as_ref().map(|p| (p.lists, p.pairs)),
+            )
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    fn counts(layout: HdrLayout, values: &[u64]) -> DurationCounts {
-        let mut slots: Vec<(u32, u64)> = values
-            .iter()
-            .map(|&v| (layout.index_of(v) as u32, 1))
-            .collect();
-        slots.sort_unstable();
-        let mut counts = DurationCounts::empty(layout);
-        counts.add_slots(&slots);
-        counts
-    }
-
-    /// A block that two label counts share is not copied by a clone, is copied (and the
-    /// other left alone) by an add, and is dropped unread by a subtract.
-    #[test]
-    fn blocks_are_shared_until_written() {
-        let layout = HdrLayout::new(86_400_000, 3);
-        let older = counts(layout, &[1, 2, 5_000]);
-        let mut newer = older.clone();
-        assert!(Arc::ptr_eq(&older.blocks()[0].1, &newer.blocks()[0].1));
-        newer.add(&counts(layout, &[3]));
-        assert!(!Arc::ptr_eq(&older.blocks()[0].1, &newer.blocks()[0].1));
-        assert!(Arc::ptr_eq(&older.blocks()[1].1, &newer.blocks()[1].1));
-        assert_eq!(older.len(), 3);
-        assert_eq!(older.blocks()[0].1.counts[3], 0);
-        newer.subtract(&older);
-        assert_eq!(newer.len(), 1);
-        assert_eq!(
-            newer.blocks().len(),
-            1,
-            "the shared block is gone, the emptied one too"
-        );
-        assert_eq!(newer.iter().map(|s| s.lowest_ms).collect::<Vec<_>>(), [3]);
-    }
-
-    /// Loose counts (a cut's interval) merge as they are added, read as the same counts in
-    /// blocks would, and are added to counts in blocks without building blocks of their own.
-    #[test]
-    fn loose_counts_read_as_blocks_and_add_without_blocks() {
-        let layout = HdrLayout::new(86_400_000, 3);
-        let values = [1, 2, 2, 70, 5_000, 5_000, 90_000];
-        let slot = |v: u64| layout.index_of(v) as u32;
-        let mut loose = DurationCounts::empty(layout);
-        loose.add_loose(&[(slot(2), 1), (slot(5_000), 1), (slot(90_000), 1)]);
-        loose.add_loose(&[(slot(1), 1), (slot(2), 1), (slot(70), 1), (slot(5_000), 1)]);
-        loose.settle();
-        assert_eq!(
-            loose.loose.as_deref().map(Vec::len),
-            Some(5),
-            "one entry a slot"
-        );
-        let in_blocks = counts(layout, &values);
-        assert_eq!(loose.len(), in_blocks.len());
-        let mut cumulative = counts(layout, &[3, 4_000]);
-        cumulative.add(&loose);
-        assert!(
-            loose.blocks.get().is_none(),
-            "the interval's blocks were built"
-        );
-        assert_eq!(cumulative.len(), 9);
-        assert_eq!(
-            loose.iter().collect::<Vec<_>>(),
-            in_blocks.iter().collect::<Vec<_>>()
-        );
-        assert_eq!(loose.max(), in_blocks.max());
-        assert_eq!(loose.mean(), in_blocks.mean());
-        assert!(
-            loose.blocks.get().is_none(),
-            "walking the slots built blocks"
-        );
-        for quantile in [0.0, 0.3, 0.5, 0.99, 1.0] {
-            assert_eq!(
-                loose.value_at_quantile(quantile),
-                in_blocks.value_at_quantile(quantile)
-            );
-        }
-        assert_eq!(loose.count_at_or_below(70), in_blocks.count_at_or_below(70));
-        // Counts in blocks take loose ones into their blocks.
-        let mut both = in_blocks.clone();
-        both.add_loose(&[(slot(1), 2)]);
-        assert!(both.loose.is_none());
-        assert_eq!(both.len(), 9);
-        // Loose counts taking counts in blocks become blocks.
-        let mut grown = loose.clone();
-        grown.add(&in_blocks);
-        assert!(grown.loose.is_none());
-        assert_eq!(grown.len(), 14);
-        assert_eq!(
-            grown.value_at_quantile(1.0),
-            in_blocks.value_at_quantile(1.0)
-        );
-    }
-
-    #[test]
-    fn an_empty_label_reads_as_an_empty_histogram() {
-        let layout = HdrLayout::new(86_400_000, 3);
-        let empty = DurationCounts::empty(layout);
-        let dense = layout.empty_histogram();
-        assert_eq!(empty.min(), dense.min());
-        assert_eq!(empty.max(), dense.max());
-        assert_eq!(empty.mean(), dense.mean());
-        for quantile in [0.0, 0.5, 1.0] {
-            assert_eq!(
-                empty.value_at_quantile(quantile),
-                dense.value_at_quantile(quantile)
-            );
-        }
-        assert_eq!(empty.count_at_or_below(u64::MAX), 0);
-        assert!(*empty.histogram() == dense);
     }
 }
