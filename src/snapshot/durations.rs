@@ -182,9 +182,17 @@ impl DurationCounts {
                     "loose counts read before they were settled"
                 );
                 self.folded
-                    .get_or_init(|| Arc::new(pending.fold_into(self.base(), self.layout.len())))
+                    .get_or_init(|| Arc::new(pending.fold_into(self.base())))
             }
         }
+    }
+
+    /// Folds the pending lists into blocks now, kept with these counts: a caller about to
+    /// change a clone of counts that other views share folds them first, so that the fold is
+    /// done once for all of them (the reader's next view starts from it) instead of in the
+    /// clone alone.
+    pub(crate) fn fold(&self) {
+        self.blocks();
     }
 
     /// The blocks, to change: the pending lists are folded in first, and the block list is
@@ -422,7 +430,7 @@ impl DurationCounts {
     pub(crate) fn add_slots(&mut self, slots: &[(u32, u64)]) {
         self.dense = OnceLock::new();
         self.fold_pending();
-        let (blocks, added) = fold(self.base(), std::iter::once(slots), self.layout.len());
+        let (blocks, added) = fold(self.base(), std::iter::once(slots));
         self.base = Some(Arc::new(blocks));
         self.total += added;
     }

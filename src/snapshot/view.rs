@@ -45,7 +45,8 @@ pub(crate) struct DrainedLabel<'a> {
 /// `duration_sum_ms` is the exact sum of the same completions' true durations.
 ///
 /// A view's duration counts are [`DurationCounts`]: blocks of slots shared with the other
-/// views and snapshots that hold the same counts, so that a view costs what changed, not the
+/// views and snapshots that hold the same counts, and the intervals' slot lists added on top
+/// of them until something reads them by block, so that a view costs what changed, not the
 /// size of the HDR layout. Cloning a view shares them.
 #[derive(Clone)]
 pub struct View {
@@ -293,6 +294,8 @@ impl View {
             if Arc::ptr_eq(mine, theirs) {
                 *mine = Arc::new(DurationCounts::empty(self.layout));
             } else {
+                // Folded where the later view keeps them, not in this difference alone.
+                mine.fold();
                 Arc::make_mut(mine).subtract(theirs);
             }
         }
