@@ -39,55 +39,44 @@ impl Block {
 /// A label's non-empty blocks, by block index ascending.
 pub(super) type Blocks = Vec<(u32, Arc<Block>)>;
 
-/// `base` with every `(slot, count)` of `lists` added (a layout of `layout_slots` slots), and
-/// the count added. Each block the lists touch is copied (or created) once, and filled
-/// without a reference count in the way; the others stay shared with `base`. Costs
-/// O(pairs + base blocks), and a small index of the layout's blocks.
+/// `base` with every `(slot, count)` of `lists` added, and the count added. The lists are
+/// merged by block: each block they touch is copied (or created) once and takes every list's
+/// slots in it, and the others stay shared with `base`. Costs O(pairs + base blocks + lists ×
+/// touched blocks).
 pub(super) fn fold<'a>(
     base: &[(u32, Arc<Block>)],
     lists: impl Iterator<Item = &'a [(u32, u64)]>,
-    layout_slots: usize,
 ) -> (Blocks, u64) {
-    const NOT_TOUCHED: u32 = u32::MAX;
-    let mut position_of = vec![NOT_TOUCHED; layout_slots.div_ceil(BLOCK_SLOTS)];
-    let mut touched: Vec<Block> = Vec::new();
-    let mut order: Vec<(u32, u32)> = Vec::new();
-    let mut added = 0;
-    for &(slot, count) in lists.flatten() {
-        let index = slot as usize / BLOCK_SLOTS;
-        let mut position = position_of[index];
-        if position == NOT_TOUCHED {
-            position = touched.len() as u32;
-            position_of[index] = position;
-            order.push((index as u32, position));
-            touched.push(
-                match base.binary_search_by_key(&(index as u32), |&(i, _)| i) {
-                    Ok(at) => Block::clone(&base[at].1),
-                    Err(_) => Block::EMPTY,
-                },
-            );
-        }
-        let block = &mut touched[position as usize];
-        block.counts[slot as usize % BLOCK_SLOTS] += count;
-        block.total += count;
-        added += count;
-    }
-    order.sort_unstable();
-    let mut touched: Vec<Option<Arc<Block>>> = touched
-        .into_iter()
-        .map(|block| Some(Arc::new(block)))
-        .collect();
-    let mut blocks = Vec::with_capacity(base.len() + order.len());
+    let block_of = |&(slot, _): &(u32, u64)| slot / BLOCK_SLOTS as u32;
+    let mut rests: Vec<&[(u32, u64)]> = lists.filter(|list| !list.is_empty()).collect();
+    let mut blocks =
+        Vec::with_capacity(base.len() + rests.iter().map(|l| l.len()).max().unwrap_or(0));
     let mut kept = base.iter().peekable();
-    for (index, position) in order {
+    let mut added = 0;
+    // The lowest block any list has slots in, until none has.
+    while let Some(index) = rests.iter().map(|rest| block_of(&rest[0])).min() {
         while let Some((before, block)) = kept.next_if(|&&(at, _)| at < index) {
             blocks.push((*before, Arc::clone(block)));
         }
-        kept.next_if(|&&(at, _)| at == index);
-        let block = touched[position as usize]
-            .take()
-            .expect("each block placed once");
-        blocks.push((index, block));
+        let mut shared = match kept.next_if(|&&(at, _)| at == index) {
+            Some((_, block)) => Arc::clone(block),
+            None => Arc::new(Block::EMPTY),
+        };
+        let block = Arc::make_mut(&mut shared);
+        for rest in &mut rests {
+            let run = rest
+                .iter()
+                .take_while(|pair| block_of(pair) == index)
+                .count();
+            for &(slot, count) in &rest[..run] {
+                block.counts[slot as usize % BLOCK_SLOTS] += count;
+                block.total += count;
+                added += count;
+            }
+            *rest = &rest[run..];
+        }
+        rests.retain(|rest| !rest.is_empty());
+        blocks.push((index, shared));
     }
     blocks.extend(kept.map(|(index, block)| (*index, Arc::clone(block))));
     (blocks, added)
@@ -124,13 +113,8 @@ impl Pending {
     }
 
     /// `base` with every pending list added: the blocks no list touches stay shared.
-    pub(super) fn fold_into(&self, base: &[(u32, Arc<Block>)], layout_slots: usize) -> Blocks {
-        fold(
-            base,
-            self.lists().map(|pending| &pending.slots[..]),
-            layout_slots,
-        )
-        .0
+    pub(super) fn fold_into(&self, base: &[(u32, Arc<Block>)]) -> Blocks {
+        fold(base, self.lists().map(|pending| &pending.slots[..])).0
     }
 }
 
