@@ -165,3 +165,16 @@ require("solti_runner_task_duration_seconds" in registry, "registry.om: taskmete
 require(registry["solti_runner_tasks_started"].type == "counter", "registry.om: counter type")
 require(not any(family.type == "summary" for family in registry.values()), "registry.om: a summary")
 print(f"registry.om: strict OpenMetrics parse ok; {len(registry)} families")
+
+# An application's prometheus registry merged into taskmeter's endpoint: both text bodies
+# parse strictly and hold the application's families beside taskmeter's, label escapes intact.
+for name, parse in [("merged.om", parse_om), ("merged.prom", parse_prom)]:
+    merged = {family.name: family for family in parse((directory / name).read_text())}
+    require("solti_runner_task_duration_seconds" in merged, f"{name}: taskmeter's histogram")
+    require("api_latency_seconds" in merged, f"{name}: the application's histogram")
+    require(merged["api_latency_seconds"].type == "histogram", f"{name}: histogram type")
+    errors = merged["api_errors"]
+    paths = [sample.labels.get("path") for sample in errors.samples]
+    require(paths == ['/a"b\\c\nd'], f"{name}: the escaped label value read back as {paths}")
+    require(errors.documentation == 'API errors \\ by "path"', f"{name}: help {errors.documentation!r}")
+    print(f"{name}: strict parse ok; {len(merged)} families")

@@ -158,6 +158,16 @@ def run(workdir):
                 check(got == count, f"errors {labels}: {got} vs {count}")
                 compared += 1
 
+        # The application's registry, merged into the endpoint: its counter arrives in the
+        # same scrapes as taskmeter's families (one timestamp). Prometheus negotiates protobuf
+        # (native histograms on), so those scrapes also carry the native histograms checked
+        # below.
+        batches = scalar(prometheus, 'demo_batches_total{job="taskmeter"}')
+        check(batches > 0, f"demo_batches_total {batches}: the merged registry is not scraped")
+        same = scalar(prometheus, 'timestamp(demo_batches_total) - on() '
+                      'timestamp(solti_runner_tasks_started_total{runner="subprocess"})')
+        check(same == 0, f"the application's counter and taskmeter's are {same} s apart")
+
         # The constant label is on every series of the job, and nothing arrives without it.
         missing = query(prometheus, f'count({{job="taskmeter",__name__=~"solti_runner_.*",{LABEL[0]}!="{LABEL[1]}"}})')
         check(missing == [], f"series without {LABEL[0]}={LABEL[1]}: {missing}")

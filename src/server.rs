@@ -65,6 +65,8 @@ pub struct ServerConfig {
     connection_lifetime: Duration,
     max_snapshot_age: Duration,
     export: ExportConfig,
+    #[cfg(feature = "prometheus")]
+    registry: Option<prometheus::Registry>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +79,8 @@ impl Default for ServerConfig {
             connection_lifetime: Duration::from_secs(60),
             max_snapshot_age: DEFAULT_MAX_SNAPSHOT_AGE,
             export: ExportConfig::default(),
+            #[cfg(feature = "prometheus")]
+            registry: None,
         }
     }
 }
@@ -127,6 +131,29 @@ impl ServerConfig {
         self
     }
 
+    /// Serves an application's `prometheus::Registry` with taskmeter's families (feature
+    /// `prometheus`; see [`Endpoint::merge_registry`]). [`MetricsServer::start`] refuses a
+    /// registry using one of taskmeter's names with `InvalidInput`.
+    #[cfg(feature = "prometheus")]
+    pub fn merge_registry(mut self, registry: prometheus::Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The endpoint the server answers with.
+    fn endpoint(&self, metrics: Arc<AtomicMetrics>) -> io::Result<Endpoint> {
+        let endpoint = Endpoint::new(metrics)
+            .export(self.export.clone())
+            .max_snapshot_age(self.max_snapshot_age);
+        #[cfg(feature = "prometheus")]
+        if let Some(registry) = &self.registry {
+            return endpoint
+                .merge_registry(registry.clone())
+                .map_err(|collision| io::Error::new(io::ErrorKind::InvalidInput, collision));
+        }
+        Ok(endpoint)
+    }
+
     fn validate(&self) -> io::Result<()> {
         let refuse = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
         if self.max_connections == 0 {
@@ -167,6 +194,7 @@ impl MetricsServer {
     /// thread.
     pub fn start(metrics: Arc<AtomicMetrics>, config: ServerConfig) -> io::Result<Self> {
         config.validate()?;
+        let endpoint = Arc::new(config.endpoint(metrics)?);
         let listener = TcpListener::bind(config.addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -178,7 +206,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("taskmeter-server".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, metrics, Arc::new(config), stop_requested));
+                runtime.block_on(serve(listener, endpoint, Arc::new(config), stop_requested));
             })?;
         Ok(MetricsServer {
             local_addr,
@@ -220,7 +248,7 @@ impl Drop for MetricsServer {
 
 async fn serve(
     listener: TcpListener,
-    metrics: Arc<AtomicMetrics>,
+    endpoint: Arc<Endpoint>,
     config: Arc<ServerConfig>,
     mut stop_requested: oneshot::Receiver<()>,
 ) {
@@ -231,11 +259,6 @@ async fn serve(
             return;
         }
     };
-    let endpoint = Arc::new(
-        Endpoint::new(metrics)
-            .export(config.export.clone())
-            .max_snapshot_age(config.max_snapshot_age),
-    );
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();
     // The connections open, oldest first: their ids, and how to ask each to close.

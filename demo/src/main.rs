@@ -200,9 +200,23 @@ fn run(args: &Args) -> Result<(), SinkError> {
             Ok(())
         });
     }
+    // The demo's own metrics, in an application registry that the server merges with
+    // taskmeter's families: one scrape holds both.
+    let application = prometheus::Registry::new();
+    let batches = prometheus::IntCounter::new(
+        "demo_batches_total",
+        "Batches of 100,000 tasks the demo's workers replayed",
+    )
+    .expect("a valid name");
+    application
+        .register(Box::new(batches.clone()))
+        .expect("a new registry");
     let server = match args.serve {
         Some(addr) => {
-            let config = ServerConfig::default().bind(addr).export(export.clone());
+            let config = ServerConfig::default()
+                .bind(addr)
+                .export(export.clone())
+                .merge_registry(application);
             let server = MetricsServer::start(Arc::clone(&metrics), config)
                 .map_err(|error| format!("cannot serve on {addr}: {error}"))?;
             report(&format!("serving {}\n", server.url()));
@@ -217,11 +231,13 @@ fn run(args: &Args) -> Result<(), SinkError> {
     let workers: Vec<_> = (0..threads)
         .map(|seed| {
             let (metrics, recording) = (Arc::clone(&metrics), Arc::clone(&recording));
+            let batches = batches.clone();
             let slowdown = 1.0 + args.slowdown / 100.0;
             std::thread::spawn(move || {
                 let calls = slowed(task_mix(100_000, seed as u64), slowdown);
                 while recording.load(Ordering::Relaxed) {
                     replay(&*metrics, &calls);
+                    batches.inc();
                 }
             })
         })

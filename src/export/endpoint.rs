@@ -60,6 +60,9 @@ pub struct Endpoint {
     export: ExportConfig,
     max_snapshot_age: Duration,
     rendered: Arc<Rendered>,
+    /// An application's registry served with taskmeter's families.
+    #[cfg(feature = "prometheus")]
+    merged: Option<super::merged::MergedRegistry>,
 }
 
 /// Per body kind, the last body rendered.
@@ -107,15 +110,76 @@ impl Endpoint {
             export: ExportConfig::default(),
             max_snapshot_age: DEFAULT_MAX_SNAPSHOT_AGE,
             rendered: Arc::default(),
+            #[cfg(feature = "prometheus")]
+            merged: None,
         }
     }
 
     /// How the expositions are named and shaped.
+    ///
+    /// With a [merged registry](Self::merge_registry), a family of the registry that uses one
+    /// of the new configuration's names is left out of every scrape: merge after choosing the
+    /// configuration to have such a registry refused instead.
     pub fn export(mut self, export: ExportConfig) -> Self {
         self.export = export;
         // Bodies rendered with another configuration are not this endpoint's.
         self.rendered = Arc::default();
+        #[cfg(feature = "prometheus")]
+        if let Some(merged) = &self.merged {
+            let taken = super::merged::taskmeter_names(&self.metrics.latest(), &self.export);
+            self.merged = Some(merged.with_taken(taken));
+        }
         self
+    }
+
+    /// Serves `registry`, an application's `prometheus::Registry` (prometheus 0.14, feature
+    /// `prometheus`), with taskmeter's families: one scrape holds both, in every format this
+    /// endpoint negotiates (Prometheus text, OpenMetrics, and protobuf with taskmeter's
+    /// native histograms; the JSON body stays taskmeter's alone). The other way round,
+    /// [`PrometheusCollector`](crate::collector::PrometheusCollector) puts taskmeter's
+    /// families in the registry, without native histograms.
+    ///
+    /// The registry is gathered at every scrape, never cached with a snapshot's body. Refused
+    /// with [`RegistryCollision`](super::RegistryCollision) when one of its families uses a
+    /// name of taskmeter's exposition under this endpoint's [`ExportConfig`] (a family's or a
+    /// sample's, every optional family included). Left out of a scrape: a family registered
+    /// after the merge under such a name, an untyped family (prometheus's text encoder, which
+    /// writes the registry, has none), and everything the registry holds if one of its
+    /// collectors panics.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use prometheus::{IntCounter, Registry};
+    /// use taskmeter::export::Endpoint;
+    /// use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType};
+    ///
+    /// let registry = Registry::new();
+    /// let requests = IntCounter::new("api_requests_total", "API requests").unwrap();
+    /// registry.register(Box::new(requests.clone())).unwrap();
+    /// let metrics = Arc::new(AtomicMetrics::new());
+    /// let endpoint = Endpoint::new(Arc::clone(&metrics)).merge_registry(registry).unwrap();
+    ///
+    /// requests.inc();
+    /// metrics.record_task_started(RunnerType::Wasm);
+    /// let body = String::from_utf8(endpoint.metrics(None).body).unwrap();
+    /// assert!(body.contains("api_requests_total 1\n"));
+    /// assert!(body.contains("solti_runner_tasks_started_total{runner=\"wasm\"} 1\n"));
+    ///
+    /// // A family under one of taskmeter's names is refused.
+    /// let clashing = Registry::new();
+    /// let started = IntCounter::new("solti_runner_tasks_started_total", "mine").unwrap();
+    /// clashing.register(Box::new(started)).unwrap();
+    /// let refused = Endpoint::new(metrics).merge_registry(clashing).unwrap_err();
+    /// assert_eq!(refused.family(), "solti_runner_tasks_started_total");
+    /// ```
+    #[cfg(feature = "prometheus")]
+    pub fn merge_registry(
+        mut self,
+        registry: prometheus::Registry,
+    ) -> Result<Self, super::RegistryCollision> {
+        let taken = super::merged::taskmeter_names(&self.metrics.latest(), &self.export);
+        self.merged = Some(super::merged::MergedRegistry::new(registry, taken)?);
+        Ok(self)
     }
 
     /// Past this age, a scrape takes a snapshot itself (default 30 s); `Duration::MAX`
@@ -161,11 +225,17 @@ impl Endpoint {
         let snapshot = self.snapshot();
         #[cfg(feature = "native-histograms")]
         if super::native::prefers_protobuf(accept) {
+            #[cfg_attr(not(feature = "prometheus"), allow(unused_mut))]
+            let mut body = self
+                .rendered
+                .body(2, &snapshot, || snapshot.to_protobuf(&self.export));
+            #[cfg(feature = "prometheus")]
+            if let Some(merged) = &self.merged {
+                merged.append_protobuf(&mut body);
+            }
             return Exposition {
                 content_type: super::native::PROTOBUF_CONTENT_TYPE,
-                body: self
-                    .rendered
-                    .body(2, &snapshot, || snapshot.to_protobuf(&self.export)),
+                body,
             };
         }
         let format = Format::from_accept(accept);
@@ -173,11 +243,17 @@ impl Endpoint {
             Format::Prometheus => 0,
             Format::OpenMetrics => 1,
         };
+        #[cfg_attr(not(feature = "prometheus"), allow(unused_mut))]
+        let mut body = self.rendered.body(kind, &snapshot, || {
+            snapshot.render(format, &self.export).into_bytes()
+        });
+        #[cfg(feature = "prometheus")]
+        if let Some(merged) = &self.merged {
+            merged.append_text(format, &mut body);
+        }
         Exposition {
             content_type: format.content_type(),
-            body: self.rendered.body(kind, &snapshot, || {
-                snapshot.render(format, &self.export).into_bytes()
-            }),
+            body,
         }
     }
 

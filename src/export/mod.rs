@@ -14,6 +14,8 @@ use std::fmt;
 mod endpoint;
 pub(crate) mod families;
 mod format;
+#[cfg(all(feature = "prometheus", not(loom)))]
+mod merged;
 #[cfg(feature = "native-histograms")]
 pub mod native;
 pub mod prometheus;
@@ -23,6 +25,8 @@ pub use endpoint::JSON_CONTENT_TYPE;
 #[cfg(not(loom))]
 pub use endpoint::{DEFAULT_MAX_SNAPSHOT_AGE, Endpoint, Exposition};
 pub use format::Format;
+#[cfg(all(feature = "prometheus", not(loom)))]
+pub use merged::RegistryCollision;
 
 #[cfg(feature = "json")]
 pub mod json;
