@@ -437,5 +437,8 @@ fn the_server_refuses_a_colliding_registry_when_started() {
         .merge_registry(registry);
     let error = MetricsServer::start(recorded_engine(), config).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
-    assert!(error.to_string().contains("solti_runner_tasks_in_flight"), "{error}");
+    assert!(
+        error.to_string().contains("solti_runner_tasks_in_flight"),
+        "{error}"
+    );
 }

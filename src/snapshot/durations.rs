@@ -11,14 +11,17 @@
 //! - adding an interval (a cut's loose list): O(1), the list joins the pending ones and is
 //!   shared with the interval's view. At most 64 lists, or 16 pairs a block of the base, are
 //!   kept pending: past that, they are folded into the blocks, each block they touch copied
-//!   once (512 bytes), so a cumulative view pays for the blocks an interval touched about once
-//!   per 16 snapshots instead of on every one, and its pending lists hold at most about half
-//!   the memory of its blocks;
+//!   once (512 bytes; a fold costs O(b + p + lists × blocks touched)). A cumulative view that
+//!   nothing reads by block thus copies the blocks its intervals touched once a fold (every 64
+//!   snapshots, sooner when intervals are large) instead of at every snapshot, and its
+//!   pending lists hold at most about half the memory of its blocks;
 //! - adding counts in blocks: their blocks, each copied only if still shared;
 //! - subtracting counts that share blocks with these: a shared block is dropped unread;
 //! - the first read by block (a quantile, a bucket bound, a slot walk of anything but a lone
-//!   interval) folds the pending lists into blocks kept with the counts: O(b + p), once; the
-//!   next view of the reader starts from those blocks;
+//!   interval) folds the pending lists into blocks kept with the counts: O(b + p), once; when
+//!   the read comes before the reader's next cut (a sink, a scrape of the latest snapshot),
+//!   the next view starts from those blocks, and a read of an older snapshot folds its own
+//!   copy of the blocks its lists touched;
 //! - a quantile or a bucket bound: whole blocks skipped by their totals, then one block
 //!   scanned: O(b + 64);
 //! - [`DurationCounts::histogram`]: the full `hdrhistogram::Histogram` is built on first call

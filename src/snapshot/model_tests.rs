@@ -157,7 +157,25 @@ fn steps() -> impl Strategy<Value = Vec<(Vec<(usize, u64)>, u64)>> {
     proptest::collection::vec((recorded, advance), steps)
 }
 
-fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
+/// Which views a run reads, and when.
+#[derive(Clone, Copy)]
+enum Reads {
+    /// Most views at their snapshot, some later.
+    Often,
+    /// The cumulative view at one snapshot in five (the others after later snapshots were
+    /// taken from it), the window never: the intervals pend on the cumulative view, unread,
+    /// until a read or the pending bound folds them.
+    Rarely,
+}
+
+/// Up to 40 steps: the pending bound (4 lists in unit tests) is crossed many times.
+fn long_steps() -> impl Strategy<Value = Vec<(Vec<(usize, u64)>, u64)>> {
+    let recorded = proptest::collection::vec((0..COMPLETION_LABELS, 0..HIGHEST_MS), 0..40);
+    let steps = if cfg!(miri) { 1..6 } else { 1..40 };
+    proptest::collection::vec((recorded, 0..25_u64), steps)
+}
+
+fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>, reads: Reads) {
     let metrics = AtomicMetrics::builder()
         .significant_digits(digits)
         .highest_duration_ms(HIGHEST_MS)
@@ -215,7 +233,11 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
             );
         }
         // Read on some snapshots only: unread, the intervals pend on the cumulative view.
-        if (recorded.len() + advance_ms as usize).is_multiple_of(4) {
+        let read_now = match reads {
+            Reads::Often => !(recorded.len() + advance_ms as usize).is_multiple_of(4),
+            Reads::Rarely => index % 5 == 4,
+        };
+        if !read_now {
             skipped_cumulative = Some((Arc::clone(&snapshot), all));
         } else {
             assert_view_is(
@@ -262,7 +284,9 @@ fn check(digits: u8, steps: Vec<(Vec<(usize, u64)>, u64)>) {
         // Read on some snapshots only: a window is computed by the reader when the previous
         // one was read, else on its first read.
         let window: Vec<usize> = model.intervals().collect();
-        if (recorded.len() + advance_ms as usize).is_multiple_of(3) {
+        if matches!(reads, Reads::Rarely) {
+            // Never read: computing it would fold the cumulative view it is subtracted from.
+        } else if (recorded.len() + advance_ms as usize).is_multiple_of(3) {
             skipped = Some((Arc::clone(&snapshot), window));
         } else {
             assert_view_is(snapshot.window(), digits, &window, &intervals, "window");
@@ -313,6 +337,17 @@ proptest! {
         if cfg!(miri) && digits > 1 {
             return Ok(());
         }
-        check(digits, steps);
+        check(digits, steps, Reads::Often);
+    }
+
+    #[test]
+    fn cumulative_views_read_rarely_equal_a_dense_model(
+        digits in 1_u8..=4,
+        steps in long_steps(),
+    ) {
+        if cfg!(miri) && digits > 1 {
+            return Ok(());
+        }
+        check(digits, steps, Reads::Rarely);
     }
 }

@@ -110,23 +110,54 @@ fn an_empty_label_reads_as_an_empty_histogram() {
     assert!(*empty.histogram() == dense);
 }
 
+/// `(lowest value, count)` of each non-empty slot of `counts`.
+fn slot_values(counts: &DurationCounts) -> Vec<(u64, u64)> {
+    counts.iter().map(|s| (s.lowest_ms, s.count)).collect()
+}
+
+/// A cut's interval holding `pairs` (slot order, each slot once).
+fn interval_of(layout: HdrLayout, pairs: &[(u32, u64)]) -> DurationCounts {
+    let mut interval = DurationCounts::empty(layout);
+    interval.add_loose(pairs);
+    interval.settle();
+    interval
+}
+
+fn lists(counts: &DurationCounts) -> usize {
+    counts.pending.as_ref().map_or(0, |p| p.lists)
+}
+
 /// A cumulative view's counts take each interval as a pending list, shared with the interval
-/// and unread until a read by block; they fold once the lists are many, or on a read, after
-/// which the next interval pends on the folded blocks. Every step reads as the same counts
-/// added block by block, and an earlier clone keeps its own figures.
+/// and unread until a read by block; they fold once the lists are many or hold many pairs,
+/// or on a read, after which the next interval pends on the folded blocks. Every step reads
+/// as a plain map of slot counts kept beside it, and an earlier clone keeps its own figures.
 #[test]
 fn intervals_pend_shared_until_read_or_full() {
     let layout = HdrLayout::new(86_400_000, 3);
     let slot = |v: u64| layout.index_of(v) as u32;
+    let value = |slot: u32| layout.value_at(slot as usize);
     let mut cumulative = counts(layout, &[3, 4_000]);
-    let mut model = counts(layout, &[3, 4_000]);
+    let mut model: std::collections::BTreeMap<u32, u64> = [(slot(3), 1), (slot(4_000), 1)].into();
+    let as_model = |model: &std::collections::BTreeMap<u32, u64>| -> Vec<(u64, u64)> {
+        model.iter().map(|(&s, &c)| (value(s), c)).collect()
+    };
     let mut earlier = Vec::new();
-    let lists = |counts: &DurationCounts| counts.pending.as_ref().map_or(0, |p| p.lists);
-    for step in 1..=MAX_PENDING_LISTS as u64 + 5 {
-        let mut pairs: Vec<(u32, u64)> = [step, step * 37, step * step * 1_001]
-            .iter()
-            .map(|&v| (slot(v), 1))
-            .collect();
+    let mut folds_by_size = 0;
+    // Few pairs a list first (the fold comes from the number of lists), then many (from
+    // their pairs), then a read after each.
+    let few = MAX_PENDING_LISTS as u64;
+    let many = few + 24;
+    for step in 1..=many + 5 {
+        // Few pairs spread out, then 150 slots in a row: a size fold within fewer lists.
+        let mut pairs: Vec<(u32, u64)> = if step <= few {
+            (0..3)
+                .map(|i| (slot(step * (i * i * 997 + 1)), 1 + i))
+                .collect()
+        } else {
+            (0..150)
+                .map(|i| (slot(1_000_000) + i, step % 3 + 1))
+                .collect()
+        };
         pairs.sort_unstable();
         pairs.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
@@ -135,15 +166,28 @@ fn intervals_pend_shared_until_read_or_full() {
             }
             same
         });
-        let mut interval = DurationCounts::empty(layout);
-        interval.add_loose(&pairs);
-        interval.settle();
+        let interval = interval_of(layout, &pairs);
+        let pending_before = lists(&cumulative);
+        // What the list will pend on: the blocks a read folded, else the base.
+        let (pairs_before, base_blocks) = match cumulative.folded.get() {
+            Some(folded) => (0, folded.len()),
+            None => (
+                cumulative.pending.as_ref().map_or(0, |p| p.pairs),
+                cumulative.base().len(),
+            ),
+        };
+        let pairs_bound = MIN_PENDING_PAIRS.max(PENDING_PAIRS_PER_BLOCK * base_blocks);
         cumulative.add(&interval);
-        model.add_slots(&pairs);
-        assert_eq!(cumulative.len(), model.len());
-        let step = step as usize;
-        if step < MAX_PENDING_LISTS {
-            assert_eq!(lists(&cumulative), step);
+        for &(slot, count) in &pairs {
+            *model.entry(slot).or_default() += count;
+        }
+        assert_eq!(cumulative.len(), model.values().sum::<u64>());
+        let folded_by_size = pairs_before + pairs.len() >= pairs_bound;
+        folds_by_size += usize::from(folded_by_size && pending_before + 1 < MAX_PENDING_LISTS);
+        if pending_before + 1 == MAX_PENDING_LISTS || folded_by_size {
+            assert_eq!(lists(&cumulative), 0, "step {step}: folded when full");
+        } else if step <= many {
+            assert_eq!(lists(&cumulative), pending_before + 1, "step {step}");
             let newest = cumulative.pending.as_ref().expect("pending");
             let theirs = interval.pending.as_ref().expect("loose");
             assert!(
@@ -151,29 +195,57 @@ fn intervals_pend_shared_until_read_or_full() {
                 "the list is shared"
             );
             assert!(cumulative.folded.get().is_none(), "folded before a read");
-            earlier.push((cumulative.clone(), model.clone()));
+            earlier.push((cumulative.clone(), as_model(&model)));
             continue;
-        }
-        if step == MAX_PENDING_LISTS {
-            assert_eq!(lists(&cumulative), 0, "{MAX_PENDING_LISTS} lists pending");
         } else {
-            assert_eq!(lists(&cumulative), 1, "pending on the folded blocks");
+            assert_eq!(
+                lists(&cumulative),
+                1,
+                "pending on the blocks the read folded"
+            );
         }
-        assert_eq!(
-            cumulative.iter().collect::<Vec<_>>(),
-            model.iter().collect::<Vec<_>>(),
-            "step {step}"
-        );
-        assert_eq!(
-            cumulative.value_at_quantile(0.5),
-            model.value_at_quantile(0.5)
-        );
+        assert_eq!(slot_values(&cumulative), as_model(&model), "step {step}");
     }
+    assert!(
+        earlier.len() > MAX_PENDING_LISTS,
+        "folds by the number of lists crossed"
+    );
+    assert!(folds_by_size > 0, "a fold by the pairs pending crossed");
     for (counts, model) in &earlier {
+        assert_eq!(&slot_values(counts), model);
         assert_eq!(
-            counts.iter().collect::<Vec<_>>(),
-            model.iter().collect::<Vec<_>>()
+            counts.max(),
+            model
+                .last()
+                .map_or(0, |&(v, _)| layout.highest_at(layout.index_of(v)))
         );
-        assert_eq!(counts.max(), model.max());
     }
+}
+
+/// Subtracting from a clone of shared counts (a window's difference) folds the shared ones,
+/// so the next cumulative view pends on that fold: one list, not the whole chain.
+#[test]
+fn a_difference_folds_where_the_next_view_starts() {
+    let layout = HdrLayout::new(86_400_000, 3);
+    let slot = |v: u64| layout.index_of(v) as u32;
+    let start = counts(layout, &[3, 40]);
+    let mut cumulative = start.clone();
+    for step in 1..=3 {
+        cumulative.add(&interval_of(layout, &[(slot(step * 100), step)]));
+    }
+    assert_eq!(lists(&cumulative), 3);
+    let published = Arc::new(cumulative);
+    // As `View::subtract` does for a window: fold the shared counts, then copy and subtract.
+    let mut window = Arc::clone(&published);
+    window.fold();
+    Arc::make_mut(&mut window).subtract(&start);
+    assert_eq!(slot_values(&window), [(100, 1), (200, 2), (300, 3)]);
+    let mut next = (*published).clone();
+    next.add(&interval_of(layout, &[(slot(400), 4)]));
+    assert_eq!(
+        lists(&next),
+        1,
+        "the next view starts from the difference's fold"
+    );
+    assert_eq!(next.len(), 2 + 1 + 2 + 3 + 4);
 }
