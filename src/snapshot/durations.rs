@@ -522,6 +522,46 @@ impl DurationCounts {
         true
     }
 
+    /// These counts less `older`, when these are `older` with more lists pending on the same
+    /// blocks (an earlier cumulative view, with no fold since): the later lists alone, shared,
+    /// with nothing folded or copied but their list nodes. `None` otherwise.
+    pub(crate) fn lists_since(&self, older: &DurationCounts) -> Option<DurationCounts> {
+        let same_base = match (&self.base, &older.base) {
+            (None, None) => true,
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            _ => false,
+        };
+        if !same_base || self.unsettled || older.unsettled {
+            return None;
+        }
+        let mut since = Vec::new();
+        let mut node = self.pending.as_ref();
+        loop {
+            match (node, &older.pending) {
+                (Some(mine), Some(theirs)) if Arc::ptr_eq(mine, theirs) => break,
+                (None, None) => break,
+                (None, Some(_)) => return None,
+                (Some(mine), _) => {
+                    since.push(Arc::clone(&mine.slots));
+                    node = mine.earlier.as_ref();
+                }
+            }
+        }
+        let mut pending = None;
+        for slots in since.into_iter().rev() {
+            pending = Some(Arc::new(Pending::on(slots, pending)));
+        }
+        Some(DurationCounts {
+            layout: self.layout,
+            base: None,
+            pending,
+            unsettled: false,
+            total: self.total - older.total,
+            folded: OnceLock::new(),
+            dense: OnceLock::new(),
+        })
+    }
+
     /// Subtracts `older`, whose every count these hold: a block shared with `older` is
     /// dropped without being read.
     pub(crate) fn subtract(&mut self, older: &DurationCounts) {

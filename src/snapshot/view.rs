@@ -293,6 +293,9 @@ impl View {
             }
             if Arc::ptr_eq(mine, theirs) {
                 *mine = Arc::new(DurationCounts::empty(self.layout));
+            } else if let Some(since) = mine.lists_since(theirs) {
+                // The intervals since `older`, still pending on the same blocks.
+                *mine = Arc::new(since);
             } else {
                 // Folded where the later view keeps them, not in this difference alone.
                 mine.fold();

@@ -249,3 +249,49 @@ fn a_difference_folds_where_the_next_view_starts() {
     );
     assert_eq!(next.len(), 2 + 1 + 2 + 3 + 4);
 }
+
+/// Counts with more lists pending on an earlier state's blocks are that state plus the later
+/// lists alone: taken as they are, shared; after a fold in between, the block subtraction.
+#[test]
+fn the_lists_since_an_earlier_state_are_its_difference() {
+    let layout = HdrLayout::new(86_400_000, 3);
+    let slot = |v: u64| layout.index_of(v) as u32;
+    let mut cumulative = counts(layout, &[3, 40]);
+    cumulative.add(&interval_of(layout, &[(slot(5), 1)]));
+    let start = cumulative.clone();
+    for step in 1..=2 {
+        cumulative.add(&interval_of(
+            layout,
+            &[(slot(40), 1), (slot(step * 100), step)],
+        ));
+    }
+    let since = cumulative
+        .lists_since(&start)
+        .expect("the same blocks below");
+    assert_eq!(slot_values(&since), [(40, 2), (100, 1), (200, 2)]);
+    assert_eq!(since.len(), 5);
+    assert!(since.base.is_none() && lists(&since) == 2);
+    let newest = since.pending.as_ref().unwrap();
+    let theirs = cumulative.pending.as_ref().unwrap();
+    assert!(
+        Arc::ptr_eq(&newest.slots, &theirs.slots),
+        "the lists are shared"
+    );
+    // Nothing since: empty.
+    assert_eq!(
+        cumulative.lists_since(&cumulative).map(|s| s.len()),
+        Some(0)
+    );
+    // A fold in between, or counts that are not an earlier state: no shortcut.
+    let mut folded = cumulative.clone();
+    folded.fold();
+    folded.add(&interval_of(layout, &[(slot(7), 1)]));
+    assert!(folded.lists_since(&start).is_none());
+    assert!(start.lists_since(&cumulative).is_none());
+    let mut difference = folded.clone();
+    difference.subtract(&start);
+    assert_eq!(
+        slot_values(&difference),
+        [(7, 1), (40, 2), (100, 1), (200, 2)]
+    );
+}
