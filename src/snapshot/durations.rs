@@ -148,10 +148,7 @@ impl DurationCounts {
     }
 
     /// The configured top of the range (hdrhistogram's `highest_trackable_value`).
-    #[cfg_attr(
-        not(any(feature = "native-histograms", feature = "hlog")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(feature = "hlog"), allow(dead_code))]
     pub(crate) fn highest_trackable(&self) -> u64 {
         self.layout.highest()
     }
