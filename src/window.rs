@@ -17,10 +17,10 @@
 //! reader adds the interval to it (between two rolls), for the cost of the interval's
 //! blocks; otherwise, and after a roll, the snapshot computes it when the window is first
 //! read: the intervals' lists pending on the cumulative view since the start, taken as they
-//! are, when no fold of pending intervals came between the two (see `snapshot::durations`);
-//! else the start subtracted from the cumulative view, which costs the blocks that changed
-//! since the last fold the two views share (blocks left alone since are shared by both and
-//! dropped unread). A process whose exporters never read the window pays nothing for it.
+//! are, when at most one fold of pending intervals came between the two (see
+//! `snapshot::durations`); else the start subtracted from the cumulative view, which costs the
+//! blocks that changed since the last fold the two views share (blocks left alone since are
+//! shared by both and dropped unread). A process whose exporters never read the window pays nothing for it.
 //!
 //! Memory: four cumulative views, sharing with the latest one every block that did not
 //! change within the window; a snapshot keeps the one its window is computed from, so a

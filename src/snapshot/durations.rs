@@ -13,8 +13,10 @@
 //!   kept pending: past that, they are folded into the blocks, each block they touch copied
 //!   once (512 bytes; a fold costs O(b + p + lists × blocks touched)). A cumulative view that
 //!   nothing reads by block thus copies the blocks its intervals touched once a fold (every 64
-//!   snapshots, sooner when intervals are large) instead of at every snapshot, and its
-//!   pending lists hold at most about half the memory of its blocks;
+//!   snapshots, sooner when intervals are large) instead of at every snapshot. Its pending
+//!   lists, and the lists its last fold took in (kept so that a window from before that fold
+//!   is still those lists, see [`DurationCounts::lists_since`]), each hold at most about
+//!   half the memory of its blocks;
 //! - adding counts in blocks: their blocks, each copied only if still shared;
 //! - subtracting counts that share blocks with these: a shared block is dropped unread;
 //! - the first read by block (a quantile, a bucket bound, a slot walk of anything but a lone
@@ -40,7 +42,7 @@ mod blocks;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use hdrhistogram::Histogram;
 
@@ -106,6 +108,8 @@ pub struct DurationCounts {
     total: u64,
     /// `base` with the pending lists folded in, built on the first read by block.
     folded: OnceLock<Arc<Blocks>>,
+    /// What `base` was last folded from, when nothing changed it since.
+    folded_from: Option<FoldedFrom>,
     /// The full histogram, built on first use.
     dense: OnceLock<Histogram<u64>>,
 }
@@ -120,7 +124,30 @@ impl Clone for DurationCounts {
             unsettled: self.unsettled,
             total: self.total,
             folded: self.folded.clone(),
+            folded_from: self.folded_from.clone(),
             dense: OnceLock::new(),
+        }
+    }
+}
+
+/// The blocks a base was folded on and the lists folded into it, so that counts from before
+/// the fold still find the lists added since them
+/// ([`lists_since`](DurationCounts::lists_since)). The earlier blocks are held weakly: only
+/// compared with blocks a caller holds, never read, and their allocation cannot be reused
+/// while this is held.
+#[derive(Clone)]
+struct FoldedFrom {
+    base: Option<Weak<Blocks>>,
+    lists: Arc<Pending>,
+}
+
+impl FoldedFrom {
+    /// Whether `base` is the blocks this fold started from.
+    fn started_from(&self, base: &Option<Arc<Blocks>>) -> bool {
+        match (&self.base, base) {
+            (None, None) => true,
+            (Some(earlier), Some(base)) => std::ptr::eq(earlier.as_ptr(), Arc::as_ptr(base)),
+            _ => false,
         }
     }
 }
@@ -134,6 +161,7 @@ impl DurationCounts {
             unsettled: false,
             total: 0,
             folded: OnceLock::new(),
+            folded_from: None,
             dense: OnceLock::new(),
         }
     }
@@ -176,15 +204,18 @@ impl DurationCounts {
     fn blocks(&self) -> &[(u32, Arc<Block>)] {
         match &self.pending {
             None => self.base(),
-            Some(pending) => {
-                debug_assert!(
-                    !self.unsettled,
-                    "loose counts read before they were settled"
-                );
-                self.folded
-                    .get_or_init(|| Arc::new(pending.fold_into(self.base())))
-            }
+            Some(pending) => self.fold_of(pending),
         }
+    }
+
+    /// The base with `pending`, these counts' pending lists, folded in: built once.
+    fn fold_of(&self, pending: &Pending) -> &Arc<Blocks> {
+        debug_assert!(
+            !self.unsettled,
+            "loose counts read before they were settled"
+        );
+        self.folded
+            .get_or_init(|| Arc::new(pending.fold_into(self.base())))
     }
 
     /// Folds the pending lists into blocks now, kept with these counts: a caller about to
@@ -199,18 +230,30 @@ impl DurationCounts {
     /// copied if shared (its blocks stay shared until written).
     fn blocks_mut(&mut self) -> &mut Blocks {
         self.fold_pending();
+        // The base changes: no longer what a fold made.
+        self.folded_from = None;
         Arc::make_mut(self.base.get_or_insert_default())
     }
 
     /// Folds the pending lists into the base blocks.
     fn fold_pending(&mut self) {
-        if self.pending.is_some() {
-            self.settle();
-            self.blocks();
-            self.base = self.folded.take();
-            debug_assert!(self.base.is_some(), "folded above");
-            self.pending = None;
+        self.settle();
+        if let Some(pending) = self.pending.clone() {
+            let folded = Arc::clone(self.fold_of(&pending));
+            self.take_folded(folded);
         }
+        self.folded = OnceLock::new();
+    }
+
+    /// Makes `folded`, the base with the pending lists folded in, the base, and remembers
+    /// where it came from.
+    fn take_folded(&mut self, folded: Arc<Blocks>) {
+        let lists = self.pending.take().expect("a fold of pending lists");
+        self.folded_from = Some(FoldedFrom {
+            base: self.base.as_ref().map(Arc::downgrade),
+            lists,
+        });
+        self.base = Some(folded);
         self.folded = OnceLock::new();
     }
 
@@ -432,6 +475,7 @@ impl DurationCounts {
         self.fold_pending();
         let (blocks, added) = fold(self.base(), std::iter::once(slots));
         self.base = Some(Arc::new(blocks));
+        self.folded_from = None;
         self.total += added;
     }
 
@@ -449,8 +493,7 @@ impl DurationCounts {
         if let (Some(_), Some(theirs)) = (other.loose(), &other.pending) {
             if let Some(folded) = self.folded.take() {
                 // Somebody read these counts by block: the next fold starts from there.
-                self.base = Some(folded);
-                self.pending = None;
+                self.take_folded(folded);
             }
             self.settle();
             self.total += other.total;
@@ -519,29 +562,52 @@ impl DurationCounts {
         true
     }
 
-    /// These counts less `older`, when these are `older` with more lists pending on the same
-    /// blocks (an earlier cumulative view, with no fold since): the later lists alone, shared,
-    /// with nothing folded or copied but their list nodes. `None` otherwise.
+    /// These counts less `older`, when these are `older` with more lists added since (an
+    /// earlier cumulative view): the later lists alone, shared, with nothing folded or copied
+    /// but their list nodes. Found while `older`'s blocks are these counts' base, or the
+    /// blocks their last fold started from; `None` otherwise.
     pub(crate) fn lists_since(&self, older: &DurationCounts) -> Option<DurationCounts> {
+        if self.unsettled || older.unsettled {
+            return None;
+        }
         let same_base = match (&self.base, &older.base) {
             (None, None) => true,
             (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
             _ => false,
         };
-        if !same_base || self.unsettled || older.unsettled {
-            return None;
-        }
+        // The chains to walk back to `older`'s lists: the pending ones, and past the last
+        // fold, the lists it folded.
+        let chains = match &self.folded_from {
+            _ if same_base => [self.pending.as_ref(), None],
+            Some(from) if from.started_from(&older.base) => {
+                [self.pending.as_ref(), Some(&from.lists)]
+            }
+            _ => return None,
+        };
         let mut since = Vec::new();
-        let mut node = self.pending.as_ref();
-        loop {
-            match (node, &older.pending) {
-                (Some(mine), Some(theirs)) if Arc::ptr_eq(mine, theirs) => break,
-                (None, None) => break,
-                (None, Some(_)) => return None,
-                (Some(mine), _) => {
-                    since.push(Arc::clone(&mine.slots));
-                    node = mine.earlier.as_ref();
+        let last = chains.iter().rposition(Option::is_some).unwrap_or(0);
+        for (at, chain) in chains.into_iter().enumerate() {
+            let mut node = chain;
+            while let Some(mine) = node {
+                if older
+                    .pending
+                    .as_ref()
+                    .is_some_and(|theirs| Arc::ptr_eq(mine, theirs))
+                {
+                    break;
                 }
+                since.push(Arc::clone(&mine.slots));
+                node = mine.earlier.as_ref();
+            }
+            // Stopped at `older`'s newest list, or walked to the end when it has none.
+            let reached = node.is_some() == older.pending.is_some();
+            if at == last {
+                if !reached {
+                    return None;
+                }
+            } else if node.is_some() {
+                // `older`'s lists are pending on this same chain, before the fold.
+                return None;
             }
         }
         let mut pending = None;
@@ -555,6 +621,7 @@ impl DurationCounts {
             unsettled: false,
             total: self.total - older.total,
             folded: OnceLock::new(),
+            folded_from: None,
             dense: OnceLock::new(),
         })
     }
@@ -595,19 +662,34 @@ impl DurationCounts {
         if let Some(folded) = self.folded.get() {
             count_blocks(folded, seen);
         }
-        let lists = self.pending.as_deref().into_iter().flat_map(Pending::lists);
-        for pending in lists {
-            if !seen.first(pending) {
-                break;
-            }
-            seen.bytes += arc_allocation::<Pending>();
-            if seen.first(Arc::as_ptr(&pending.slots)) {
-                seen.bytes += arc_allocation::<Vec<(u32, u64)>>()
-                    + pending.slots.capacity() * std::mem::size_of::<(u32, u64)>();
+        count_lists(self.pending.as_deref(), seen);
+        if let Some(from) = &self.folded_from {
+            count_lists(Some(&from.lists), seen);
+            // A base nothing holds any more keeps its allocation (not its blocks) for the
+            // weak reference.
+            if let Some(earlier) = &from.base
+                && earlier.strong_count() == 0
+                && seen.first(earlier.as_ptr())
+            {
+                seen.bytes += arc_allocation::<Blocks>();
             }
         }
         if let Some(histogram) = self.dense.get() {
             seen.bytes += histogram.distinct_values() * std::mem::size_of::<u64>();
+        }
+    }
+}
+
+/// Adds to `seen` the list nodes from `newest` back, and their slot lists, not counted yet.
+fn count_lists(newest: Option<&Pending>, seen: &mut Allocations) {
+    for pending in newest.into_iter().flat_map(Pending::lists) {
+        if !seen.first(pending) {
+            break;
+        }
+        seen.bytes += arc_allocation::<Pending>();
+        if seen.first(Arc::as_ptr(&pending.slots)) {
+            seen.bytes += arc_allocation::<Vec<(u32, u64)>>()
+                + pending.slots.capacity() * std::mem::size_of::<(u32, u64)>();
         }
     }
 }

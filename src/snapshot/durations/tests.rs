@@ -250,8 +250,9 @@ fn a_difference_folds_where_the_next_view_starts() {
     assert_eq!(next.len(), 2 + 1 + 2 + 3 + 4);
 }
 
-/// Counts with more lists pending on an earlier state's blocks are that state plus the later
-/// lists alone: taken as they are, shared; after a fold in between, the block subtraction.
+/// Counts with more lists added since an earlier state are that state plus the later lists
+/// alone, taken as they are, shared, also across the last fold; past two folds, the block
+/// subtraction.
 #[test]
 fn the_lists_since_an_earlier_state_are_its_difference() {
     let layout = HdrLayout::new(86_400_000, 3);
@@ -282,12 +283,32 @@ fn the_lists_since_an_earlier_state_are_its_difference() {
         cumulative.lists_since(&cumulative).map(|s| s.len()),
         Some(0)
     );
-    // A fold in between, or counts that are not an earlier state: no shortcut.
+    // Across the last fold: the lists it folded since `start`, then those pending after it.
     let mut folded = cumulative.clone();
     folded.fold();
     folded.add(&interval_of(layout, &[(slot(7), 1)]));
-    assert!(folded.lists_since(&start).is_none());
+    assert!(
+        folded.base.as_ref().is_some_and(|base| base.len() > 2),
+        "folded"
+    );
+    let across = folded
+        .lists_since(&start)
+        .expect("the fold started from start's blocks");
+    assert_eq!(slot_values(&across), [(7, 1), (40, 2), (100, 1), (200, 2)]);
+    assert_eq!(lists(&across), 3);
+    // Past two folds, or counts that are not an earlier state: no shortcut.
+    let mut twice = folded.clone();
+    twice.fold();
+    twice.add(&interval_of(layout, &[(slot(8), 1)]));
+    assert!(twice.lists_since(&start).is_none());
+    assert!(twice.lists_since(&folded).is_some());
     assert!(start.lists_since(&cumulative).is_none());
+    let mut changed = folded.clone();
+    changed.add_slots(&[(slot(9), 1)]);
+    assert!(
+        changed.lists_since(&start).is_none(),
+        "the base changed after its fold"
+    );
     let mut difference = folded.clone();
     difference.subtract(&start);
     assert_eq!(
