@@ -9,7 +9,7 @@ use crate::config::{Builder, Config};
 use crate::contract::{MetricsBackend, RunnerErrorKind, RunnerType, TaskOutcome};
 use crate::reader::Reader;
 use crate::recording::Recording;
-use crate::recording::labelled::Label;
+use crate::recording::labelled::{Label, LabelRef, LabelledErrors, resolve, resolve_ref};
 use crate::snapshot::Snapshot;
 
 /// The lock-free metrics engine.
@@ -146,8 +146,9 @@ impl AtomicMetrics {
     /// Counts a runner error whose runner or error label may be the application's own (solti's
     /// `Custom(String)` variants). Two contract labels take the same path as
     /// [`record_runner_error`](MetricsBackend::record_runner_error). A custom label already
-    /// seen is found without a lock or an allocation; a new one is added once, under a lock
-    /// taken only then; past [`Builder::custom_labels`] new labels are counted under
+    /// seen is found without a lock or an allocation; a new one is added once (the `String`
+    /// given is kept), without a lock either; past [`Builder::custom_labels`], or longer than
+    /// [`MAX_CUSTOM_LABEL_BYTES`](crate::MAX_CUSTOM_LABEL_BYTES), new labels are counted under
     /// [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) and in
     /// [`View::custom_label_overflows`](crate::View::custom_label_overflows).
     ///
@@ -166,8 +167,45 @@ impl AtomicMetrics {
         runner: Label<RunnerType>,
         kind: Label<RunnerErrorKind>,
     ) {
-        match (runner.canonical(), kind.canonical()) {
-            (Label::Known(runner), Label::Known(kind)) => self.recording.record_error(runner, kind),
+        self.record_resolved_error(resolve(runner), resolve(kind));
+    }
+
+    /// [`record_labelled_runner_error`](Self::record_labelled_runner_error) with borrowed
+    /// labels. A custom label not in its table yet is copied into it (one allocation, once
+    /// per label); after that, a call under it allocates and frees nothing, as does a call
+    /// counted under [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL). Neither ever takes a lock,
+    /// so a signal handler may make such a call (see the README's Reliability section);
+    /// [`record_labelled_runner_error`](Self::record_labelled_runner_error) frees the
+    /// `String` it is given when the label is already counted, which a handler must not.
+    ///
+    /// ```
+    /// use taskmeter::{AtomicMetrics, LabelRef, RunnerErrorKind};
+    ///
+    /// let metrics = AtomicMetrics::new();
+    /// let runner = LabelRef::Custom("image-resize");
+    /// // The first call adds the label (a copy); the others find it.
+    /// for _ in 0..3 {
+    ///     metrics.record_labelled_runner_error_ref(runner, LabelRef::Known(RunnerErrorKind::SpawnFailed));
+    /// }
+    /// let snapshot = metrics.snapshot();
+    /// let errors: Vec<_> = snapshot.cumulative().labelled_errors().collect();
+    /// assert_eq!(errors, [("image-resize", "spawn_failed", 3)]);
+    /// ```
+    pub fn record_labelled_runner_error_ref(
+        &self,
+        runner: LabelRef<'_, RunnerType>,
+        kind: LabelRef<'_, RunnerErrorKind>,
+    ) {
+        self.record_resolved_error(resolve_ref(runner), resolve_ref(kind));
+    }
+
+    fn record_resolved_error(
+        &self,
+        runner: Result<RunnerType, std::borrow::Cow<'_, str>>,
+        kind: Result<RunnerErrorKind, std::borrow::Cow<'_, str>>,
+    ) {
+        match (runner, kind) {
+            (Ok(runner), Ok(kind)) => self.recording.record_error(runner, kind),
             (runner, kind) => self.recording.labelled.record(runner, kind),
         }
     }
@@ -209,6 +247,7 @@ impl AtomicMetrics {
     pub(crate) fn recording_memory_for(config: &Config) -> usize {
         std::mem::size_of::<Self>()
             + Recording::reserved_bytes(&config.layout, config.leased(), config.shared())
+            + LabelledErrors::reserved_bytes(config.custom_labels)
     }
 
     /// Takes a snapshot now, publishes it (so [`latest`](Self::latest) returns it), and

@@ -59,6 +59,9 @@ pub(crate) trait LabelGrid: Send + Sync + std::panic::RefUnwindSafe {
     /// The labels of a cell: `(runner, error kind)`, `None` for one not named yet (its count
     /// is then 0).
     fn labels_of(&self, cell: usize) -> Option<(&str, &str)>;
+    /// Whether two cells may carry the same labels (two calls added one new label at once):
+    /// a view then sums them.
+    fn names_may_repeat(&self) -> bool;
 }
 
 /// The smallest duration, in ms, that has a slot of its own. 0 ms shares slot 0 with nothing

@@ -79,7 +79,7 @@ pub use contract::{
 };
 pub use engine::AtomicMetrics;
 pub use hdrhistogram::Histogram;
-pub use recording::labelled::{Label, OVERFLOW_LABEL};
+pub use recording::labelled::{Label, LabelRef, MAX_CUSTOM_LABEL_BYTES, OVERFLOW_LABEL};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use recording::route::exit_thread as loom_exit_thread;

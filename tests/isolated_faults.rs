@@ -11,49 +11,15 @@
 //!   the whole process before its first engine.
 #![cfg(all(target_os = "linux", not(loom), not(miri)))]
 
-use std::process::{Command, Stdio};
+mod child;
+
+use child::is_child_for;
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use taskmeter::{AtomicMetrics, MetricsBackend, RunnerType, Snapshot, TaskOutcome};
-
-/// Set in a child: the scenario to run.
-const SCENARIO_VAR: &str = "TASKMETER_FAULT_SCENARIO";
-
-/// Runs `scenario` in a child process and asserts it succeeded within `deadline`.
-fn in_child(test_name: &str, scenario: &str, deadline: Duration) {
-    if std::env::var(SCENARIO_VAR).is_ok() {
-        return;
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(SCENARIO_VAR, scenario)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{scenario}: the child failed: {status}");
-            return;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{scenario}: the child ran past {deadline:?} and was killed (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether this process is the child that runs `scenario`; in the parent, first runs test
-/// `test_name` as that child and asserts it succeeded within `deadline`.
-fn is_child_for(test_name: &str, scenario: &str, deadline: Duration) -> bool {
-    in_child(test_name, scenario, deadline);
-    std::env::var(SCENARIO_VAR).is_ok_and(|value| value == scenario)
-}
 
 /// Every snapshot's promise for one label whose completions all last `duration_ms`.
 fn check_fixed_duration(snapshot: &Snapshot, runner: RunnerType, outcome: TaskOutcome, ms: u64) {

@@ -412,3 +412,51 @@ fn the_taskvisor_subscriber_forgets_old_events_at_its_bound() {
             .unwrap()
     });
 }
+
+/// What an engine with `custom_labels` holds on this thread after it was offered 33 labels
+/// of 4 MiB, then had both its label tables filled with the longest labels kept; and what it
+/// says it reserves.
+fn held_with_full_label_tables(custom_labels: usize) -> (u64, u64) {
+    use taskmeter::{Label, LabelRef, MAX_CUSTOM_LABEL_BYTES};
+    let before = HELD_BYTES.with(Cell::get);
+    let metrics = AtomicMetrics::builder()
+        .custom_labels(custom_labels)
+        .build()
+        .unwrap();
+    for i in 0..33 {
+        let huge = format!("{i}{}", "x".repeat(4 << 20));
+        metrics
+            .record_labelled_runner_error(Label::Custom(huge.clone()), Label::Custom(huge.clone()));
+        metrics.record_labelled_runner_error_ref(LabelRef::Custom(&huge), LabelRef::Custom(&huge));
+    }
+    for i in 0..=custom_labels {
+        let longest = |side: &str| {
+            format!(
+                "{side}{i:0>width$}",
+                width = MAX_CUSTOM_LABEL_BYTES - side.len()
+            )
+        };
+        metrics
+            .record_labelled_runner_error(Label::Custom(longest("r")), Label::Custom(longest("k")));
+    }
+    let held = HELD_BYTES.with(Cell::get).wrapping_sub(before);
+    (held, metrics.recording_memory_bytes() as u64)
+}
+
+#[test]
+fn custom_labels_hold_no_more_than_the_engine_reserves_for_them() {
+    let (held_none, reserved_none) = held_with_full_label_tables(0);
+    for labels in [32, 1024] {
+        let (held, reserved) = held_with_full_label_tables(labels);
+        let (held, reserved) = (held - held_none, reserved - reserved_none);
+        assert!(
+            held <= reserved,
+            "{labels} custom labels: {held} bytes held, {reserved} reserved for them"
+        );
+        // The grid alone: a counter per (runner, error kind) pair of labels.
+        assert!(
+            reserved >= ((labels + 8) * (labels + 8) * 8) as u64,
+            "{reserved}"
+        );
+    }
+}

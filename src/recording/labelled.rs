@@ -2,25 +2,38 @@
 //! memory fixed at construction.
 //!
 //! Each of the two label sets (runners, error kinds) is a [`LabelTable`] of a configured
-//! capacity ([`Builder::custom_labels`](crate::Builder::custom_labels)). A label already in
-//! its table is found by a scan of the published names: no lock, no allocation. A new label
-//! is added once, under a lock taken only to add (the call's own `String` is kept, so adding
-//! allocates nothing either). Once a table is full, calls with a new label are counted under
-//! [`OVERFLOW_LABEL`], and counted again in the overflow counter, so nothing is lost and the
-//! label set (and so the exposition) stays bounded.
+//! capacity ([`Builder::custom_labels`](crate::Builder::custom_labels)). No call here takes a
+//! lock or waits for another thread, so a signal handler, or a child forked while another
+//! thread was inside a call, records without hanging:
+//! - a label already in its table is found by a scan of the names set: no allocation either;
+//! - a new label claims the next free slot with one atomic add and sets its name there (the
+//!   call's own `String`, or a copy of a borrowed label);
+//! - once a table is full, or for a label longer than [`MAX_CUSTOM_LABEL_BYTES`], the call is
+//!   counted under [`OVERFLOW_LABEL`], and counted again in the overflow counter, so nothing
+//!   is lost and the label set (and so the exposition and the memory) stays bounded.
+//!
+//! Two threads adding the same new label at once may each claim a slot for it. Each counts in
+//! its own slot until it finds the other's name; nothing is lost, and a view sums the cells of
+//! one name pair ([`LabelGrid::names_may_repeat`] says when it must look).
 //!
 //! Errors are rare next to task calls, so their counts here are one shared grid of atomic
 //! counters, one per (runner label, error label), incremented with one `fetch_add`. Pairs of
 //! two built-in labels never come here: they take the stripes' path, as the contract's calls.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::contract::{RunnerErrorKind, RunnerType};
 use crate::layout::LabelGrid;
 
 /// The label a custom label is counted under once its table is full.
 pub const OVERFLOW_LABEL: &str = "_overflow";
+
+/// The longest custom label kept, in bytes: a longer one is counted under
+/// [`OVERFLOW_LABEL`], as a label past a full table is, so that the labels an engine holds
+/// stay within the memory its configuration reserves.
+pub const MAX_CUSTOM_LABEL_BYTES: usize = 256;
 
 /// A runner or error-kind label: one of the contract's, or one the application chose.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -31,96 +44,153 @@ pub enum Label<T> {
     Custom(String),
 }
 
-impl Label<RunnerType> {
-    /// A custom label that spells one of the contract's is that label: the exposition never
-    /// carries two series with the same labels.
-    pub(crate) fn canonical(self) -> Self {
+/// A [`Label`] whose custom name is borrowed: what
+/// [`AtomicMetrics::record_labelled_runner_error_ref`](crate::AtomicMetrics::record_labelled_runner_error_ref)
+/// takes, so that a call under a label already counted allocates and frees nothing (a signal
+/// handler may make it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelRef<'a, T> {
+    /// One of the contract's labels.
+    Known(T),
+    /// The application's own label, written as it is.
+    Custom(&'a str),
+}
+
+impl<T: Copy> Label<T> {
+    /// The label, borrowed.
+    pub fn as_ref(&self) -> LabelRef<'_, T> {
         match self {
-            Label::Custom(label) => {
-                match RunnerType::ALL.into_iter().find(|r| r.as_label() == label) {
-                    Some(runner) => Label::Known(runner),
-                    None => Label::Custom(label),
-                }
-            }
-            known => known,
+            Label::Known(known) => LabelRef::Known(*known),
+            Label::Custom(name) => LabelRef::Custom(name),
         }
     }
 }
 
-impl Label<RunnerErrorKind> {
-    /// As for runners: a custom label that spells a contract label is that label.
-    pub(crate) fn canonical(self) -> Self {
-        match self {
-            Label::Custom(label) => {
-                match RunnerErrorKind::ALL
-                    .into_iter()
-                    .find(|k| k.as_label() == label)
-                {
-                    Some(kind) => Label::Known(kind),
-                    None => Label::Custom(label),
-                }
-            }
-            known => known,
-        }
+/// A contract label, as [`Label`] and [`LabelRef`] resolve a custom name that spells one.
+pub(crate) trait ContractLabel: Copy + 'static {
+    const ALL_LABELS: &'static [Self];
+    fn label(self) -> &'static str;
+
+    /// The contract label `name` spells, if any: the exposition never carries two series
+    /// with the same labels.
+    fn spelled(name: &str) -> Option<Self> {
+        Self::ALL_LABELS.iter().copied().find(|l| l.label() == name)
     }
 }
 
-/// Names added once, read without a lock: `names[..published]` are set and never change.
+impl ContractLabel for RunnerType {
+    const ALL_LABELS: &'static [Self] = &RunnerType::ALL;
+    fn label(self) -> &'static str {
+        self.as_label()
+    }
+}
+
+impl ContractLabel for RunnerErrorKind {
+    const ALL_LABELS: &'static [Self] = &RunnerErrorKind::ALL;
+    fn label(self) -> &'static str {
+        self.as_label()
+    }
+}
+
+/// The contract label, or the custom name to look up (owned: kept if it is added).
+pub(crate) fn resolve<T: ContractLabel>(label: Label<T>) -> Result<T, Cow<'static, str>> {
+    match label {
+        Label::Known(known) => Ok(known),
+        Label::Custom(name) => T::spelled(&name).ok_or(Cow::Owned(name)),
+    }
+}
+
+/// The contract label, or the custom name to look up (borrowed: copied if it is added).
+pub(crate) fn resolve_ref<T: ContractLabel>(label: LabelRef<'_, T>) -> Result<T, Cow<'_, str>> {
+    match label {
+        LabelRef::Known(known) => Ok(known),
+        LabelRef::Custom(name) => T::spelled(name).ok_or(Cow::Borrowed(name)),
+    }
+}
+
+/// Names added once, read and added without a lock.
 pub(crate) struct LabelTable {
-    names: Box<[OnceLock<String>]>,
-    /// How many names are set. Stored with release after the name is set, loaded with acquire
-    /// before reading names, so a reader that counts a name sees it.
-    published: AtomicUsize,
-    /// Taken only to add a name, so that a name is never added twice.
-    adding: Mutex<()>,
+    /// Set once each, by the call that claimed the slot; read with `get`, which never waits.
+    names: Box<[OnceLock<Box<str>>]>,
+    /// Slots claimed: those below it are set, or about to be by the call that claimed them.
+    claimed: AtomicUsize,
+    /// Set when two calls may have added the same name in two slots (see the module docs).
+    may_repeat: AtomicBool,
 }
 
 impl LabelTable {
     fn new(capacity: usize) -> Self {
         LabelTable {
             names: (0..capacity).map(|_| OnceLock::new()).collect(),
-            published: AtomicUsize::new(0),
-            adding: Mutex::new(()),
+            claimed: AtomicUsize::new(0),
+            may_repeat: AtomicBool::new(false),
         }
     }
 
-    /// The published names, in the order added.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        let published = self.published.load(Ordering::Acquire);
-        self.names[..published]
+    /// The slots claimed, each with its name once set (`None` for a moment, while the call
+    /// that claimed it sets it).
+    fn slots(&self) -> impl Iterator<Item = Option<&str>> {
+        // Relaxed: a slot's name is read through its `OnceLock`, which synchronizes.
+        let claimed = self.claimed.load(Ordering::Relaxed).min(self.capacity());
+        self.names[..claimed]
             .iter()
-            .map(|name| name.get().map_or("", String::as_str))
+            .map(|name| name.get().map(|n| &**n))
+    }
+
+    /// The names set, in the order claimed. A name may repeat (see the module docs).
+    #[cfg(all(test, not(loom)))]
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots().flatten()
     }
 
     fn find(&self, label: &str) -> Option<usize> {
-        self.names().position(|name| name == label)
+        self.slots().position(|name| name == Some(label))
     }
 
     /// The index of `label`, added if it is new and there is room (the capacity for
-    /// [`OVERFLOW_LABEL`] itself); `None` when the table is full.
-    fn index_of(&self, label: String) -> Option<usize> {
+    /// [`OVERFLOW_LABEL`] itself); `None` when the table is full or the label too long.
+    fn index_of(&self, label: Cow<'_, str>) -> Option<usize> {
         if label == OVERFLOW_LABEL {
             // Its own cell is the overflow's: one series per label pair.
             return Some(self.capacity());
         }
+        if label.len() > MAX_CUSTOM_LABEL_BYTES {
+            return None;
+        }
         if let Some(index) = self.find(&label) {
             return Some(index);
         }
-        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
-        // Another thread may have added it while this one waited.
-        if let Some(index) = self.find(&label) {
-            return Some(index);
+        // Relaxed: the claim orders nothing; the name is published by its `OnceLock`.
+        let index = self
+            .claimed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |claimed| {
+                (claimed < self.capacity()).then_some(claimed + 1)
+            })
+            .ok()?;
+        // Only this call sets this slot, so `set` finds it empty and never waits.
+        let _ = self.names[index].set(label.into_owned().into_boxed_str());
+        // Another call may have claimed an earlier slot for the same name meanwhile: the
+        // earlier one is used once it is set, and views sum the two.
+        let earlier = self.slots().take(index);
+        let mut unset_or_same = earlier.filter(|name| name.is_none_or(|n| *n == *self.name(index)));
+        if unset_or_same.next().is_some() {
+            self.may_repeat.store(true, Ordering::Relaxed);
+            return Some(self.find(self.name(index)).unwrap_or(index));
         }
-        let index = self.published.load(Ordering::Relaxed);
-        let slot = self.names.get(index)?;
-        // Only this thread, holding `adding`, sets names: the slot is empty.
-        let _ = slot.set(label);
-        self.published.store(index + 1, Ordering::Release);
         Some(index)
+    }
+
+    fn name(&self, index: usize) -> &str {
+        self.names[index].get().map_or("", |n| n)
     }
 
     fn capacity(&self) -> usize {
         self.names.len()
+    }
+
+    /// The most bytes a table of `capacity` labels holds, its names included.
+    fn reserved_bytes(capacity: usize) -> usize {
+        capacity * (std::mem::size_of::<OnceLock<Box<str>>>() + MAX_CUSTOM_LABEL_BYTES)
     }
 }
 
@@ -162,47 +232,60 @@ impl LabelledErrors {
         self.counts.len()
     }
 
-    /// Counts one error with these labels (at least one custom).
-    pub(crate) fn record(&self, runner: Label<RunnerType>, kind: Label<RunnerErrorKind>) {
+    /// Counts one error with these labels (at least one custom): each resolved label is the
+    /// contract's, or a custom name to look up.
+    pub(crate) fn record(
+        &self,
+        runner: Result<RunnerType, Cow<'_, str>>,
+        kind: Result<RunnerErrorKind, Cow<'_, str>>,
+    ) {
         let mut overflowed = false;
-        let mut place = |label: Result<usize, String>, table: &LabelTable, known: usize| match label
-        {
-            Ok(index) => index,
-            Err(custom) => match table.index_of(custom) {
-                Some(index) => known + index,
-                None => {
-                    overflowed = true;
-                    known + table.capacity()
-                }
-            },
-        };
+        let mut place =
+            |label: Result<usize, Cow<'_, str>>, table: &LabelTable, known: usize| match label {
+                Ok(index) => index,
+                Err(custom) => match table.index_of(custom) {
+                    Some(index) => known + index,
+                    None => {
+                        overflowed = true;
+                        known + table.capacity()
+                    }
+                },
+            };
         let row = place(
-            match runner {
-                Label::Known(runner) => Ok(runner.index()),
-                Label::Custom(label) => Err(label),
-            },
+            runner.map(RunnerType::index),
             &self.runners,
             RunnerType::COUNT,
         );
         let column = place(
-            match kind {
-                Label::Known(kind) => Ok(kind.index()),
-                Label::Custom(label) => Err(label),
-            },
+            kind.map(RunnerErrorKind::index),
             &self.kinds,
             RunnerErrorKind::COUNT,
         );
         let columns = Self::columns_for(self.kinds.capacity());
-        self.counts[row * columns + column].fetch_add(1, Ordering::Relaxed);
+        // Release: a reader that sees this count sees the tables' `may_repeat` as this call
+        // left it (see `names_may_repeat`).
+        self.counts[row * columns + column].fetch_add(1, Ordering::Release);
         if overflowed {
             self.overflows.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// The most bytes the grid and the tables of `capacity` labels hold, label names
+    /// included, with the reader's two copies of the grid's counts (the counts as last read,
+    /// and its empty view's): part of the recording state the memory limit bounds.
+    pub(crate) fn reserved_bytes(capacity: usize) -> usize {
+        let grid = Self::rows_for(capacity) * Self::columns_for(capacity);
+        std::mem::size_of::<Self>()
+            + grid * std::mem::size_of::<AtomicU64>()
+            + 2 * grid * std::mem::size_of::<u64>()
+            + 2 * LabelTable::reserved_bytes(capacity)
+    }
+
     /// The grid's counts into `into` (of [`cells`](Self::cells) length), and the overflows.
     pub(crate) fn read(&self, into: &mut [u64]) -> u64 {
         for (count, cell) in into.iter_mut().zip(&*self.counts) {
-            *count = cell.load(Ordering::Relaxed);
+            // Acquire: see `record`.
+            *count = cell.load(Ordering::Acquire);
         }
         self.overflows.load(Ordering::Relaxed)
     }
@@ -227,6 +310,12 @@ impl LabelGrid for LabelledErrors {
         LabelledErrors::cells(self)
     }
 
+    fn names_may_repeat(&self) -> bool {
+        // Relaxed: ordered by the counts' release and acquire (see `record`).
+        self.runners.may_repeat.load(Ordering::Relaxed)
+            || self.kinds.may_repeat.load(Ordering::Relaxed)
+    }
+
     fn labels_of(&self, cell: usize) -> Option<(&str, &str)> {
         LabelledErrors::labels_of(self, cell)
     }
@@ -243,7 +332,7 @@ fn label_at(
     } else if index - known == table.capacity() {
         Some(OVERFLOW_LABEL)
     } else {
-        table.names().nth(index - known)
+        table.slots().nth(index - known).flatten()
     }
 }
 
@@ -253,6 +342,13 @@ mod tests {
 
     fn custom<T>(label: &str) -> Label<T> {
         Label::Custom(label.to_owned())
+    }
+
+    impl LabelledErrors {
+        /// As the engine records: contract labels resolved first.
+        fn record_labels(&self, runner: Label<RunnerType>, kind: Label<RunnerErrorKind>) {
+            self.record(resolve(runner), resolve(kind));
+        }
     }
 
     fn counts(errors: &LabelledErrors) -> Vec<((String, String), u64)> {
@@ -315,7 +411,7 @@ mod tests {
                     // A distinct number of calls per pair, so that no two cells can swap.
                     calls += 1;
                     for _ in 0..calls {
-                        errors.record(runner.clone(), kind.clone());
+                        errors.record_labels(runner.clone(), kind.clone());
                     }
                     *expected
                         .entry((runner_shown.clone(), kind_shown.clone()))
@@ -335,18 +431,18 @@ mod tests {
     #[test]
     fn labels_are_added_once_and_overflow_past_the_capacity() {
         let errors = LabelledErrors::new(2);
-        errors.record(
+        errors.record_labels(
             custom("image-resize"),
             Label::Known(RunnerErrorKind::SpawnFailed),
         );
-        errors.record(custom("image-resize"), custom("runtime_unavailable"));
-        errors.record(
+        errors.record_labels(custom("image-resize"), custom("runtime_unavailable"));
+        errors.record_labels(
             Label::Known(RunnerType::Wasm),
             custom("runtime_unavailable"),
         );
-        errors.record(custom("gpu"), custom("oom"));
+        errors.record_labels(custom("gpu"), custom("oom"));
         // The runner table is full (image-resize, gpu): a third runner label overflows.
-        errors.record(custom("third"), custom("oom"));
+        errors.record_labels(custom("third"), custom("oom"));
         let names: Vec<&str> = errors.runners.names().collect();
         assert_eq!(names, ["image-resize", "gpu"]);
         let kinds: Vec<&str> = errors.kinds.names().collect();
@@ -373,9 +469,9 @@ mod tests {
     #[test]
     fn the_overflow_label_spelled_by_the_application_shares_the_overflow_cell() {
         let errors = LabelledErrors::new(1);
-        errors.record(custom(OVERFLOW_LABEL), custom("x"));
-        errors.record(custom("a"), custom("x"));
-        errors.record(custom("b"), custom("x")); // overflows
+        errors.record_labels(custom(OVERFLOW_LABEL), custom("x"));
+        errors.record_labels(custom("a"), custom("x"));
+        errors.record_labels(custom("b"), custom("x")); // overflows
         let seen = counts(&errors);
         assert_eq!(
             seen,
@@ -394,20 +490,95 @@ mod tests {
 
     #[test]
     fn custom_labels_that_spell_contract_labels_are_those_labels() {
+        assert_eq!(resolve(custom::<RunnerType>("wasm")), Ok(RunnerType::Wasm));
         assert_eq!(
-            custom::<RunnerType>("wasm").canonical(),
-            Label::Known(RunnerType::Wasm)
+            resolve_ref(LabelRef::Custom("spawn_failed")),
+            Ok(RunnerErrorKind::SpawnFailed)
         );
         assert_eq!(
-            custom::<RunnerErrorKind>("spawn_failed").canonical(),
-            Label::Known(RunnerErrorKind::SpawnFailed)
+            resolve(custom::<RunnerType>("wasm2")),
+            Err(Cow::Borrowed("wasm2"))
         );
-        assert_eq!(custom::<RunnerType>("wasm2").canonical(), custom("wasm2"));
+        assert_eq!(
+            resolve_ref::<RunnerType>(LabelRef::Custom("wasm2")),
+            Err(Cow::Borrowed("wasm2"))
+        );
     }
 
     #[test]
-    fn threads_adding_the_same_labels_add_each_once_and_lose_no_call() {
-        let errors = LabelledErrors::new(8);
+    fn a_label_longer_than_the_bound_is_counted_as_an_overflow_and_not_kept() {
+        let errors = LabelledErrors::new(4);
+        let longest = "x".repeat(MAX_CUSTOM_LABEL_BYTES);
+        let too_long = "y".repeat(MAX_CUSTOM_LABEL_BYTES + 1);
+        errors.record_labels(custom(&longest), custom("boom"));
+        errors.record_labels(custom(&too_long), custom("boom"));
+        errors.record(
+            Ok(RunnerType::Wasm),
+            resolve_ref(LabelRef::Custom(&too_long)),
+        );
+        let names: Vec<&str> = errors.runners.names().collect();
+        assert_eq!(names, [longest.as_str()]);
+        assert_eq!(errors.kinds.names().collect::<Vec<_>>(), ["boom"]);
+        let seen = counts(&errors);
+        assert_eq!(
+            seen,
+            [
+                (("wasm".into(), OVERFLOW_LABEL.into()), 1),
+                ((longest.clone(), "boom".into()), 1),
+                ((OVERFLOW_LABEL.into(), "boom".into()), 1),
+            ]
+        );
+        let mut grid = vec![0; errors.cells()];
+        assert_eq!(errors.read(&mut grid), 2);
+    }
+
+    /// Two calls adding one new label at once, laid out by hand: the first claimed its slot
+    /// and has not set it when the second claims the next. Each counts in its own slot until
+    /// both are set, and the engine's views sum them: one series, nothing lost.
+    #[test]
+    fn a_label_added_twice_at_once_is_one_series_in_the_views() {
+        let metrics = crate::AtomicMetrics::builder()
+            .custom_labels(4)
+            .build()
+            .unwrap();
+        let errors = &metrics.recording.labelled;
+        let spawn = LabelRef::Known(RunnerErrorKind::SpawnFailed);
+        // The first call's claim, its name not set yet.
+        assert_eq!(errors.runners.claimed.fetch_add(1, Ordering::Relaxed), 0);
+        assert!(!errors.runners.may_repeat.load(Ordering::Relaxed));
+        metrics.record_labelled_runner_error_ref(LabelRef::Custom("gpu"), spawn);
+        assert!(errors.runners.may_repeat.load(Ordering::Relaxed));
+        assert_eq!(
+            errors.runners.slots().collect::<Vec<_>>(),
+            [None, Some("gpu")]
+        );
+        let before = metrics.snapshot();
+        // The first call sets its name and counts there; later calls find the first slot.
+        errors.runners.names[0].set("gpu".into()).unwrap();
+        errors.record(Err(Cow::Borrowed("gpu")), Ok(RunnerErrorKind::SpawnFailed));
+        metrics.record_labelled_runner_error_ref(LabelRef::Custom("gpu"), spawn);
+        let after = metrics.snapshot();
+        let labelled = |view: &crate::View| {
+            view.labelled_errors()
+                .map(|(r, k, n)| (r.to_owned(), k.to_owned(), n))
+                .collect::<Vec<_>>()
+        };
+        let one = |count| vec![("gpu".to_owned(), "spawn_failed".to_owned(), count)];
+        assert_eq!(labelled(before.cumulative()), one(1));
+        assert_eq!(labelled(after.cumulative()), one(3));
+        assert_eq!(labelled(after.interval()), one(2));
+        let mut grid = vec![0; errors.cells()];
+        errors.read(&mut grid);
+        let per_cell: Vec<u64> = grid.into_iter().filter(|&n| n > 0).collect();
+        assert_eq!(per_cell, [2, 1], "each slot kept its own counts");
+    }
+
+    #[test]
+    fn threads_adding_the_same_labels_lose_no_call() {
+        let metrics = crate::AtomicMetrics::builder()
+            .custom_labels(16)
+            .build()
+            .unwrap();
         let threads = if cfg!(miri) { 2 } else { 4 };
         let calls = if cfg!(miri) { 20 } else { 2_000 };
         std::thread::scope(|scope| {
@@ -415,14 +586,25 @@ mod tests {
                 scope.spawn(|| {
                     for call in 0..calls {
                         let runner = format!("runner-{}", call % 5);
-                        errors.record(custom(&runner), custom("boom"));
+                        metrics.record_labelled_runner_error_ref(
+                            LabelRef::Custom(&runner),
+                            LabelRef::Custom("boom"),
+                        );
                     }
                 });
             }
         });
-        let names: Vec<&str> = errors.runners.names().collect();
-        assert_eq!(names.len(), 5, "{names:?}");
-        let total: u64 = counts(&errors).iter().map(|(_, count)| count).sum();
-        assert_eq!(total, threads * calls);
+        let snapshot = metrics.snapshot();
+        let mut seen: Vec<(&str, &str, u64)> = snapshot.cumulative().labelled_errors().collect();
+        seen.sort();
+        let expected: Vec<(String, &str, u64)> = (0..5)
+            .map(|i| (format!("runner-{i}"), "boom", threads * calls / 5))
+            .collect();
+        let expected: Vec<(&str, &str, u64)> = expected
+            .iter()
+            .map(|(r, k, n)| (r.as_str(), *k, *n))
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(snapshot.cumulative().custom_label_overflows(), 0);
     }
 }

@@ -204,14 +204,33 @@ impl View {
     /// [`AtomicMetrics::record_labelled_runner_error`](crate::AtomicMetrics::record_labelled_runner_error)):
     /// `(runner label, error label, count)` for every pair counted in this view.
     pub fn labelled_errors(&self) -> impl Iterator<Item = (&str, &str, u64)> {
-        self.labelled
+        let cells = self
+            .labelled
             .iter()
             .enumerate()
-            .filter(|&(_, &count)| count > 0)
+            .filter(|&(_, &count)| count > 0);
+        let mut pairs: Vec<(&str, &str, u64)> = cells
             .filter_map(|(cell, &count)| {
                 let (runner, kind) = self.labelled_names.labels_of(cell)?;
                 Some((runner, kind, count))
             })
+            .collect();
+        if self.labelled_names.names_may_repeat() {
+            // One series per pair of names: the cells of a name added twice are summed into
+            // its first.
+            let mut merged: Vec<(&str, &str, u64)> = Vec::with_capacity(pairs.len());
+            for (runner, kind, count) in pairs {
+                match merged
+                    .iter_mut()
+                    .find(|(r, k, _)| (*r, *k) == (runner, kind))
+                {
+                    Some(first) => first.2 += count,
+                    None => merged.push((runner, kind, count)),
+                }
+            }
+            pairs = merged;
+        }
+        pairs.into_iter()
     }
 
     /// Runner errors counted under [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) because a custom
