@@ -336,6 +336,7 @@ impl Reader {
         let first = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
+            taken_at_monotonic: now,
             elapsed: Duration::ZERO,
             interval: Arc::clone(&empty),
             window: WindowView::new(Arc::clone(&empty), None),
@@ -421,6 +422,7 @@ impl Reader {
         let snapshot = Arc::new(Snapshot {
             sequence: previous.sequence + 1,
             taken_at: wall_clock,
+            taken_at_monotonic: now,
             // Saturating: never negative, whatever the caller's clocks did.
             elapsed: monotonic.saturating_duration_since(reader.previous_at),
             cumulative,

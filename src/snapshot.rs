@@ -14,7 +14,7 @@ mod view;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::contract::RunnerType;
 
@@ -44,6 +44,8 @@ pub use view::{SOLTI_BUCKETS_SECONDS, View};
 pub struct Snapshot {
     pub(crate) sequence: u64,
     pub(crate) taken_at: SystemTime,
+    /// When it was taken by the monotonic clock: what its age is measured from.
+    pub(crate) taken_at_monotonic: Instant,
     pub(crate) elapsed: Duration,
     /// The views, shared with the previous snapshot when they did not change.
     pub(crate) cumulative: Arc<View>,
@@ -90,6 +92,13 @@ impl Snapshot {
     /// Wall-clock time the snapshot was taken.
     pub fn taken_at(&self) -> SystemTime {
         self.taken_at
+    }
+
+    /// How long ago the snapshot was taken, by the monotonic clock: a wall clock set back or
+    /// forward does not change it. What an [`Endpoint`](crate::export::Endpoint) compares
+    /// with its `max_snapshot_age`.
+    pub fn age(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.taken_at_monotonic)
     }
 
     /// Time since the previous snapshot, by the monotonic clock: never negative, even when the

@@ -24,7 +24,7 @@
 //! [`MetricsServer`]: crate::server::MetricsServer
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::{ExportConfig, Format};
 use crate::{AtomicMetrics, Snapshot};
@@ -204,12 +204,8 @@ impl Endpoint {
     /// than `max_snapshot_age` or none was taken yet.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let latest = self.metrics.latest();
-        // A clock set back makes the snapshot look new, never stale: the error case counts
-        // as 0.
-        let age = SystemTime::now()
-            .duration_since(latest.taken_at())
-            .unwrap_or_default();
-        let stale = latest.sequence() == 0 || age > self.max_snapshot_age;
+        // By the monotonic clock: a wall clock set back or forward changes no age.
+        let stale = latest.sequence() == 0 || latest.age() > self.max_snapshot_age;
         if stale && self.max_snapshot_age != Duration::MAX {
             self.metrics.snapshot()
         } else {
@@ -339,5 +335,36 @@ mod tests {
         let body = String::from_utf8(renamed.metrics(None).body).unwrap();
         assert!(body.contains("other_runner_tasks_started_total"), "{body}");
         assert!(!body.contains("solti_runner_"), "{body}");
+    }
+
+    /// Staleness is measured by the monotonic clock: a wall clock set back an hour after a
+    /// snapshot (the snapshot then reads as taken an hour ahead) still lets it go stale, and
+    /// one set forward does not make a new snapshot look stale.
+    #[test]
+    fn staleness_follows_the_monotonic_clock_whatever_the_wall_clock_does() {
+        use std::time::{Instant, SystemTime};
+        let metrics = Arc::new(AtomicMetrics::new());
+        let endpoint =
+            Endpoint::new(Arc::clone(&metrics)).max_snapshot_age(Duration::from_millis(50));
+        let hour = Duration::from_secs(3_600);
+        let ahead = metrics.snapshot_at(SystemTime::now() + hour, Instant::now());
+        assert_eq!(
+            endpoint.snapshot().sequence(),
+            ahead.sequence(),
+            "fresh: served as it is"
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        let served = endpoint.snapshot();
+        assert!(
+            served.sequence() > ahead.sequence(),
+            "stale after 80 ms, whatever its wall time"
+        );
+        let behind = metrics.snapshot_at(SystemTime::now() - hour, Instant::now());
+        assert_eq!(
+            endpoint.snapshot().sequence(),
+            behind.sequence(),
+            "an hour behind by the wall clock, new by the monotonic one"
+        );
+        assert!(behind.age() < Duration::from_millis(50));
     }
 }
