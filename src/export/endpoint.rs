@@ -219,33 +219,20 @@ impl Endpoint {
     /// [`Format::from_accept`]).
     pub fn metrics(&self, accept: Option<&str>) -> Exposition {
         let snapshot = self.snapshot();
-        #[cfg(feature = "native-histograms")]
-        if super::native::prefers_protobuf(accept) {
-            #[cfg_attr(not(feature = "prometheus"), allow(unused_mut))]
-            let mut body = self
-                .rendered
-                .body(2, &snapshot, || snapshot.to_protobuf(&self.export));
-            #[cfg(feature = "prometheus")]
-            if let Some(merged) = &self.merged {
-                merged.append_protobuf(&mut body);
-            }
-            return Exposition {
-                content_type: super::native::PROTOBUF_CONTENT_TYPE,
-                body,
-            };
-        }
         let format = Format::from_accept(accept);
         let kind = match format {
             Format::Prometheus => 0,
             Format::OpenMetrics => 1,
+            #[cfg(feature = "native-histograms")]
+            Format::Protobuf => 2,
         };
         #[cfg_attr(not(feature = "prometheus"), allow(unused_mut))]
-        let mut body = self.rendered.body(kind, &snapshot, || {
-            snapshot.render(format, &self.export).into_bytes()
-        });
+        let mut body = self
+            .rendered
+            .body(kind, &snapshot, || snapshot.encode(format, &self.export));
         #[cfg(feature = "prometheus")]
         if let Some(merged) = &self.merged {
-            merged.append_text(format, &mut body);
+            merged.append(format, &mut body);
         }
         Exposition {
             content_type: format.content_type(),

@@ -171,9 +171,10 @@ impl MergedRegistry {
         text
     }
 
-    /// Appends the registry's families to `body`, a text body of taskmeter's in `format`
-    /// (OpenMetrics' `# EOF` stays last).
-    pub(crate) fn append_text(&self, format: Format, body: &mut Vec<u8>) {
+    /// Appends the registry's families to `body`, taskmeter's body in `format`: text as
+    /// prometheus's encoder writes it (OpenMetrics before the closing `# EOF`), protobuf as
+    /// length-delimited `io.prometheus.client.MetricFamily` messages.
+    pub(crate) fn append(&self, format: Format, body: &mut Vec<u8>) {
         let text = self.prometheus_text();
         match format {
             Format::Prometheus => body.extend_from_slice(text.as_bytes()),
@@ -189,19 +190,16 @@ impl MergedRegistry {
                 body.extend_from_slice(openmetrics.as_bytes());
                 body.extend_from_slice(EOF);
             }
-        }
-    }
-
-    /// Appends the registry's families to `body`, taskmeter's protobuf body, as
-    /// length-delimited `io.prometheus.client.MetricFamily` messages.
-    #[cfg(feature = "native-histograms")]
-    pub(crate) fn append_protobuf(&self, body: &mut Vec<u8>) {
-        use prost::Message;
-        for family in parse(&self.prometheus_text()) {
-            family
-                .to_protobuf()
-                .encode_length_delimited(body)
-                .expect("a Vec grows as needed");
+            #[cfg(feature = "native-histograms")]
+            Format::Protobuf => {
+                use prost::Message;
+                for family in parse(&text) {
+                    family
+                        .to_protobuf()
+                        .encode_length_delimited(body)
+                        .expect("a Vec grows as needed");
+                }
+            }
         }
     }
 }

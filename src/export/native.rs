@@ -27,7 +27,6 @@ use prost::Message;
 
 use super::ExportConfig;
 use super::families::{self, Encoder, Kind, Labels, Number};
-use super::format::{media_ranges, offer, ranks_first};
 use crate::snapshot::{DurationCounts, Snapshot};
 
 /// `Content-Type` of the protobuf exposition.
@@ -72,30 +71,6 @@ impl Snapshot {
         }
         body
     }
-}
-
-/// Whether an `Accept` header ranks Prometheus's delimited protobuf at least as high as every
-/// text format it names (and above zero): what Prometheus sends with its `native-histograms`
-/// feature on.
-pub(crate) fn prefers_protobuf(accept: Option<&str>) -> bool {
-    let Some(accept) = accept else {
-        return false;
-    };
-    let mut protobuf: Option<f32> = None;
-    let mut text: Option<f32> = None;
-    for range in media_ranges(accept) {
-        match range.media_type.as_str() {
-            "application/vnd.google.protobuf"
-                if range.parameter("proto") == Some("io.prometheus.client.MetricFamily")
-                    && range.parameter("encoding") == Some("delimited") =>
-            {
-                offer(&mut protobuf, range.quality)
-            }
-            "application/openmetrics-text" | "text/plain" => offer(&mut text, range.quality),
-            _ => {}
-        }
-    }
-    ranks_first(protobuf, text)
 }
 
 /// The coarsest native schema whose buckets are no wider than `significant_digits` of HDR
@@ -336,19 +311,21 @@ mod tests {
 
     #[test]
     fn accept_picks_protobuf_only_when_ranked_first() {
+        use crate::export::Format;
+        let picks = |accept| Format::from_accept(accept) == Format::Protobuf;
         let prometheus_native = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert!(prefers_protobuf(Some(prometheus_native)));
+        assert!(picks(Some(prometheus_native)));
         let classic = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-        assert!(!prefers_protobuf(Some(classic)));
+        assert!(!picks(Some(classic)));
         let text_first = "text/plain;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5";
-        assert!(!prefers_protobuf(Some(text_first)));
+        assert!(!picks(Some(text_first)));
         // Another message or encoding is not this format.
-        assert!(!prefers_protobuf(Some(
+        assert!(!picks(Some(
             "application/vnd.google.protobuf;proto=other;encoding=delimited"
         )));
-        assert!(!prefers_protobuf(Some(
+        assert!(!picks(Some(
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"
         )));
-        assert!(!prefers_protobuf(None));
+        assert!(!picks(None));
     }
 }
