@@ -87,17 +87,72 @@ fn growth(schema: i32) -> f64 {
     2_f64.powf(2_f64.powi(-schema))
 }
 
-/// The native bucket holding `value` (> 0): bucket `i` is `(growth^(i-1), growth^i]`.
+/// The native bucket holding `value` (> 0, finite): bucket `i` is `(2^((i-1)/n), 2^(i/n)]`
+/// with `n = 2^schema`, so `i` is the least integer with `value^n <= 2^i`: `ceil(n log2 value)`.
+///
+/// Exact, whatever the float library: with `value = m 2^e` (`m` odd), `n log2 value` is
+/// `n e + n log2 m`, whose ceiling is read from the bit length of the integer `m^n` when the
+/// estimate by `log2` is within 1e-6 of an integer (a value at or next to a boundary), and from
+/// the estimate otherwise (its error is about 1e-13). Prometheus's clients compare the value's
+/// fraction with a table of rounded bounds: the two agree on every value but those within a
+/// rounding error of an irrational bound.
 fn bucket_index(value: f64, schema: i32) -> i32 {
-    let upper = |index: i32| 2_f64.powf(f64::from(index) * 2_f64.powi(-schema));
-    let mut index = (value.log2() * 2_f64.powi(schema)).ceil() as i32;
-    while value > upper(index) {
-        index += 1;
+    debug_assert!(value > 0.0 && value.is_finite(), "{value}");
+    let (odd, exponent) = odd_and_exponent(value);
+    // `m` is odd: `m^n` is a power of two only for `m = 1`, which adds nothing to the ceiling.
+    let above_power_of_two = i64::from(odd != 1);
+    if schema <= 0 {
+        // Buckets of `2^-schema` whole powers of two: the ceiling of log2 divided by that.
+        let ceil_log2 =
+            i64::from(exponent) + i64::from(63 - odd.leading_zeros()) + above_power_of_two;
+        let index =
+            ceil_log2.div_euclid(1 << -schema) + i64::from(ceil_log2.rem_euclid(1 << -schema) != 0);
+        return index as i32;
     }
-    while value <= upper(index - 1) {
-        index -= 1;
+    let n = 1_i64 << schema;
+    let estimate = value.log2() * n as f64;
+    if (estimate - estimate.round()).abs() > 1e-6 {
+        return estimate.ceil() as i32;
     }
-    index
+    let ceil_log2 = bit_length_of_power(odd, schema as u32) as i64 - 1 + above_power_of_two;
+    (i64::from(exponent) * n + ceil_log2) as i32
+}
+
+/// `value` (> 0, finite) as `odd 2^exponent`, `odd` an odd integer: exact, from its bits.
+fn odd_and_exponent(value: f64) -> (u64, i32) {
+    let bits = value.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mantissa, exponent) = match biased {
+        // Subnormal: no implicit bit.
+        0 => (fraction, -1074),
+        _ => (fraction | 1 << 52, biased - 1075),
+    };
+    let zeros = mantissa.trailing_zeros();
+    (mantissa >> zeros, exponent + zeros as i32)
+}
+
+/// The bit length of `m^(2^squarings)`, computed exactly by squaring a little-endian integer.
+fn bit_length_of_power(m: u64, squarings: u32) -> u64 {
+    let mut limbs = vec![m];
+    for _ in 0..squarings {
+        let mut square = vec![0_u64; 2 * limbs.len()];
+        for (i, &a) in limbs.iter().enumerate() {
+            let mut carry = 0_u128;
+            for (j, &b) in limbs.iter().enumerate() {
+                let sum = u128::from(a) * u128::from(b) + u128::from(square[i + j]) + carry;
+                square[i + j] = sum as u64;
+                carry = sum >> 64;
+            }
+            square[i + limbs.len()] = carry as u64;
+        }
+        while square.last() == Some(&0) {
+            square.pop();
+        }
+        limbs = square;
+    }
+    let top = limbs.last().copied().unwrap_or(0);
+    (limbs.len() as u64 - 1) * 64 + u64::from(64 - top.leading_zeros())
 }
 
 /// The native histogram of `histogram` (values in ms), in seconds.
@@ -296,6 +351,10 @@ mod tests {
         assert_eq!(bucket_index(2.0, 0), 1);
         assert_eq!(bucket_index(2.0001, 0), 2);
         assert_eq!(bucket_index(0.001, 0), -9); // (2^-10, 2^-9]
+        assert_eq!(bucket_index(4.0, -1), 1); // (1, 4]
+        assert_eq!(bucket_index(4.5, -1), 2);
+        assert_eq!(bucket_index(0.25, -2), 0); // (2^-4, 1]
+        assert_eq!(bucket_index(0.0625, -2), -1); // (2^-8, 2^-4]
         for schema in [3, 7, 8] {
             for ms in [1_u32, 7, 250, 999, 1_000, 86_400_000] {
                 let value = f64::from(ms) / 1e3;
@@ -307,6 +366,61 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The values at the boundaries themselves, and one unit in the last place either side,
+    /// pinned by exact arithmetic alone (no float library): the same on every platform and
+    /// under Miri.
+    #[test]
+    fn bucket_indexes_at_boundaries_are_exact() {
+        for schema in -4..=MAX_SCHEMA {
+            for power in -12_i32..=20 {
+                // 2^power: the upper bound of bucket `power * 2^schema` (rounded up for
+                // schema < 0, where a bucket spans several powers).
+                let value = f64::from(power).exp2();
+                let expected = if schema >= 0 {
+                    power << schema
+                } else {
+                    (power + (1 << -schema) - 1).div_euclid(1 << -schema)
+                };
+                assert_eq!(
+                    bucket_index(value, schema),
+                    expected,
+                    "2^{power}, schema {schema}"
+                );
+                assert_eq!(
+                    bucket_index(value.next_down(), schema),
+                    expected,
+                    "below 2^{power}, schema {schema}"
+                );
+                let next = if schema >= 0 || (power.rem_euclid(1 << -schema)) == 0 {
+                    expected + 1
+                } else {
+                    expected
+                };
+                assert_eq!(
+                    bucket_index(value.next_up(), schema),
+                    next,
+                    "above 2^{power}, schema {schema}"
+                );
+            }
+        }
+        // sqrt(2) lies between two doubles: the upper one is above the bound of bucket 1 of
+        // schema 1 (2^(1/2)), the lower one below it, as Prometheus's bound table also says.
+        let above = std::f64::consts::SQRT_2;
+        let below = above.next_down();
+        assert_eq!(below.to_bits() + 1, above.to_bits());
+        assert_eq!(bucket_index(above, 1), 2);
+        assert_eq!(bucket_index(below, 1), 1);
+        // The same bound at schema 8 is bucket 128's; and 2^(3/4) at schema 2 (bucket 3).
+        assert_eq!(bucket_index(above, 8), 129);
+        assert_eq!(bucket_index(below, 8), 128);
+        let three_quarters = 1.681_792_830_507_429_f64; // the double nearest 2^(3/4), below it
+        assert_eq!(bucket_index(three_quarters, 2), 3);
+        assert_eq!(bucket_index(three_quarters.next_up(), 2), 4);
+        // Subnormal and huge values.
+        assert_eq!(bucket_index(f64::from_bits(1), 0), -1074);
+        assert_eq!(bucket_index(f64::MAX, 0), 1024);
     }
 
     #[test]
