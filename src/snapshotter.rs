@@ -121,7 +121,32 @@ impl SnapshotterBuilder {
     }
 
     /// Starts the thread. Several snapshotters, and direct `snapshot()` calls, may run at once.
+    ///
+    /// # Panics
+    ///
+    /// When the system cannot create a thread (out of memory, or of the process's thread
+    /// limit); [`try_spawn`](Self::try_spawn) returns that error instead.
     pub fn spawn(self, metrics: &Arc<AtomicMetrics>) -> Snapshotter {
+        self.try_spawn(metrics)
+            .expect("failed to spawn the snapshotter thread")
+    }
+
+    /// Starts the thread, or returns the system's error when it cannot create one; the
+    /// engine is untouched then, and the sinks are dropped.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use taskmeter::{AtomicMetrics, SnapshotterBuilder};
+    ///
+    /// let metrics = Arc::new(AtomicMetrics::new());
+    /// match SnapshotterBuilder::new(Duration::from_secs(15)).try_spawn(&metrics) {
+    ///     Ok(snapshotter) => snapshotter.stop(),
+    ///     // Scrapes still take their own snapshots (`Endpoint`'s `max_snapshot_age`).
+    ///     Err(error) => eprintln!("no snapshotter: {error}"),
+    /// }
+    /// ```
+    pub fn try_spawn(self, metrics: &Arc<AtomicMetrics>) -> std::io::Result<Snapshotter> {
         let stop = Arc::new(StopSignal::default());
         let engine = Arc::downgrade(metrics);
         let thread_stop = Arc::clone(&stop);
@@ -131,18 +156,21 @@ impl SnapshotterBuilder {
             .spawn(move || {
                 let _finish = FinishOnDrop(&thread_stop);
                 run(&engine, &thread_stop, period, &mut sinks);
-            })
-            .expect("failed to spawn the snapshotter thread");
-        Snapshotter {
+            })?;
+        Ok(Snapshotter {
             stop,
             thread: Some(thread),
-        }
+        })
     }
 }
 
 impl AtomicMetrics {
     /// Starts a thread that calls [`snapshot`](Self::snapshot) every `period`, with no sinks;
     /// see [`SnapshotterBuilder`] for sinks.
+    ///
+    /// # Panics
+    ///
+    /// When the system cannot create a thread: see [`SnapshotterBuilder::try_spawn`].
     pub fn spawn_snapshotter(self: &Arc<Self>, period: Duration) -> Snapshotter {
         SnapshotterBuilder::new(period).spawn(self)
     }

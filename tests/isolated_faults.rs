@@ -8,7 +8,8 @@
 //! - a writer descheduled inside a call (`SCHED_IDLE`, pinned next to CPU hogs, and stopped
 //!   by a signal handler that sleeps);
 //! - `membarrier(2)` denied by a seccomp filter: on the reader's thread after start, and for
-//!   the whole process before its first engine.
+//!   the whole process before its first engine;
+//! - no thread to be had for a snapshotter (an address-space limit too low for its stack).
 #![cfg(all(target_os = "linux", not(loom), not(miri)))]
 
 mod child;
@@ -485,4 +486,43 @@ fn membarrier_denied_before_the_first_engine_gives_a_fenced_exact_engine() {
         calls
     );
     println!("{calls} calls exact on an engine built without membarrier");
+}
+
+// --- No thread to be had ------------------------------------------------------------------
+
+/// This process's virtual memory, from `/proc/self/status`.
+fn virtual_memory_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_snapshotter_with_no_thread_to_be_had_is_an_error_and_the_engine_goes_on() {
+    const NAME: &str = "a_snapshotter_with_no_thread_to_be_had_is_an_error_and_the_engine_goes_on";
+    if !is_child_for(NAME, "no-thread", Duration::from_secs(60)) {
+        return;
+    }
+    let metrics = std::sync::Arc::new(AtomicMetrics::new());
+    metrics.record_task_started(RunnerType::Wasm);
+    // Room for a few small allocations, not for a thread's stack (2 MiB).
+    let limit = virtual_memory_bytes() + 512 * 1024;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: lowering this child's own address-space limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) }, 0);
+    let error = taskmeter::SnapshotterBuilder::new(Duration::from_millis(1))
+        .try_spawn(&metrics)
+        .expect_err("no thread can be created under this limit");
+    let raised = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: as above, back to no limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &raised) }, 0);
+    assert_eq!(metrics.snapshot().cumulative().started(RunnerType::Wasm), 1);
+    println!("try_spawn: {error}; the engine went on");
 }
