@@ -38,6 +38,9 @@
 //! or drained is kept in that lock's state as it goes, not on the stack: a cut that unwinds
 //! (a panic anywhere in it) leaves the next one to carry on with what it switched and what it
 //! drained, so nothing is lost or counted twice.
+//!
+//! That lock and state belong to one process: a child forked while another thread was inside a
+//! snapshot builds its own, from the last published snapshot (see [`ProcessState`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -56,10 +59,75 @@ use crate::window::AgeBuckets;
 
 /// What the reader keeps between two snapshots, and the published pointer.
 pub(crate) struct Reader {
-    state: Mutex<ReaderState>,
+    state: ProcessState,
     published: Published<Snapshot>,
     /// How long a cut waits for writers inside a call before carrying their stripes.
     max_wait: Duration,
+    /// The sliding window's span.
+    window: Duration,
+}
+
+/// The reader's lock and state, as the process that takes snapshots owns them.
+///
+/// `fork()` copies memory, not threads: a child forked while another thread of its parent
+/// was inside a snapshot finds the lock held by a thread that does not exist in it, for
+/// ever. So the state is tagged with the process that built it, and a process that finds
+/// another's builds its own, from the last published snapshot (a consistent one: publication
+/// follows a whole cut). What the parent's cut in progress had drained is not in the child's
+/// figures (those calls are the parent's), and the child's window starts anew. The stripes
+/// that cut switched and did not drain are switched again by the child's first cut and
+/// drained in turn: counts only add, so nothing recorded there is lost.
+///
+/// Costs a `getpid` a snapshot. Under loom and Miri, which fork nothing, it is the state.
+struct ProcessState {
+    #[cfg(not(any(loom, miri)))]
+    current: arc_swap::ArcSwap<OwnedState>,
+    #[cfg(any(loom, miri))]
+    current: OwnedState,
+}
+
+struct OwnedState {
+    pid: u32,
+    state: Mutex<ReaderState>,
+}
+
+impl ProcessState {
+    fn new(state: ReaderState) -> Self {
+        let owned = OwnedState {
+            pid: std::process::id(),
+            state: Mutex::new(state),
+        };
+        ProcessState {
+            #[cfg(not(any(loom, miri)))]
+            current: arc_swap::ArcSwap::from_pointee(owned),
+            #[cfg(any(loom, miri))]
+            current: owned,
+        }
+    }
+
+    /// This process's state: built by `fresh` if it is not this process's yet.
+    #[cfg(not(any(loom, miri)))]
+    fn get(&self, fresh: impl Fn() -> ReaderState) -> Arc<OwnedState> {
+        let pid = std::process::id();
+        loop {
+            let current = self.current.load_full();
+            if current.pid == pid {
+                return current;
+            }
+            let owned = Arc::new(OwnedState {
+                pid,
+                state: Mutex::new(fresh()),
+            });
+            // Two threads of the child may find the parent's state at once: one replaces it,
+            // and both use the replacement.
+            self.current.compare_and_swap(&current, owned);
+        }
+    }
+
+    #[cfg(any(loom, miri))]
+    fn get(&self, _fresh: impl Fn() -> ReaderState) -> &OwnedState {
+        &self.current
+    }
 }
 
 struct ReaderState {
@@ -81,6 +149,33 @@ struct ReaderState {
     /// One histogram's non-zero slots during a drain; kept so that draining allocates
     /// nothing after the first snapshot.
     drain_buffer: Vec<(u32, u64)>,
+}
+
+impl ReaderState {
+    /// The state after `previous`, published at `now`, with nothing switched: where a reader
+    /// starts, and where a forked child's starts again (see [`ProcessState`]).
+    fn after(
+        previous: &Arc<Snapshot>,
+        empty: Arc<View>,
+        recording: &Recording,
+        window: Duration,
+        now: Instant,
+    ) -> Self {
+        ReaderState {
+            previous: Arc::clone(previous),
+            previous_at: now,
+            // The window starts at `previous`: it holds what comes after.
+            age_buckets: AgeBuckets::new(window, now, &previous.cumulative),
+            empty,
+            building: None,
+            switched: Switched {
+                leased: recording.leased.iter().map(|_| None).collect(),
+                shared: recording.shared.iter().map(|_| None).collect(),
+            },
+            drain_buffer: Vec::new(),
+            labelled_buffer: Vec::new(),
+        }
+    }
 }
 
 /// Per stripe, what its switch found, until it is drained.
@@ -332,7 +427,6 @@ impl Reader {
         let grid: Arc<dyn LabelGrid> = recording.labelled.clone();
         let empty = Arc::new(View::empty(layout, &grid));
         let now = Instant::now();
-        let age_buckets = AgeBuckets::new(window, now, &empty);
         let first = Arc::new(Snapshot {
             sequence: 0,
             taken_at: SystemTime::now(),
@@ -348,22 +442,12 @@ impl Reader {
             snapshot_failures: 0,
             carried_stripes: 0,
         });
+        let state = ReaderState::after(&first, empty, recording, window, now);
         Reader {
-            state: Mutex::new(ReaderState {
-                previous: Arc::clone(&first),
-                previous_at: now,
-                empty,
-                building: None,
-                age_buckets,
-                switched: Switched {
-                    leased: recording.leased.iter().map(|_| None).collect(),
-                    shared: recording.shared.iter().map(|_| None).collect(),
-                },
-                drain_buffer: Vec::new(),
-                labelled_buffer: Vec::new(),
-            }),
+            state: ProcessState::new(state),
             published: Published::new(first),
             max_wait,
+            window,
         }
     }
 
@@ -381,7 +465,12 @@ impl Reader {
         wall_clock: SystemTime,
         monotonic: Instant,
     ) -> Arc<Snapshot> {
-        let mut guard = lock(&self.state);
+        let owned = self.state.get(|| {
+            let previous = self.published.load();
+            let empty = Arc::new(View::empty_like(&previous.cumulative));
+            ReaderState::after(&previous, empty, recording, self.window, Instant::now())
+        });
+        let mut guard = lock(&owned.state);
         let reader = &mut *guard;
         let empty = &reader.empty;
         let building = reader.building.get_or_insert_with(|| View::clone(empty));
@@ -447,7 +536,8 @@ impl Reader {
     /// When the window's first age bucket began: the origin of its rolls.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn window_origin(&self) -> Instant {
-        lock(&self.state).age_buckets.origin()
+        let owned = self.state.get(|| unreachable!("tests do not fork"));
+        lock(&owned.state).age_buckets.origin()
     }
 
     /// The last published snapshot: wait-free.

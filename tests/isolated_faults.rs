@@ -191,6 +191,146 @@ fn a_child_forked_while_threads_record_takes_snapshots_of_what_it_records() {
     println!("{TRIALS} children forked while 3 threads recorded: each saw its own 100 calls");
 }
 
+#[test]
+fn a_child_forked_while_another_thread_takes_a_snapshot_takes_its_own() {
+    const NAME: &str = "a_child_forked_while_another_thread_takes_a_snapshot_takes_its_own";
+    if !is_child_for(NAME, "fork-snapshot", Duration::from_secs(120)) {
+        return;
+    }
+    const TRIALS: usize = 40;
+    const CHILD: (RunnerType, TaskOutcome, u64) =
+        (RunnerType::Subprocess, TaskOutcome::Canceled, 3);
+    let metrics = AtomicMetrics::new();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A snapshot loop and a writer: the fork lands inside a cut most of the time.
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                metrics.snapshot();
+            }
+        });
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                metrics.record_task_started(RunnerType::Container);
+                metrics.record_task_completed(RunnerType::Container, TaskOutcome::Success, 5);
+            }
+        });
+        let mut hung = None;
+        for trial in 0..TRIALS {
+            std::thread::sleep(Duration::from_micros(if trial % 2 == 0 { 50 } else { 500 }));
+            // SAFETY: the child only records, snapshots and leaves with `_exit`; an alarm
+            // bounds it.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                unsafe { libc::alarm(2) };
+                let (runner, outcome, ms) = CHILD;
+                let ok = std::panic::catch_unwind(|| {
+                    let before = metrics.snapshot();
+                    for _ in 0..100 {
+                        metrics.record_task_completed(runner, outcome, ms);
+                    }
+                    let after = metrics.snapshot();
+                    check_fixed_duration(&after, runner, outcome, ms);
+                    // The parent's calls, whatever its cut had done of them: whole ones.
+                    check_fixed_duration(&after, RunnerType::Container, TaskOutcome::Success, 5);
+                    after.sequence() > before.sequence()
+                        && after.cumulative().completed(runner, outcome)
+                            == before.cumulative().completed(runner, outcome) + 100
+                });
+                unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waiting for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                hung = Some((trial, status));
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Some((trial, status)) = hung {
+            panic!("trial {trial}: the forked child failed or hung (status {status:#x})");
+        }
+    });
+    println!("{TRIALS} children forked while a thread took snapshots: each took its own");
+}
+
+/// The narrowed promise (README, Reliability): with one shared stripe and no lease, a child
+/// forked while a parent thread was inside a call there finds that stripe carried for good.
+/// Its snapshots still never hang, and what they count is exact: never more than the child
+/// recorded, sums matching counts, and all of it whenever nothing is carried.
+#[test]
+fn a_child_forked_while_a_thread_is_inside_a_shared_stripe_never_hangs_nor_miscounts() {
+    const NAME: &str =
+        "a_child_forked_while_a_thread_is_inside_a_shared_stripe_never_hangs_nor_miscounts";
+    if !is_child_for(NAME, "fork-shared", Duration::from_secs(120)) {
+        return;
+    }
+    const TRIALS: usize = 40;
+    const CHILD: (RunnerType, TaskOutcome, u64) =
+        (RunnerType::Subprocess, TaskOutcome::Canceled, 3);
+    let metrics = AtomicMetrics::builder().stripes(1).build().unwrap();
+    assert_eq!(metrics.leased_stripes(), 0);
+    let stop = AtomicBool::new(false);
+    let mut carried_children = 0;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    metrics.record_task_started(RunnerType::Container);
+                    metrics.record_task_completed(RunnerType::Container, TaskOutcome::Success, 5);
+                }
+            });
+        }
+        let mut failed = None;
+        for trial in 0..TRIALS {
+            std::thread::sleep(Duration::from_micros(100));
+            // SAFETY: the child only records, snapshots and leaves with `_exit`; an alarm
+            // bounds it.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                unsafe { libc::alarm(5) };
+                let (runner, outcome, ms) = CHILD;
+                let code = std::panic::catch_unwind(|| {
+                    let before = metrics.snapshot().cumulative().completed(runner, outcome);
+                    for _ in 0..100 {
+                        metrics.record_task_completed(runner, outcome, ms);
+                    }
+                    let after = metrics.snapshot();
+                    check_fixed_duration(&after, runner, outcome, ms);
+                    let counted = after.cumulative().completed(runner, outcome) - before;
+                    match (counted, after.carried_stripes()) {
+                        (100, 0) => 0,
+                        (0..=100, 1..) => 2, // carried for good: narrowed
+                        _ => 1,
+                    }
+                });
+                unsafe { libc::_exit(code.unwrap_or(1)) };
+            }
+            let mut status = 0;
+            // SAFETY: waiting for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+                (true, 0) => {}
+                (true, 2) => carried_children += 1,
+                _ => {
+                    failed = Some((trial, status));
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Some((trial, status)) = failed {
+            panic!("trial {trial}: the forked child failed or hung (status {status:#x})");
+        }
+    });
+    println!(
+        "{TRIALS} children forked with one shared stripe: {carried_children} found it carried for good"
+    );
+}
+
 // --- A writer descheduled inside a call ----------------------------------------------------
 
 fn pin_this_thread_to(cpu: usize) {
