@@ -11,8 +11,8 @@ use crate::window::WINDOW_AGE_BUCKETS;
 pub const DEFAULT_HIGHEST_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default HDR precision: 3 significant digits (values are kept within 0.1 %).
 pub const DEFAULT_SIGNIFICANT_DIGITS: u8 = 3;
-/// Default cap on the recording state, so that a configuration cannot quietly ask for
-/// gigabytes.
+/// Default cap on the memory an engine can hold (its recording state and its read side at
+/// their worst), so that a configuration cannot quietly ask for gigabytes.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 /// Default bound on a snapshot's wait for writers inside a call.
 pub const DEFAULT_MAX_SNAPSHOT_WAIT: Duration = Duration::from_millis(5);
@@ -43,9 +43,9 @@ pub enum ConfigError {
         /// The largest accepted value.
         max: u64,
     },
-    /// The recording state this configuration needs exceeds the memory limit.
+    /// The memory this configuration can take exceeds the memory limit.
     TooMuchMemory {
-        /// Bytes the recording state would take.
+        /// Bytes the engine could take: see [`AtomicMetrics::memory_bound_bytes`].
         needed: usize,
         /// The limit in force ([`Builder::memory_limit_bytes`]).
         limit: usize,
@@ -66,8 +66,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::TooMuchMemory { needed, limit } => write!(
                 f,
-                "the recording state would take {needed} bytes, over memory_limit_bytes = \
-                 {limit}: lower stripes, significant_digits or highest_duration_ms, or raise the limit"
+                "the engine could take {needed} bytes (its recording state and read side at their \
+                 worst), over memory_limit_bytes = {limit}: lower stripes, significant_digits, \
+                 highest_duration_ms or custom_labels, or raise the limit"
             ),
         }
     }
@@ -173,8 +174,10 @@ impl Builder {
         self
     }
 
-    /// The most memory the recording state may take (default 1 GiB); see
-    /// [`AtomicMetrics::recording_memory_bytes`].
+    /// The most memory the engine may take (default 1 GiB): its recording state and its read
+    /// side at their worst, every block of every label written; see
+    /// [`AtomicMetrics::memory_bound_bytes`]. Snapshots that users hold beyond the latest are
+    /// theirs, outside it.
     pub fn memory_limit_bytes(mut self, memory_limit_bytes: usize) -> Self {
         self.memory_limit_bytes = memory_limit_bytes;
         self
@@ -256,7 +259,7 @@ impl Builder {
             window: self.window,
             custom_labels: self.custom_labels,
         };
-        let needed = AtomicMetrics::recording_memory_for(&config);
+        let needed = AtomicMetrics::memory_bound_for(&config);
         if needed > self.memory_limit_bytes {
             return Err(ConfigError::TooMuchMemory {
                 needed,
@@ -297,7 +300,7 @@ impl Builder {
                 window: self.window,
                 custom_labels: self.custom_labels,
             };
-            if AtomicMetrics::recording_memory_for(&config) <= self.memory_limit_bytes {
+            if AtomicMetrics::memory_bound_for(&config) <= self.memory_limit_bytes {
                 break;
             }
             stripes -= 1;

@@ -238,10 +238,27 @@ impl AtomicMetrics {
 
     /// Bytes of recording state reserved at construction: the bound on what it can make
     /// resident, whatever the number of threads. Resident memory follows use (see
-    /// [Memory](Self#memory)). A published [`Snapshot`] is extra: see
-    /// [`Snapshot::memory_bytes`].
+    /// [Memory](Self#memory)). The read side is extra: see
+    /// [`memory_bound_bytes`](Self::memory_bound_bytes) and [`Snapshot::memory_bytes`].
     pub fn recording_memory_bytes(&self) -> usize {
         Self::recording_memory_for(&self.config)
+    }
+
+    /// The most memory this engine can hold: its [recording state](Self::recording_memory_bytes)
+    /// and its read side at their worst, every block of every label written (the published
+    /// snapshot, the window's age buckets, the interval a snapshot builds, each with its
+    /// folds, pending lists and built histograms). What
+    /// [`Builder::memory_limit_bytes`](crate::Builder::memory_limit_bytes) bounds. Snapshots
+    /// that users hold beyond the latest are theirs, outside it (see
+    /// [`Snapshot::memory_bytes`]); in practice the read side holds a small part of its bound,
+    /// since durations touch few blocks.
+    pub fn memory_bound_bytes(&self) -> usize {
+        Self::memory_bound_for(&self.config)
+    }
+
+    pub(crate) fn memory_bound_for(config: &Config) -> usize {
+        let cells = LabelledErrors::cells_for(config.custom_labels);
+        Self::recording_memory_for(config) + Reader::worst_case_bytes(&config.layout, cells)
     }
 
     pub(crate) fn recording_memory_for(config: &Config) -> usize {

@@ -55,7 +55,7 @@ use crate::recording::leased::Closed;
 use crate::recording::shared::Flipped;
 use crate::snapshot::{DrainedLabel, Snapshot, View, WindowView};
 use crate::sync::{Backoff, Mutex, lock};
-use crate::window::AgeBuckets;
+use crate::window::{AgeBuckets, WINDOW_AGE_BUCKETS};
 
 /// What the reader keeps between two snapshots, and the published pointer.
 pub(crate) struct Reader {
@@ -449,6 +449,21 @@ impl Reader {
             max_wait,
             window,
         }
+    }
+
+    /// The most bytes the reader can hold, every block of `layout` written in every label:
+    /// the views it keeps (the published snapshot's cumulative view, interval and window, the
+    /// start of each of the window's age buckets, and the interval a cut builds), each at its
+    /// worst (see [`View::worst_case_bytes`]), its drain buffer and the snapshot itself.
+    /// Snapshots that users hold beyond the latest are theirs, outside this bound.
+    pub(crate) fn worst_case_bytes(layout: &HdrLayout, labelled_cells: usize) -> usize {
+        let views = WINDOW_AGE_BUCKETS as usize + 4;
+        let drain_buffer = layout.len() * std::mem::size_of::<(u32, u64)>();
+        std::mem::size_of::<Self>()
+            + std::mem::size_of::<OwnedState>()
+            + 2 * std::mem::size_of::<Snapshot>()
+            + views * View::worst_case_bytes(layout, labelled_cells)
+            + drain_buffer
     }
 
     /// Cuts `recording`, builds the snapshot with the given clocks, publishes it and returns

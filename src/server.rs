@@ -6,9 +6,10 @@
 //! (`max_header_bytes`) and in time (`header_timeout`), every connection in lifetime
 //! (`connection_lifetime`), and connections in number (`max_connections`). At the limit, a new
 //! connection makes the oldest one close gracefully (at once if it is idle, as a keep-alive
-//! connection between requests is; after its response if not) and gets its slot; if none
-//! frees within 100 ms, the new one is closed. So idle keep-alive connections never keep a
-//! scrape out.
+//! connection between requests is; after its response if not; within 50 ms in any case, so a
+//! slow client's request head still arriving is dropped) and gets its slot; if none frees
+//! within 100 ms, the new one is closed. So neither idle keep-alive connections nor slow
+//! clients keep a scrape out.
 //!
 //! Scrapes read the published snapshot ([`AtomicMetrics::latest`]), so a scrape never slows
 //! recording, unless that snapshot is older than `max_snapshot_age` (default 30 s): then the
@@ -262,16 +263,15 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();
     // The connections open, oldest first: their ids, and how to ask each to close.
-    let mut open: VecDeque<(u64, oneshot::Sender<()>)> = VecDeque::new();
-    let mut next_id = 0_u64;
+    let mut open: VecDeque<(tokio::task::Id, oneshot::Sender<()>)> = VecDeque::new();
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut stop_requested => break,
             // Reap finished connections so that the set does not grow.
-            Some(finished) = connections.join_next(), if !connections.is_empty() => {
-                if let Ok(id) = finished {
-                    open.retain(|(open_id, _)| *open_id != id);
-                }
+            // A connection that ended, or whose task panicked, leaves the list by its task id.
+            Some(finished) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let ended = finished.map_or_else(|error| error.id(), |(id, ())| id);
+                open.retain(|(id, _)| *id != ended);
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -302,11 +302,8 @@ async fn serve(
             }
         };
         let (close, close_requested) = oneshot::channel();
-        let id = next_id;
-        next_id += 1;
-        open.push_back((id, close));
         let (endpoint, limits) = (Arc::clone(&endpoint), Arc::clone(&config));
-        connections.spawn(async move {
+        let task = connections.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let service = hyper::service::service_fn(move |request| {
@@ -323,21 +320,26 @@ async fn serve(
                 tokio::select! {
                     _ = connection.as_mut() => {}
                     Ok(()) = close_requested => {
+                        // Graceful: a response under way ends first. A request head still
+                        // arriving (a slow client) would hold the slot until its header
+                        // timeout: past `EVICTION_GRACE`, the connection is dropped.
                         connection.as_mut().graceful_shutdown();
-                        let _ = connection.await;
+                        let _ = tokio::time::timeout(EVICTION_GRACE, connection).await;
                     }
                 }
             };
             // Errors are the client's (malformed, too slow, gone): the connection ends.
             let _ = tokio::time::timeout(limits.connection_lifetime, served).await;
-            id
         });
+        open.push_back((task.id(), close));
     }
     connections.shutdown().await;
 }
 
 /// How long a connection over the limit waits for the oldest to close.
 const EVICTION_WAIT: Duration = Duration::from_millis(100);
+/// How long an evicted connection may take to close gracefully: less than `EVICTION_WAIT`.
+const EVICTION_GRACE: Duration = Duration::from_millis(50);
 
 fn respond(request: &Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
     let path = request.uri().path();

@@ -263,12 +263,14 @@ fn memory_is_fixed_by_the_configuration() {
     // The 2-core default: three stripes, two leased (32-bit counts) and one shared (64-bit).
     let metrics = AtomicMetrics::builder().stripes(3).build().unwrap();
     // Per stripe two phases × 12 histograms × 18,432 slots, plus small change: the counters
-    // and sums of 10 lanes (one per leased stripe, 8 on the shared one), 5 KiB each, and the
-    // 18 KiB slot-to-bucket table.
+    // and sums of 10 lanes (one per leased stripe, 8 on the shared one), 5 KiB each, the
+    // 18 KiB slot-to-bucket table, and the custom labels: their 36 × 37 grid of counts (with
+    // the reader's two copies, 30 KiB) and 32 names of at most 256 bytes a table (17 KiB).
     let histograms = (2 * 4 + 8) * 2 * 12 * 18_432;
+    let labels = 3 * 36 * 37 * 8 + 2 * 32 * (256 + 16);
     let bytes = metrics.recording_memory_bytes();
     assert!(
-        bytes >= histograms && bytes < histograms + 10 * 5 * 1024 + 32 * 1024,
+        bytes >= histograms + labels && bytes < histograms + labels + 10 * 5 * 1024 + 32 * 1024,
         "{bytes}"
     );
     assert!(
@@ -385,4 +387,43 @@ fn custom_label_errors_split_into_intervals_that_add_up() {
         );
         assert_eq!(snapshot.cumulative().custom_label_overflows(), overflows);
     }
+}
+
+/// `memory_limit_bytes` bounds all the engine can hold, its read side and custom labels
+/// included: 5 significant digits at the default range, whose read side could take gigabytes,
+/// are refused under the default 1 GiB, and a grid of 1,024 custom labels a side counts.
+#[test]
+fn the_memory_limit_bounds_the_read_side_and_the_labels_too() {
+    let error = AtomicMetrics::builder()
+        .significant_digits(5)
+        .stripes(1)
+        .build()
+        .unwrap_err();
+    match error {
+        ConfigError::TooMuchMemory { needed, limit } => {
+            assert_eq!(limit, 1 << 30);
+            assert!(needed > limit, "{needed}");
+        }
+        other => panic!("{other}"),
+    }
+    let bound = |labels| {
+        let metrics = AtomicMetrics::builder()
+            .stripes(3)
+            .custom_labels(labels)
+            .build()
+            .unwrap();
+        assert!(metrics.memory_bound_bytes() > metrics.recording_memory_bytes());
+        metrics.memory_bound_bytes()
+    };
+    let grid = 1_028 * 1_029 * 8;
+    assert!(bound(1_024) - bound(0) >= grid, "the grid's counts alone");
+    let small_limit = AtomicMetrics::builder()
+        .stripes(3)
+        .custom_labels(1_024)
+        .memory_limit_bytes(bound(0) + grid / 2)
+        .build();
+    assert!(matches!(
+        small_limit,
+        Err(ConfigError::TooMuchMemory { .. })
+    ));
 }

@@ -460,3 +460,77 @@ fn custom_labels_hold_no_more_than_the_engine_reserves_for_them() {
         );
     }
 }
+
+/// What `memory_bound_bytes` promises: however the engine is used, what it holds stays within
+/// it. Every slot of every label written (a small layout, so that it is quick), a window that
+/// rolls at every snapshot, every view read by block and its full histogram built, custom
+/// labels added: the most the engine held after any snapshot (the published one included,
+/// the caller's handle on it dropped) is within the bound.
+#[test]
+fn the_memory_an_engine_holds_stays_within_its_bound() {
+    use taskmeter::LabelRef;
+    let before = HELD_BYTES.with(Cell::get);
+    let metrics = AtomicMetrics::builder()
+        .significant_digits(2)
+        .highest_duration_ms(10_000)
+        .window(std::time::Duration::from_millis(4))
+        .stripes(2)
+        .custom_labels(2)
+        .build()
+        .unwrap();
+    let outcomes = [
+        TaskOutcome::Success,
+        TaskOutcome::Failure,
+        TaskOutcome::Canceled,
+        TaskOutcome::Timeout,
+    ];
+    let mut peak = 0;
+    for round in 0..24_u64 {
+        // Every slot in one round of three, a spread of them in the others.
+        let step = if round % 3 == 0 {
+            1
+        } else {
+            5 + round as usize
+        };
+        for runner in RunnerType::ALL {
+            for outcome in outcomes {
+                for ms in (round..=10_000).step_by(step) {
+                    metrics.record_task_started(runner);
+                    metrics.record_task_completed(runner, outcome, ms);
+                }
+            }
+        }
+        let runner = if round % 2 == 0 {
+            "gpu"
+        } else {
+            "image-resize"
+        };
+        metrics.record_labelled_runner_error_ref(
+            LabelRef::Custom(runner),
+            LabelRef::Known(RunnerErrorKind::SpawnFailed),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let snapshot = metrics.snapshot();
+        for view in [
+            snapshot.cumulative(),
+            snapshot.interval(),
+            snapshot.window(),
+        ] {
+            for runner in RunnerType::ALL {
+                for outcome in outcomes {
+                    view.duration_counts(runner, outcome)
+                        .value_at_quantile(0.99);
+                    view.duration(runner, outcome);
+                }
+            }
+        }
+        drop(snapshot);
+        peak = peak.max(HELD_BYTES.with(Cell::get).wrapping_sub(before));
+    }
+    let bound = metrics.memory_bound_bytes() as u64;
+    assert!(
+        peak <= bound,
+        "the engine held {peak} bytes, over its bound of {bound}"
+    );
+    println!("held at most {peak} bytes of a bound of {bound}");
+}

@@ -254,6 +254,58 @@ fn idle_keep_alive_connections_never_keep_a_scrape_out() {
     drop(idle);
 }
 
+/// Clients that send part of a request head and wait, each replaced by a new one as soon as
+/// the server closes it, more of them than the server's connections: every scrape between
+/// them is served.
+#[test]
+fn slow_clients_holding_request_heads_never_keep_a_scrape_out() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_metrics, server) = start(ServerConfig::default().max_connections(8));
+    let addr = server.local_addr();
+    let stop = AtomicBool::new(false);
+    let slow_client = || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: sl")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        stream
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut clients: Vec<TcpStream> = (0..10).map(|_| slow_client()).collect();
+            while !stop.load(Ordering::Relaxed) {
+                for client in &mut clients {
+                    let mut byte = [0_u8; 1];
+                    let waiting = match client.read(&mut byte) {
+                        Err(error) => matches!(
+                            error.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ),
+                        // Closed, or answered: the server is done with it.
+                        Ok(_) => false,
+                    };
+                    if !waiting {
+                        *client = slow_client();
+                    }
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let statuses: Vec<Option<u16>> = (0..8)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                let request = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+                exchange(addr, request).map(|reply| reply.status)
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(statuses, vec![Some(200); 8], "scrapes among slow clients");
+    });
+}
+
 #[test]
 fn a_scrape_never_serves_a_snapshot_older_than_the_bound() {
     let (metrics, server) =

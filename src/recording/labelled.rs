@@ -219,6 +219,11 @@ impl LabelledErrors {
         }
     }
 
+    /// Cells in the grid of tables of `capacity` labels.
+    pub(crate) fn cells_for(capacity: usize) -> usize {
+        Self::rows_for(capacity) * Self::columns_for(capacity)
+    }
+
     fn rows_for(capacity: usize) -> usize {
         RunnerType::COUNT + capacity + 1
     }

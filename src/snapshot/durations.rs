@@ -166,6 +166,30 @@ impl DurationCounts {
         }
     }
 
+    /// The most bytes one label's counts can hold in one view, every block of `layout`
+    /// written: the base blocks and a fold of them (each block copied), the pending lists and
+    /// the lists the last fold took in (within once and twice the bound that makes a fold), or an
+    /// interval's list of every slot and its blocks; the
+    /// [`histogram`](Self::histogram) once built, and the structure itself. Allocator
+    /// overhead is not counted.
+    pub(crate) fn worst_case_bytes(layout: &HdrLayout) -> usize {
+        use std::mem::size_of;
+        let arc = 2 * size_of::<usize>();
+        let blocks = layout.len().div_ceil(BLOCK_SLOTS);
+        let one_block = size_of::<(u32, Arc<Block>)>() + arc + size_of::<Block>();
+        let block_list = arc + size_of::<Blocks>() + blocks * one_block;
+        let pair = size_of::<(u32, u64)>();
+        let pending_pairs = MIN_PENDING_PAIRS.max(PENDING_PAIRS_PER_BLOCK * blocks);
+        let list = arc + size_of::<Pending>() + arc + size_of::<Vec<(u32, u64)>>();
+        let lists = |pairs: usize| pairs * pair + MAX_PENDING_LISTS * list;
+        let dense = size_of::<Histogram<u64>>() + layout.len() * size_of::<u64>();
+        // Counts in blocks with lists pending; or a cut's interval: one list, a slot at most
+        // once, and its blocks once read by block.
+        let in_blocks = 2 * block_list + lists(pending_pairs) + lists(2 * pending_pairs);
+        let interval = lists(layout.len()) + block_list;
+        arc + size_of::<Self>() + in_blocks.max(interval) + dense
+    }
+
     /// The significant decimal digits of the engine's layout.
     #[cfg_attr(
         not(any(feature = "native-histograms", feature = "hlog", feature = "json")),
@@ -249,7 +273,10 @@ impl DurationCounts {
     /// where it came from.
     fn take_folded(&mut self, folded: Arc<Blocks>) {
         let lists = self.pending.take().expect("a fold of pending lists");
-        self.folded_from = Some(FoldedFrom {
+        // Kept within twice the bound that makes a fold (which the list that made it may take
+        // them past), so that these counts hold at most three times that bound in lists (see
+        // `worst_case_bytes`): a window across a fold of more falls back to subtracting blocks.
+        self.folded_from = (lists.pairs <= 2 * self.pending_bound()).then(|| FoldedFrom {
             base: self.base.as_ref().map(Arc::downgrade),
             lists,
         });
@@ -533,10 +560,13 @@ impl DurationCounts {
     /// the blocks they will be folded into.
     fn pending_is_full(&self) -> bool {
         self.pending.as_ref().is_some_and(|pending| {
-            pending.lists >= MAX_PENDING_LISTS
-                || pending.pairs
-                    >= MIN_PENDING_PAIRS.max(PENDING_PAIRS_PER_BLOCK * self.base().len())
+            pending.lists >= MAX_PENDING_LISTS || pending.pairs >= self.pending_bound()
         })
+    }
+
+    /// The pairs pending that make a fold: at most about half the memory of the base blocks.
+    fn pending_bound(&self) -> usize {
+        MIN_PENDING_PAIRS.max(PENDING_PAIRS_PER_BLOCK * self.base().len())
     }
 
     /// Adds `other`'s blocks where these have a block of the same index already, walking

@@ -70,6 +70,20 @@ pub struct View {
 }
 
 impl View {
+    /// The most bytes one view can hold, every block of `layout` written in every label, with
+    /// a grid of `labelled_cells` custom-label counts: see
+    /// [`DurationCounts::worst_case_bytes`]. The tables every view of an engine shares are not
+    /// counted.
+    pub(crate) fn worst_case_bytes(layout: &HdrLayout, labelled_cells: usize) -> usize {
+        let arc = 2 * std::mem::size_of::<usize>();
+        std::mem::size_of::<Self>()
+            + arc
+            + COMPLETION_LABELS * DurationCounts::worst_case_bytes(layout)
+            + arc
+            + std::mem::size_of::<Vec<u64>>()
+            + labelled_cells * std::mem::size_of::<u64>()
+    }
+
     pub(crate) fn empty(layout: &HdrLayout, labelled: &Arc<dyn LabelGrid>) -> Self {
         Self::with_tables(layout, solti_bucket_of_slots(layout), Arc::clone(labelled))
     }
