@@ -332,6 +332,37 @@ fn json_round_trips_and_matches_the_snapshot() {
     );
 }
 
+/// JSON's minimum is the smallest value's slot, not a low quantile: one fast task among
+/// thousands of slow ones is its minimum, while its 0.1 % quantile is a slow one.
+#[test]
+fn json_minimum_and_maximum_are_the_extremes_not_quantiles() {
+    use taskmeter::export::json::JsonSnapshot;
+    let metrics = AtomicMetrics::new();
+    let (runner, outcome) = (RunnerType::Container, TaskOutcome::Failure);
+    metrics.record_task_completed(runner, outcome, 1);
+    for _ in 0..3_000 {
+        metrics.record_task_completed(runner, outcome, 100);
+    }
+    metrics.record_task_completed(runner, outcome, 90_000);
+    let snapshot = metrics.snapshot();
+    let read: JsonSnapshot = serde_json::from_str(&snapshot.to_json()).unwrap();
+    let durations = &read.cumulative.completed["container"]["failure"];
+    assert_eq!(durations.min_ms, Some(1));
+    assert_eq!(
+        durations.max_ms,
+        Some(snapshot.cumulative().duration(runner, outcome).max())
+    );
+    assert!((89_999..=90_100).contains(&durations.max_ms.unwrap()));
+    assert_eq!(durations.quantiles_ms["0.999"], 100);
+    assert_eq!(
+        snapshot
+            .cumulative()
+            .duration_counts(runner, outcome)
+            .value_at_quantile(0.001),
+        100
+    );
+}
+
 #[test]
 fn every_exposition_carries_its_snapshots_timestamp_and_sequence() {
     let metrics = AtomicMetrics::new();
