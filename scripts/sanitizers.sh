@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the concurrency tests under Miri and ThreadSanitizer, where a nightly toolchain with the
 # `miri` and `rust-src` components exists (`rustup component add miri rust-src --toolchain
-# nightly`). Not part of .ci/run: a fresh CI machine has no nightly.
+# nightly`). Not part of .ci/run, but for the quick Miri set (`scripts/miri.sh --quick`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +10,8 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
     exit 0
 fi
 
-echo "== Miri: unit tests that fit its speed, and the small-thread tests"
-MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test -p taskmeter --no-default-features \
-    --target-dir target/miri --lib -- \
-    --skip layout::tests --skip engine::tests::clocks --skip recording::counts::tests \
-    --skip engine::tests::ordinals_are_recycled
-MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test -p taskmeter --no-default-features \
-    --target-dir target/miri --test small_threads
+echo "== Miri: unit tests that fit its speed, the small-thread tests, native buckets"
+bash scripts/miri.sh --require
 
 echo "== ThreadSanitizer: small-thread, stress and fault tests"
 RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \

@@ -87,6 +87,7 @@ struct ProcessState {
 }
 
 struct OwnedState {
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
     pid: u32,
     state: Mutex<ReaderState>,
 }
