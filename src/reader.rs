@@ -73,10 +73,16 @@ pub(crate) struct Reader {
 /// was inside a snapshot finds the lock held by a thread that does not exist in it, for
 /// ever. So the state is tagged with the process that built it, and a process that finds
 /// another's builds its own, from the last published snapshot (a consistent one: publication
-/// follows a whole cut). What the parent's cut in progress had drained is not in the child's
-/// figures (those calls are the parent's), and the child's window starts anew. The stripes
-/// that cut switched and did not drain are switched again by the child's first cut and
-/// drained in turn: counts only add, so nothing recorded there is lost.
+/// follows a whole cut); its window starts anew.
+///
+/// What the parent's cut in progress had in hand is not resumed, since its record of the
+/// stripes it switched is in the parent's state: the calls it had drained stay the parent's
+/// (their starts stay in the child's in-flight); a shared stripe it had switched and not
+/// drained may stay carried in the child (its exit count is off by the parent's writers);
+/// a leased stripe it had closed keeps its undrained calls uncounted until a thread of the
+/// child claims it. Resuming them needs the switch records kept in the stripes. A child told
+/// apart by nothing but its pid is not told apart: one in a new pid namespace, or given an
+/// ancestor's pid again, uses that ancestor's state.
 ///
 /// Costs a `getpid` a snapshot. Under loom and Miri, which fork nothing, it is the state.
 struct ProcessState {

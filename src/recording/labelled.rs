@@ -3,11 +3,12 @@
 //!
 //! Each of the two label sets (runners, error kinds) is a [`LabelTable`] of a configured
 //! capacity ([`Builder::custom_labels`](crate::Builder::custom_labels)). No call here takes a
-//! lock or waits for another thread, so a signal handler, or a child forked while another
-//! thread was inside a call, records without hanging:
+//! lock of its own or waits for another thread, so a signal handler, or a child forked while
+//! another thread was inside a call, records without hanging:
 //! - a label already in its table is found by a scan of the names set: no allocation either;
 //! - a new label claims the next free slot with one atomic add and sets its name there (the
-//!   call's own `String`, or a copy of a borrowed label);
+//!   call's own `String`, or a copy of a borrowed label: that copy is an allocation, whose
+//!   allocator may lock, so a signal handler must not add a label);
 //! - once a table is full, or for a label longer than [`MAX_CUSTOM_LABEL_BYTES`], the call is
 //!   counted under [`OVERFLOW_LABEL`], and counted again in the overflow counter, so nothing
 //!   is lost and the label set (and so the exposition and the memory) stays bounded.
@@ -167,14 +168,18 @@ impl LabelTable {
                 (claimed < self.capacity()).then_some(claimed + 1)
             })
             .ok()?;
+        // Another call may have claimed an earlier slot for the same name (set or not yet):
+        // say so before this name can be found. `set` releases the flag to every call that
+        // finds the name, and their counts release it to the reader, so that no view meets
+        // two cells of one name without summing them.
+        let may_repeat = (self.slots().take(index)).any(|name| name.is_none_or(|n| *n == *label));
+        if may_repeat {
+            self.may_repeat.store(true, Ordering::Relaxed);
+        }
         // Only this call sets this slot, so `set` finds it empty and never waits.
         let _ = self.names[index].set(label.into_owned().into_boxed_str());
-        // Another call may have claimed an earlier slot for the same name meanwhile: the
-        // earlier one is used once it is set, and views sum the two.
-        let earlier = self.slots().take(index);
-        let mut unset_or_same = earlier.filter(|name| name.is_none_or(|n| *n == *self.name(index)));
-        if unset_or_same.next().is_some() {
-            self.may_repeat.store(true, Ordering::Relaxed);
+        if may_repeat {
+            // The earliest slot of the name is used once it is set.
             return Some(self.find(self.name(index)).unwrap_or(index));
         }
         Some(index)
