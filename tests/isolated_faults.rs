@@ -14,7 +14,7 @@
 
 mod child;
 
-use child::is_child_for;
+use child::{exit_code, fork_and_wait, is_child_for, succeeded};
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -161,28 +161,19 @@ fn a_child_forked_while_threads_record_takes_snapshots_of_what_it_records() {
         }
         for trial in 0..TRIALS {
             std::thread::sleep(Duration::from_micros(if trial % 2 == 0 { 0 } else { 100 }));
-            // SAFETY: the child only records, snapshots (which allocate: glibc's malloc is
-            // safe after fork) and leaves with `_exit`; an alarm bounds it.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                unsafe { libc::alarm(20) };
-                let (runner, outcome, ms) = CHILD;
-                let ok = std::panic::catch_unwind(|| {
+            let status = fork_and_wait(20, || {
+                exit_code({
+                    let (runner, outcome, ms) = CHILD;
                     metrics.snapshot();
                     for _ in 0..100 {
                         metrics.record_task_completed(runner, outcome, ms);
                     }
                     (0..10)
                         .any(|_| metrics.snapshot().cumulative().completed(runner, outcome) == 100)
-                });
-                unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waiting for the child just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                })
+            });
             assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                succeeded(status),
                 "trial {trial}: the forked child failed or hung (status {status:#x})"
             );
         }
@@ -218,14 +209,9 @@ fn a_child_forked_while_another_thread_takes_a_snapshot_takes_its_own() {
         let mut hung = None;
         for trial in 0..TRIALS {
             std::thread::sleep(Duration::from_micros(if trial % 2 == 0 { 50 } else { 500 }));
-            // SAFETY: the child only records, snapshots and leaves with `_exit`; an alarm
-            // bounds it.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                unsafe { libc::alarm(2) };
-                let (runner, outcome, ms) = CHILD;
-                let ok = std::panic::catch_unwind(|| {
+            let status = fork_and_wait(2, || {
+                exit_code({
+                    let (runner, outcome, ms) = CHILD;
                     let before = metrics.snapshot();
                     for _ in 0..100 {
                         metrics.record_task_completed(runner, outcome, ms);
@@ -237,13 +223,9 @@ fn a_child_forked_while_another_thread_takes_a_snapshot_takes_its_own() {
                     after.sequence() > before.sequence()
                         && after.cumulative().completed(runner, outcome)
                             == before.cumulative().completed(runner, outcome) + 100
-                });
-                unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waiting for the child just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                })
+            });
+            if !succeeded(status) {
                 hung = Some((trial, status));
                 break;
             }
@@ -286,32 +268,21 @@ fn a_child_forked_while_a_thread_is_inside_a_shared_stripe_never_hangs_nor_misco
         let mut failed = None;
         for trial in 0..TRIALS {
             std::thread::sleep(Duration::from_micros(100));
-            // SAFETY: the child only records, snapshots and leaves with `_exit`; an alarm
-            // bounds it.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                unsafe { libc::alarm(5) };
+            let status = fork_and_wait(5, || {
                 let (runner, outcome, ms) = CHILD;
-                let code = std::panic::catch_unwind(|| {
-                    let before = metrics.snapshot().cumulative().completed(runner, outcome);
-                    for _ in 0..100 {
-                        metrics.record_task_completed(runner, outcome, ms);
-                    }
-                    let after = metrics.snapshot();
-                    check_fixed_duration(&after, runner, outcome, ms);
-                    let counted = after.cumulative().completed(runner, outcome) - before;
-                    match (counted, after.carried_stripes()) {
-                        (100, 0) => 0,
-                        (0..=100, 1..) => 2, // carried for good: narrowed
-                        _ => 1,
-                    }
-                });
-                unsafe { libc::_exit(code.unwrap_or(1)) };
-            }
-            let mut status = 0;
-            // SAFETY: waiting for the child just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                let before = metrics.snapshot().cumulative().completed(runner, outcome);
+                for _ in 0..100 {
+                    metrics.record_task_completed(runner, outcome, ms);
+                }
+                let after = metrics.snapshot();
+                check_fixed_duration(&after, runner, outcome, ms);
+                let counted = after.cumulative().completed(runner, outcome) - before;
+                match (counted, after.carried_stripes()) {
+                    (100, 0) => 0,
+                    (0..=100, 1..) => 2, // carried for good: narrowed
+                    _ => 1,
+                }
+            });
             match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
                 (true, 0) => {}
                 (true, 2) => carried_children += 1,

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use child::is_child_for;
+use child::{exit_code, fork_and_wait, is_child_for, succeeded};
 use taskmeter::{AtomicMetrics, LabelRef, OVERFLOW_LABEL, RunnerErrorKind, Snapshot};
 
 /// A runner label the table keeps, and one past it (the table holds one runner label).
@@ -137,26 +137,17 @@ fn a_child_forked_while_threads_record_custom_labels_records_them_too() {
         }
         for trial in 0..TRIALS {
             std::thread::sleep(Duration::from_micros(if trial % 2 == 0 { 0 } else { 100 }));
-            // SAFETY: the child only records, snapshots and leaves with `_exit`; an alarm
-            // bounds it.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                unsafe { libc::alarm(20) };
-                let ok = std::panic::catch_unwind(|| {
+            let status = fork_and_wait(20, || {
+                exit_code({
                     let (in_table, past, overflows) = counted(&metrics.snapshot());
                     for _ in 0..100 {
                         record_both(&metrics);
                     }
                     counted(&metrics.snapshot()) == (in_table + 100, past + 100, overflows + 100)
-                });
-                unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: waiting for the child just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                })
+            });
             assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                succeeded(status),
                 "trial {trial}: the forked child failed or hung (status {status:#x})"
             );
         }

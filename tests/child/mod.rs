@@ -43,3 +43,34 @@ pub fn is_child_for(test_name: &str, scenario: &str, deadline: Duration) -> bool
     in_child(test_name, scenario, deadline);
     std::env::var(SCENARIO_VAR).is_ok_and(|value| value == scenario)
 }
+
+/// Forks: the child runs `child` under an alarm of `alarm_secs` (so that a hang kills it) and
+/// leaves with `_exit` and the code `child` returned (1 if it panicked); the parent waits for
+/// it and returns its wait status (`libc::WIFEXITED`, `libc::WEXITSTATUS` read it).
+#[cfg(target_os = "linux")]
+pub fn fork_and_wait(alarm_secs: u32, child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `child` (recording and snapshots, which allocate: glibc's
+    // malloc is safe after fork) and leaves with `_exit`; the alarm bounds it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe { libc::alarm(alarm_secs) };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
+        unsafe { libc::_exit(code.unwrap_or(1)) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    status
+}
+
+/// Whether a wait status is an exit with code 0.
+#[cfg(target_os = "linux")]
+pub fn succeeded(status: i32) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// A child's exit code for whether it saw what it should: 0 if so, 1 if not.
+pub fn exit_code(passed: bool) -> i32 {
+    i32::from(!passed)
+}
